@@ -1,0 +1,95 @@
+"""Command line: thin typer commands over :mod:`analyzer.pipeline` and the report modules."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from analyzer.ingest.capture import CaptureError
+from analyzer.model import Analysis
+from analyzer.pipeline import AnalysisOptions, analyze
+from analyzer.report import json_out, text
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    help="Analyse Multipath TCP captures: subflows, connections, options, RFC 8684 findings.",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Analyse Multipath TCP captures. `mptcp-analyze TRACE` is short for `mptcp-analyze report TRACE`."""
+
+
+def _fail(message: str) -> typer.Exit:
+    """One clear line on stderr, exit code 2 (usage or input error)."""
+    Console(stderr=True, highlight=False).print(f"mptcp-analyze: error: {message}", markup=False)
+    return typer.Exit(EXIT_USAGE)
+
+
+def run_analysis(path: str, show_progress: bool = True) -> Analysis:
+    """Analyse with a progress bar on stderr when stderr is a terminal."""
+    err = Console(stderr=True)
+    if not (show_progress and err.is_terminal and path != "-"):
+        return analyze(path)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+        console=err, transient=True,
+    ) as progress:  # fmt: skip
+        task = progress.add_task("reading", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return analyze(path, AnalysisOptions(progress=update))
+
+
+@app.command("report")
+def report_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok), or - for stdin")],
+    json_output: Annotated[bool, typer.Option("--json", help="print the mptcp-analyze/1 JSON document")] = False,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write to this file instead of stdout")] = None,
+) -> None:
+    """Print a report of every MPTCP connection in TRACE."""
+    try:
+        analysis = run_analysis(trace)
+    except CaptureError as exc:
+        raise _fail(str(exc)) from None
+    out = output.open("w") if output else sys.stdout
+    try:
+        if json_output:
+            out.write(json_out.dumps(analysis) + "\n")
+        else:
+            text.render(analysis, Console(file=out))
+    finally:
+        if output:
+            out.close()
+
+
+COMMANDS = {"report"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point; ``mptcp-analyze trace.pcap`` is short for ``mptcp-analyze report trace.pcap``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    first = next((a for a in args if not a.startswith("-") or a == "-"), None)
+    if first is not None and first not in COMMANDS and not any(a in ("-h", "--help") for a in args[:1]):
+        args.insert(0, "report")
+    try:
+        app(args=args, prog_name="mptcp-analyze")
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

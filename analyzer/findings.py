@@ -1,0 +1,82 @@
+"""Findings: what the analysis reports about a trace, each tied to a stable rule id.
+
+The rule metadata lives in :mod:`analyzer.rules`; a finding only carries the id, where it happened
+(connection, subflow, frames) and a plain-English message about this occurrence.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Severity(enum.IntEnum):
+    """Ordered so that ``finding.severity >= Severity.WARNING`` reads naturally."""
+
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        return cls[text.upper()]
+
+
+@dataclass(slots=True)
+class Finding:
+    rule: str
+    severity: Severity
+    message: str
+    frames: list[int] = field(default_factory=list)
+    connection: int | None = None
+    subflow: int | None = None
+
+    def to_json(self) -> dict[str, object]:
+        from analyzer.rules import RULES
+
+        rule = RULES.get(self.rule)
+        return {
+            "rule": self.rule,
+            "severity": self.severity.label,
+            "connection": self.connection,
+            "subflow": self.subflow,
+            "frames": list(self.frames),
+            "message": self.message,
+            "section": rule.section if rule else None,
+            "title": rule.title if rule else None,
+        }
+
+
+class FindingSink:
+    """Collects findings, capping repeats of one rule so a broken trace cannot exhaust memory."""
+
+    def __init__(self, per_rule_limit: int = 1000) -> None:
+        self.findings: list[Finding] = []
+        self.suppressed: dict[str, int] = {}
+        self._counts: dict[str, int] = {}
+        self._limit = per_rule_limit
+
+    def add(
+        self,
+        rule: str,
+        message: str,
+        frames: list[int] | None = None,
+        connection: int | None = None,
+        subflow: int | None = None,
+        severity: Severity | None = None,
+    ) -> None:
+        from analyzer.rules import RULES
+
+        count = self._counts.get(rule, 0) + 1
+        self._counts[rule] = count
+        if count > self._limit:
+            self.suppressed[rule] = self.suppressed.get(rule, 0) + 1
+            return
+        if severity is None:
+            meta = RULES.get(rule)
+            severity = meta.severity if meta else Severity.WARNING
+        self.findings.append(Finding(rule, severity, message, frames or [], connection, subflow))

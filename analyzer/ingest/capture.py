@@ -1,0 +1,260 @@
+"""Streaming reader for pcap and pcapng files.
+
+dpkt's own readers drop what an analyzer needs (each record's original length, the interface and
+link type of a pcapng packet, a truncated last record) and raise mid-file, so the record loop is
+ours: plain ``struct`` over a buffered stream, one pass, constant memory.  dpkt still supplies the
+format constants and decodes the (rare, cold) pcapng interface blocks.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from dpkt import pcapng
+
+PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
+    # magic as stored on disk -> (struct byte order, timestamp fraction divisor)
+    b"\xd4\xc3\xb2\xa1": ("<", 1e6),
+    b"\xa1\xb2\xc3\xd4": (">", 1e6),
+    b"\x4d\x3c\xb2\xa1": ("<", 1e9),
+    b"\xa1\xb2\x3c\x4d": (">", 1e9),
+}
+PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
+GZIP_MAGIC = b"\x1f\x8b"
+
+# A record larger than this cannot be a real packet; it means the file is corrupt.
+MAX_RECORD = 1 << 20
+# pcapng blocks carry whole interface descriptions and name tables; anything bigger is corrupt.
+MAX_BLOCK = 1 << 24
+
+EPB, SPB, OBSOLETE_PB, IDB = 6, 3, 2, 1
+
+
+class CaptureError(Exception):
+    """The capture cannot be read at all (missing, unreadable, not a capture format)."""
+
+
+@dataclass(slots=True)
+class Interface:
+    link_type: int
+    snaplen: int
+    ts_divisor: float = 1e6
+    ts_offset: int = 0
+    name: str | None = None
+
+
+@dataclass(slots=True)
+class CaptureInfo:
+    """What the reader learned about the file itself; filled in while records stream."""
+
+    path: str
+    file_format: str = "unknown"
+    compressed: bool = False
+    size: int | None = None
+    interfaces: list[Interface] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    bytes_read: int = 0
+
+
+def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
+    """Open a file (or ``-`` for stdin), transparently un-gzipping it."""
+    info = CaptureInfo(path=path)
+    raw: BinaryIO
+    if path == "-":
+        raw = sys.stdin.buffer
+    else:
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - handed to the caller, closed by read_records
+            info.size = os.fstat(raw.fileno()).st_size
+        except FileNotFoundError:
+            raise CaptureError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise CaptureError(f"{path}: is a directory, not a capture file") from None
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    try:
+        head = stream.peek(4)[:4]
+    except OSError as exc:
+        raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if head[:2] == GZIP_MAGIC:
+        info.compressed = True
+        stream = io.BufferedReader(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
+    return stream, info
+
+
+def read_records(stream: BinaryIO, info: CaptureInfo) -> Iterator[tuple[float, int, bytes, int]]:
+    """Yield ``(timestamp, link_type, captured_bytes, original_length)`` for every packet.
+
+    Problems in the middle of a file end the stream with a message in ``info.errors``; they never
+    raise, so the analysis keeps everything read up to that point.
+    """
+    try:
+        head = stream.read(4)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise CaptureError(f"{info.path}: cannot read: {exc}") from None
+    if len(head) < 4:
+        raise CaptureError(f"{info.path}: empty or too short to be a capture file")
+    if head in PCAP_MAGICS:
+        info.file_format = "pcap"
+        records = _pcap_records(stream, info, head)
+    elif head == PCAPNG_SHB:
+        info.file_format = "pcapng"
+        records = _pcapng_records(stream, info, head)
+    else:
+        raise CaptureError(f"{info.path}: not a pcap or pcapng file (starts with {head.hex()})")
+    try:
+        yield from records
+    except (OSError, EOFError, gzip.BadGzipFile, struct.error, ValueError) as exc:
+        info.errors.append(f"read error after {info.bytes_read} bytes: {exc}")
+
+
+def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator[tuple[float, int, bytes, int]]:
+    order, divisor = PCAP_MAGICS[magic]
+    rest = stream.read(20)
+    if len(rest) < 20:
+        raise CaptureError(f"{info.path}: pcap file header is truncated")
+    _vmaj, _vmin, _zone, _sigfigs, snaplen, linktype = struct.unpack(order + "HHiIII", rest)
+    # The upper bits of the link-type word may carry an FCS length (pcap "LINKTYPE_" extension).
+    link_type = linktype & 0x0FFFFFFF
+    info.interfaces.append(Interface(link_type=link_type, snaplen=snaplen, ts_divisor=divisor))
+    info.bytes_read = 24
+    unpack_header = struct.Struct(order + "IIII").unpack
+    read = stream.read
+    offset = 24
+    while True:
+        header = read(16)
+        if len(header) < 16:
+            if header:
+                info.errors.append(f"truncated record header at end of file (offset {offset})")
+            break
+        sec, frac, caplen, origlen = unpack_header(header)
+        if caplen > MAX_RECORD:
+            info.errors.append(
+                f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading"
+            )
+            break
+        data = read(caplen)
+        offset += 16 + caplen
+        info.bytes_read = offset
+        if len(data) < caplen:
+            info.errors.append(
+                f"last record truncated: {len(data)} of {caplen} bytes present (file cut short)"
+            )
+            break
+        yield sec + frac / divisor, link_type, data, origlen
+
+
+def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterator[tuple[float, int, bytes, int]]:
+    order = "<"
+    interfaces: list[Interface] = []
+    read = stream.read
+    offset = 0
+    block_type_raw = first
+    while True:
+        rest = read(4)
+        if len(rest) < 4:
+            if block_type_raw or rest:
+                info.errors.append(f"truncated pcapng block header at offset {offset}")
+            return
+        if block_type_raw == PCAPNG_SHB:
+            bom = read(4)
+            if len(bom) < 4:
+                info.errors.append(f"truncated pcapng section header at offset {offset}")
+                return
+            if bom == b"\x4d\x3c\x2b\x1a":
+                order = "<"
+            elif bom == b"\x1a\x2b\x3c\x4d":
+                order = ">"
+            else:
+                info.errors.append(f"bad pcapng byte-order magic at offset {offset}; stopped reading")
+                return
+            (length,) = struct.unpack(order + "I", rest)
+            if length < 28 or length > MAX_BLOCK or length % 4:
+                info.errors.append(f"corrupt pcapng section header at offset {offset}; stopped reading")
+                return
+            body = read(length - 12)
+            if len(body) < length - 12:
+                info.errors.append(f"truncated pcapng section header at offset {offset}")
+                return
+            interfaces = []  # interface ids restart in every section
+            offset += length
+            info.bytes_read = offset
+            block_type_raw = read(4)
+            if not block_type_raw:
+                return
+            continue
+        (block_type,) = struct.unpack(order + "I", block_type_raw)
+        (length,) = struct.unpack(order + "I", rest)
+        if length < 12 or length > MAX_BLOCK or length % 4:
+            info.errors.append(f"corrupt pcapng block (length {length}) at offset {offset}; stopped reading")
+            return
+        body = read(length - 8)
+        if len(body) < length - 8:
+            info.errors.append(f"last pcapng block truncated at offset {offset} (file cut short)")
+            return
+        block_offset = offset
+        offset += length
+        info.bytes_read = offset
+        if block_type == EPB:
+            if len(body) < 24:
+                info.errors.append(f"pcapng packet block too short at offset {block_offset}")
+            else:
+                if_id, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "IIIII", body, 0)
+                if if_id >= len(interfaces) or caplen > len(body) - 24:
+                    info.errors.append(
+                        f"pcapng packet block at offset {block_offset} names unknown interface {if_id}"
+                        if if_id >= len(interfaces)
+                        else f"pcapng packet block at offset {block_offset} is shorter than its packet"
+                    )
+                else:
+                    iface = interfaces[if_id]
+                    ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
+                    yield ts, iface.link_type, body[20 : 20 + caplen], origlen
+        elif block_type == SPB:
+            if interfaces and len(body) >= 8:
+                (origlen,) = struct.unpack_from(order + "I", body, 0)
+                iface = interfaces[0]
+                caplen = min(origlen, iface.snaplen or origlen, len(body) - 8)
+                yield 0.0, iface.link_type, body[4 : 4 + caplen], origlen
+        elif block_type == OBSOLETE_PB:
+            if len(body) >= 24:
+                if_id, _drops, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "HHIIII", body, 0)
+                if if_id < len(interfaces) and caplen <= len(body) - 24:
+                    iface = interfaces[if_id]
+                    ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
+                    yield ts, iface.link_type, body[20 : 20 + caplen], origlen
+        elif block_type == IDB:
+            iface = _parse_idb(block_type_raw + rest + body, order == "<", block_offset, info)
+            if iface is not None:
+                interfaces.append(iface)
+                info.interfaces.append(iface)
+        block_type_raw = read(4)
+        if not block_type_raw:
+            return
+
+
+def _parse_idb(block: bytes, little_endian: bool, offset: int, info: CaptureInfo) -> Interface | None:
+    """Decode an interface description block with dpkt (cold path: once per interface)."""
+    try:
+        idb = pcapng.InterfaceDescriptionBlockLE(block) if little_endian else pcapng.InterfaceDescriptionBlock(block)
+    except Exception as exc:  # dpkt raises a variety of errors on malformed option lists
+        info.errors.append(f"unreadable pcapng interface block at offset {offset}: {exc}")
+        return None
+    iface = Interface(link_type=idb.linktype, snaplen=idb.snaplen)
+    for opt in getattr(idb, "opts", []):
+        if opt.code == pcapng.PCAPNG_OPT_IF_TSRESOL and opt.data:
+            value = opt.data[0]
+            iface.ts_divisor = float((2 if value & 0x80 else 10) ** (value & 0x7F))
+        elif opt.code == pcapng.PCAPNG_OPT_IF_TSOFFSET and len(opt.data) >= 8:
+            iface.ts_offset = struct.unpack("<q" if little_endian else ">q", opt.data[:8])[0]
+        elif opt.code == 2 and opt.data:  # if_name
+            iface.name = bytes(opt.data).rstrip(b"\x00").decode("utf-8", "replace")
+    return iface

@@ -1,0 +1,275 @@
+"""Hot-path decoding of link, IP and TCP headers straight from the captured bytes.
+
+Every packet of a multi-million-packet trace passes through :func:`decode_segment`, so it uses
+``struct`` on the raw buffer, never raises for bad input (a short or odd packet returns a
+:class:`Skip` reason that the caller counts), and only walks TCP options when they can hold
+something we need (any SYN, or a byte that could be an MPTCP option kind).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+
+from analyzer.tcp_options import TcpOptions, walk_tcp_options
+
+# Link types (LINKTYPE_* values as stored in pcap/pcapng files).
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW_12 = 12  # DLT_RAW on some BSDs
+LINKTYPE_RAW_14 = 14  # DLT_RAW on OpenBSD
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+LINK_TYPE_NAMES = {
+    LINKTYPE_NULL: "NULL",
+    LINKTYPE_ETHERNET: "ETHERNET",
+    LINKTYPE_RAW_12: "RAW",
+    LINKTYPE_RAW_14: "RAW",
+    LINKTYPE_RAW: "RAW",
+    LINKTYPE_LOOP: "LOOP",
+    LINKTYPE_LINUX_SLL: "LINUX_SLL",
+    LINKTYPE_IPV4: "IPV4",
+    LINKTYPE_IPV6: "IPV6",
+    LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
+}
+SUPPORTED_LINK_TYPES = frozenset(LINK_TYPE_NAMES)
+
+ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
+VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
+MAX_VLAN_TAGS = 4
+# BSD loopback address families for IPv6 differ by OS (Linux 10, BSDs 24/28/30).
+AF_INET = 2
+AF_INET6_ALL = frozenset({10, 24, 28, 30})
+
+IPPROTO_TCP = 6
+IPV6_EXTENSION_HEADERS = frozenset({0, 43, 60, 135, 139, 140})  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
+IPV6_FRAGMENT = 44
+IPV6_AH = 51
+MAX_IPV6_HEADERS = 12
+
+MPTCP_KIND = b"\x1e"
+
+TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+_u16 = struct.Struct("!H").unpack_from
+_ipv4_head = struct.Struct("!BxHxxHxB").unpack_from  # ver/ihl, total length, flags/frag, protocol
+_tcp_head = struct.Struct("!HHIIBBH").unpack_from  # ports, seq, ack, offset, flags, window
+
+
+class Skip(enum.IntEnum):
+    """Why a packet is not a TCP segment we can analyse (counted per reason in the trace summary)."""
+
+    UNSUPPORTED_LINK = 1
+    NOT_IP = 2
+    NOT_TCP = 3
+    FRAGMENT = 4
+    TRUNCATED_HEADER = 5
+    BAD_IP_HEADER = 6
+    BAD_TCP_HEADER = 7
+
+
+SKIP_LABELS = {
+    Skip.UNSUPPORTED_LINK: "unsupported link type",
+    Skip.NOT_IP: "not IPv4/IPv6",
+    Skip.NOT_TCP: "not TCP",
+    Skip.FRAGMENT: "IP fragments",
+    Skip.TRUNCATED_HEADER: "headers cut short by the capture",
+    Skip.BAD_IP_HEADER: "malformed IP header",
+    Skip.BAD_TCP_HEADER: "malformed TCP header",
+}
+
+
+class Segment:
+    """One TCP segment as the analyzer sees it: header fields plus where its bytes are."""
+
+    __slots__ = (
+        "ack",
+        "data",
+        "dport",
+        "dst",
+        "flags",
+        "frame",
+        "ip_version",
+        "options",
+        "payload_len",
+        "payload_offset",
+        "seq",
+        "sport",
+        "src",
+        "ts",
+        "window",
+    )
+
+    def __init__(
+        self,
+        frame: int,
+        ts: float,
+        ip_version: int,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        window: int,
+        payload_len: int,
+        payload_offset: int,
+        data: bytes,
+        options: TcpOptions | None,
+    ) -> None:
+        self.frame = frame
+        self.ts = ts
+        self.ip_version = ip_version
+        self.src = src
+        self.dst = dst
+        self.sport = sport
+        self.dport = dport
+        self.seq = seq
+        self.ack = ack
+        self.flags = flags
+        self.window = window
+        self.payload_len = payload_len  # from the IP header: what was on the wire
+        self.payload_offset = payload_offset
+        self.data = data
+        self.options = options
+
+    @property
+    def payload(self) -> bytes:
+        """The captured payload bytes (may be shorter than ``payload_len`` with a snaplen)."""
+        return self.data[self.payload_offset : self.payload_offset + self.payload_len]
+
+    @property
+    def captured_payload_len(self) -> int:
+        return max(0, min(self.payload_len, len(self.data) - self.payload_offset))
+
+    @property
+    def mptcp(self) -> list:  # type: ignore[type-arg]
+        return self.options.mptcp if self.options is not None else []
+
+
+def network_offset(link_type: int, data: bytes) -> tuple[int, int] | Skip:
+    """Return ``(offset of the IP header, IP version)`` for a link-layer frame."""
+    n = len(data)
+    if link_type == LINKTYPE_ETHERNET:
+        offset = 12
+        for _ in range(MAX_VLAN_TAGS + 1):
+            if n < offset + 2:
+                return Skip.TRUNCATED_HEADER
+            ethertype = _u16(data, offset)[0]
+            if ethertype in VLAN_TAGS:
+                offset += 4
+                continue
+            return _by_ethertype(ethertype, offset + 2)
+        return Skip.NOT_IP
+    if link_type == LINKTYPE_LINUX_SLL2:
+        if n < 20:
+            return Skip.TRUNCATED_HEADER
+        return _by_ethertype(_u16(data, 0)[0], 20)
+    if link_type == LINKTYPE_LINUX_SLL:
+        if n < 16:
+            return Skip.TRUNCATED_HEADER
+        return _by_ethertype(_u16(data, 14)[0], 16)
+    if link_type in (LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        if n < 1:
+            return Skip.TRUNCATED_HEADER
+        version = data[0] >> 4
+        return (0, version) if version in (4, 6) else Skip.NOT_IP
+    if link_type in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        if n < 4:
+            return Skip.TRUNCATED_HEADER
+        family = struct.unpack_from("!I" if link_type == LINKTYPE_LOOP else "=I", data, 0)[0]
+        if link_type == LINKTYPE_NULL and family > 0xFFFF:  # written on a host of the other byte order
+            family = struct.unpack_from("<I" if struct.pack("=I", 1) == b"\0\0\0\1" else ">I", data, 0)[0]
+        if family == AF_INET:
+            return 4, 4
+        if family in AF_INET6_ALL:
+            return 4, 6
+        return Skip.NOT_IP
+    return Skip.UNSUPPORTED_LINK
+
+
+def _by_ethertype(ethertype: int, offset: int) -> tuple[int, int] | Skip:
+    if ethertype == ETH_IPV4:
+        return offset, 4
+    if ethertype == ETH_IPV6:
+        return offset, 6
+    return Skip.NOT_IP
+
+
+def decode_segment(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
+    """Decode one captured frame into a :class:`Segment`, or say why it is not one."""
+    net = network_offset(link_type, data)
+    if isinstance(net, Skip):
+        return net
+    off, version = net
+    n = len(data)
+    if version == 4:
+        if n < off + 20:
+            return Skip.TRUNCATED_HEADER
+        ver_ihl, total_len, frag, proto = _ipv4_head(data, off)
+        if ver_ihl >> 4 != 4:
+            return Skip.BAD_IP_HEADER
+        ihl = (ver_ihl & 0x0F) * 4
+        if ihl < 20:
+            return Skip.BAD_IP_HEADER
+        if frag & 0x3FFF:  # more-fragments flag or a fragment offset
+            return Skip.FRAGMENT
+        if proto != IPPROTO_TCP:
+            return Skip.NOT_TCP
+        src = data[off + 12 : off + 16]
+        dst = data[off + 16 : off + 20]
+        tcp = off + ihl
+        # TSO/GSO super-segments captured on the sending host carry total length 0.
+        ip_end = off + total_len if total_len >= ihl else n
+    else:
+        if n < off + 40:
+            return Skip.TRUNCATED_HEADER
+        if data[off] >> 4 != 6:
+            return Skip.BAD_IP_HEADER
+        plen = _u16(data, off + 4)[0]
+        nxt = data[off + 6]
+        src = data[off + 8 : off + 24]
+        dst = data[off + 24 : off + 40]
+        tcp = off + 40
+        ip_end = tcp + plen if plen else n  # jumbogram / TSO: trust the captured bytes
+        for _ in range(MAX_IPV6_HEADERS):
+            if nxt == IPPROTO_TCP:
+                break
+            if nxt in IPV6_EXTENSION_HEADERS:
+                if n < tcp + 2:
+                    return Skip.TRUNCATED_HEADER
+                nxt, hlen = data[tcp], (data[tcp + 1] + 1) * 8
+            elif nxt == IPV6_FRAGMENT:
+                return Skip.FRAGMENT
+            elif nxt == IPV6_AH:
+                if n < tcp + 2:
+                    return Skip.TRUNCATED_HEADER
+                nxt, hlen = data[tcp], (data[tcp + 1] + 2) * 4
+            else:
+                return Skip.NOT_TCP
+            tcp += hlen
+        else:
+            return Skip.BAD_IP_HEADER
+    if n < tcp + 20:
+        return Skip.TRUNCATED_HEADER
+    sport, dport, seq, ack, offset_byte, flags, window = _tcp_head(data, tcp)
+    hdr_len = (offset_byte >> 4) * 4
+    if hdr_len < 20 or tcp + hdr_len > ip_end:
+        return Skip.BAD_TCP_HEADER
+    payload_offset = tcp + hdr_len
+    payload_len = ip_end - payload_offset
+    options: TcpOptions | None = None
+    if hdr_len > 20:
+        opt_start = tcp + 20
+        if flags & TH_SYN or MPTCP_KIND in data[opt_start:payload_offset]:
+            options = walk_tcp_options(data, opt_start, payload_offset, min(n, payload_offset))
+    return Segment(
+        frame, ts, version, src, dst, sport, dport, seq, ack, flags, window,
+        payload_len, payload_offset, data, options,
+    )  # fmt: skip

@@ -1,0 +1,311 @@
+"""The analysis model: trace, connections, subflows, announcements.
+
+Everything the report, the JSON output, the checker and the TUI show comes from these objects.
+They hold per-flow summaries only (counters, first/last frames, keys), never per-packet lists,
+so memory grows with the number of flows and not with the length of the trace.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+
+from analyzer.findings import Finding
+
+CLIENT, SERVER = 0, 1  # direction index: 0 = client → server ("c2s"), 1 = server → client ("s2c")
+DIRECTION_NAMES = ("c2s", "s2c")
+
+
+def format_ip(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def format_endpoint(raw: bytes, port: int) -> str:
+    """``ip:port`` for IPv4 and ``[ipv6]:port`` for IPv6, as in URLs."""
+    ip = format_ip(raw)
+    return f"[{ip}]:{port}" if len(raw) == 16 else f"{ip}:{port}"
+
+
+class Grouping(enum.Enum):
+    """How sure we are that a subflow belongs to its connection."""
+
+    HANDSHAKE = "handshake"  # MP_CAPABLE handshake or MP_JOIN token matched to known keys
+    KEYS = "keys"  # keys seen after the handshake (MP_CAPABLE third ACK / with data)
+    TOKEN = "token"  # joins sharing a token whose keys were never seen
+    DSN = "dsn"  # data-sequence continuity with another subflow
+    NONE = "none"  # nothing links it; a connection of its own
+
+
+@dataclass(slots=True)
+class HalfFlow:
+    """One direction of a subflow."""
+
+    packets: int = 0
+    payload_bytes: int = 0  # from IP lengths (what was on the wire)
+    captured_bytes: int = 0  # payload actually present in the capture
+    isn: int | None = None
+    fin_frame: int | None = None
+    rst_frame: int | None = None
+    mss: int | None = None
+    wscale: int | None = None
+    address_id: int | None = None
+    backup: bool = False
+    mptcp_packets: int = 0
+    dss_packets: int = 0
+    # DSN space seen on this direction (64-bit values only), for late grouping and reports.
+    dsn_first: int | None = None
+    dsn_last: int | None = None
+    data_ack_last: int | None = None
+    data_fin_frame: int | None = None
+    # Filled by the reassembly stage.
+    new_bytes: int = 0  # bytes that were new at the connection level
+    retransmitted_bytes: int = 0  # TCP retransmissions on this subflow
+    reinjected_bytes: int = 0  # data already sent on another subflow
+    unmapped_bytes: int = 0  # payload covered by no DSS mapping
+    mappings: int = 0
+    checksums: tuple[int, int, int] = (0, 0, 0)  # verified ok, bad, not verifiable
+
+
+    def to_json(self) -> dict[str, object]:
+        ok, bad, unverifiable = self.checksums
+        return {
+            "packets": self.packets,
+            "bytes": self.payload_bytes,
+            "captured_bytes": self.captured_bytes,
+            "new_bytes": self.new_bytes,
+            "retransmitted_bytes": self.retransmitted_bytes,
+            "reinjected_bytes": self.reinjected_bytes,
+            "unmapped_bytes": self.unmapped_bytes,
+            "mappings": self.mappings,
+            "checksums": {"ok": ok, "bad": bad, "unverifiable": unverifiable},
+        }
+
+
+@dataclass(slots=True)
+class Subflow:
+    id: int
+    client_ip: bytes
+    client_port: int
+    server_ip: bytes
+    server_port: int
+    first_frame: int
+    first_time: float
+    last_frame: int = 0
+    last_time: float = 0.0
+    kind: str = "unknown"  # "initial" | "join" | "unknown" (handshake not captured) | "tcp"
+    # True when the TCP client of this subflow is the MPTCP connection's server (a join the server opened,
+    # or a late-captured subflow whose roles were guessed the other way round).
+    reversed: bool = False
+    syn_seen: bool = False
+    synack_seen: bool = False
+    role_guessed: bool = False  # client/server decided from ports because no SYN was seen
+    halves: tuple[HalfFlow, HalfFlow] = field(default_factory=lambda: (HalfFlow(), HalfFlow()))
+    connection: Connection | None = None
+    grouping: Grouping = Grouping.NONE
+    mptcp_seen: bool = False
+    # MP_CAPABLE handshake (initial subflow)
+    mpc_syn: bool = False
+    mpc_synack: bool = False
+    mpc_ack: bool = False
+    # MP_JOIN handshake
+    join_token: int | None = None
+    join_nonces: list[int | None] = field(default_factory=lambda: [None, None])
+    join_synack_hmac: int | None = None
+    join_ack_hmac: bytes | None = None
+    join_frames: list[int] = field(default_factory=list)
+    join_synack_hmac_ok: bool | None = None
+    join_ack_hmac_ok: bool | None = None
+    # how it ended
+    end: str | None = None  # "fin" | "rst" | "mp_tcprst" | "fastclose"
+    end_detail: str | None = None
+    reset_reason: int | None = None
+    reset_transient: bool | None = None
+    fastclose_frame: int | None = None
+
+    @property
+    def client(self) -> str:
+        return format_endpoint(self.client_ip, self.client_port)
+
+    @property
+    def server(self) -> str:
+        return format_endpoint(self.server_ip, self.server_port)
+
+    @property
+    def packets(self) -> int:
+        return self.halves[0].packets + self.halves[1].packets
+
+    @property
+    def backup(self) -> bool:
+        return self.halves[0].backup or self.halves[1].backup
+
+    def to_json(self) -> dict[str, object]:
+        c, s = self.halves
+        return {
+            "id": self.id,
+            "client": self.client,
+            "server": self.server,
+            "kind": self.kind,
+            "backup": self.backup,
+            "packets": self.packets,
+            "first_frame": self.first_frame,
+            "last_frame": self.last_frame,
+            "end": self.end,
+            "end_detail": self.end_detail,
+            "reset_reason": self.reset_reason,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "grouping": self.grouping.value,
+            "handshake_captured": self.syn_seen,
+            "client_address_id": c.address_id,
+            "server_address_id": s.address_id,
+            "client_backup": c.backup,
+            "server_backup": s.backup,
+            "client_isn": c.isn,
+            "server_isn": s.isn,
+            "join_token": _hex(self.join_token, 8),
+            "join_hmac_ok": {"synack": self.join_synack_hmac_ok, "ack": self.join_ack_hmac_ok}
+            if self.kind == "join"
+            else None,
+            "c2s": c.to_json(),
+            "s2c": s.to_json(),
+        }
+
+
+@dataclass(slots=True)
+class Announcement:
+    """An ADD_ADDR or REMOVE_ADDR seen on the connection."""
+
+    frame: int
+    time: float
+    sender: int  # CLIENT or SERVER
+    subflow: int
+    kind: str  # "add" | "echo" | "remove"
+    address_ids: tuple[int, ...]
+    address: str | None = None
+    port: int | None = None
+    hmac: int | None = None
+    hmac_ok: bool | None = None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "frame": self.frame,
+            "time": self.time,
+            "sender": "client" if self.sender == CLIENT else "server",
+            "subflow": self.subflow,
+            "kind": self.kind,
+            "address_ids": list(self.address_ids),
+            "address": self.address,
+            "port": self.port,
+            "hmac": _hex(self.hmac, 16),
+            "hmac_ok": self.hmac_ok,
+        }
+
+
+@dataclass(slots=True)
+class Side:
+    """One host of an MPTCP connection."""
+
+    key: int | None = None
+    key_frame: int | None = None
+    token: int | None = None  # derived from the key, or taken from a join SYN when the key is unknown
+    idsn: int | None = None
+    checksum_flag: bool | None = None
+
+    def to_json(self, address: str) -> dict[str, object]:
+        return {
+            "address": address,
+            "key": _hex(self.key, 16),
+            "token": _hex(self.token, 8),
+            "idsn": _hex(self.idsn, 16),
+        }
+
+
+@dataclass(slots=True)
+class Connection:
+    id: int
+    version: int | None = None
+    fallback: bool = False
+    fallback_reason: str | None = None
+    checksum: bool | None = None
+    client_ip: bytes = b""
+    server_ip: bytes = b""
+    sides: tuple[Side, Side] = field(default_factory=lambda: (Side(), Side()))
+    subflows: list[Subflow] = field(default_factory=list)
+    announcements: list[Announcement] = field(default_factory=list)
+    grouping: Grouping = Grouping.HANDSHAKE
+    fastclose_frame: int | None = None
+    fastclose_sender: int | None = None
+    first_frame: int = 0
+    events: list[tuple[int, str]] = field(default_factory=list)  # (frame, text): MP_FAIL, fallback, close
+
+    MAX_EVENTS = 200
+
+    def note(self, frame: int, text: str) -> None:
+        if len(self.events) < self.MAX_EVENTS:
+            self.events.append((frame, text))
+
+    @property
+    def client_address(self) -> str:
+        return format_ip(self.client_ip) if self.client_ip else ""
+
+    @property
+    def server_address(self) -> str:
+        return format_ip(self.server_ip) if self.server_ip else ""
+
+    @property
+    def initial_subflow(self) -> Subflow | None:
+        return next((sf for sf in self.subflows if sf.kind == "initial"), None)
+
+
+@dataclass(slots=True)
+class StreamSummary:
+    """Reassembled data of one direction (filled by the reassembly stage when it runs)."""
+
+    bytes: int = 0
+    sha256: str | None = None
+    complete: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"bytes": self.bytes, "sha256": self.sha256, "complete": self.complete}
+
+
+@dataclass(slots=True)
+class TraceSummary:
+    path: str
+    file_format: str = "unknown"
+    compressed: bool = False
+    packets: int = 0
+    tcp_packets: int = 0
+    mptcp_packets: int = 0
+    link_types: list[str] = field(default_factory=list)
+    first_time: float | None = None
+    last_time: float | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+    truncated_packets: int = 0  # packets whose payload the snaplen cut
+    errors: list[str] = field(default_factory=list)
+    snaplen: int | None = None
+
+
+@dataclass(slots=True)
+class Analysis:
+    trace: TraceSummary
+    connections: list[Connection]
+    tcp_flows: list[Subflow]
+    findings: list[Finding]
+    streams: dict[int, tuple[StreamSummary, StreamSummary]] = field(default_factory=dict)
+    suppressed_findings: dict[str, int] = field(default_factory=dict)
+
+
+def data_fin_frame(conn: Connection, side: int) -> int | None:
+    """First frame on which ``side`` (CLIENT/SERVER of the connection) sent a DATA_FIN."""
+    frames = [
+        frame
+        for sf in conn.subflows
+        if (frame := sf.halves[side ^ sf.reversed].data_fin_frame) is not None
+    ]
+    return min(frames) if frames else None
+
+
+def _hex(value: int | None, width: int) -> str | None:
+    return None if value is None else f"{value:0{width}x}"

@@ -1,0 +1,460 @@
+"""Maps subflow bytes to data-sequence numbers through DSS mappings (RFC 8684 §3.3.1).
+
+A :class:`Reassembler` watches every segment (it is a pipeline observer). Per subflow direction it
+keeps the recent mappings (bounded), turns each payload byte range into DSN ranges, and hands them
+to the connection direction's :class:`~analyzer.reassembly.stream.DataStream`. It also verifies DSS
+checksums over whole mappings, notices conflicting mappings and unmapped bytes, and counts TCP
+retransmissions and reinjections per subflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from analyzer.findings import FindingSink
+from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
+from analyzer.model import Analysis, Connection, StreamSummary, Subflow
+from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
+from analyzer.mptcp.options import Dss, MpCapable
+from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, StreamWriter
+
+MASK32 = 0xFFFFFFFF
+MAX_MAPPINGS = 64  # recent mappings kept per subflow direction
+DSN_LINK_DISTANCE = 1 << 40
+MAX_CHECKSUM_FRAMES = 8
+
+WriterFactory = Callable[[Connection | None, int], StreamWriter | None]
+
+
+@dataclass(slots=True)
+class Mapping:
+    dsn: int  # 64-bit DSN of the first byte
+    ssn: int  # relative subflow sequence number of the first byte
+    length: int  # payload bytes covered (the data-level length minus the DATA_FIN unit)
+    data_len: int  # as carried in the option (for the checksum pseudo-header)
+    data_fin: bool
+    checksum: int | None
+    frame: int
+    acc: ChecksumAccumulator | None = None
+    acc_next: int = 0
+    csum_state: str = "pending"  # pending | ok | bad | unverifiable
+    frames: list[int] = field(default_factory=list)
+
+    @property
+    def end(self) -> int:
+        return self.ssn + self.length
+
+
+@dataclass(slots=True)
+class HalfStats:
+    """What the reassembler learned about one subflow direction."""
+
+    mapped_bytes: int = 0  # payload bytes placed in the data stream
+    new_bytes: int = 0  # of which were new data at the connection level
+    retransmitted_bytes: int = 0  # TCP retransmissions on this subflow
+    reinjected_bytes: int = 0  # new on this subflow, but the DSN range was already delivered
+    unmapped_bytes: int = 0  # payload covered by no mapping
+    unmapped_frames: list[int] = field(default_factory=list)
+    mappings: int = 0
+    checksums_ok: int = 0
+    checksums_bad: int = 0
+    checksums_unverifiable: int = 0
+
+
+@dataclass(slots=True)
+class SubflowState:
+    isn: int | None
+    isn_inferred: bool = False
+    mode: str = "mptcp"  # mptcp | tcp (fallback: offset = rel - 1) | infinite (offset by a fixed delta)
+    infinite_delta: int = 0  # dsn - rel for the infinite mapping
+    mappings: list[Mapping] = field(default_factory=list)
+    stream: DataStream | None = None
+    max_seq_end: int | None = None  # highest relative sequence end seen, for retransmission detection
+    stats: HalfStats = field(default_factory=HalfStats)
+    seen_mapping: bool = False
+
+
+class Reassembler:
+    """Pipeline observer that rebuilds every connection's data streams."""
+
+    def __init__(
+        self,
+        sink: FindingSink,
+        buffer_cap: int = DEFAULT_BUFFER_CAP,
+        writer_factory: WriterFactory | None = None,
+    ) -> None:
+        self.sink = sink
+        self.buffer_cap = buffer_cap
+        self.writer_factory = writer_factory
+        self.states: dict[tuple[int, int], SubflowState] = {}
+        self.conn_streams: dict[tuple[int, int], DataStream] = {}
+        self.loose_streams: list[DataStream] = []
+        self.bad_checksums: list[tuple[Subflow, Mapping]] = []
+        self.conflicting_mappings: list[tuple[Subflow, Mapping, Mapping]] = []
+
+    # ------------------------------------------------------------------ per segment
+    def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
+        if sf.connection is None and not sf.mptcp_seen:
+            return  # plain TCP: nothing at the MPTCP level
+        key = (sf.id, direction)
+        state = self.states.get(key)
+        if state is None:
+            state = self.states[key] = SubflowState(isn=sf.halves[direction].isn)
+            conn = sf.connection
+            if conn is not None and conn.fallback:
+                state.mode = "tcp"
+        opts = seg.options
+        new_mapping: Mapping | None = None
+        if opts is not None and opts.mptcp:
+            for opt in opts.mptcp:
+                if type(opt) is Dss:
+                    if opt.dsn is not None:
+                        new_mapping = self._on_dss_mapping(opt, seg, sf, direction, state) or new_mapping
+                elif type(opt) is MpCapable and opt.data_len is not None and not seg.flags & TH_SYN:
+                    new_mapping = self._on_mpc_data(opt, seg, sf, direction, state) or new_mapping
+        if seg.flags & TH_SYN:
+            return  # TFO data on a SYN is not part of a mapping (H-TFO)
+        if seg.payload_len == 0:
+            if seg.flags & TH_FIN and state.mode == "tcp" and state.isn is not None:
+                self._tcp_fin(seg, sf, direction, state)
+            return
+        if state.mode == "mptcp" and not state.seen_mapping and _fell_back(sf):
+            state.mode = "tcp"
+        if state.isn is None:
+            if new_mapping is None:
+                return  # capture started mid-mapping: these bytes cannot be placed
+            state.isn = (seg.seq - new_mapping.ssn) & MASK32
+            state.isn_inferred = True
+        rel = (seg.seq - state.isn) & MASK32
+        self._place(seg, sf, direction, state, rel)
+        if seg.flags & TH_FIN and state.mode == "tcp":
+            self._tcp_fin(seg, sf, direction, state)
+
+    def _tcp_fin(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState) -> None:
+        """After a fallback the TCP FIN plays the DATA_FIN's role: it ends the data stream."""
+        assert state.isn is not None
+        fin_rel = (seg.seq + seg.payload_len - state.isn) & MASK32
+        self._stream_for(state, sf, direction, None).set_fin((fin_rel - 1) & MASK64)
+
+    def _on_dss_mapping(
+        self, opt: Dss, seg: Segment, sf: Subflow, direction: int, state: SubflowState
+    ) -> Mapping | None:
+        assert opt.dsn is not None and opt.ssn is not None and opt.data_len is not None
+        stream = self._stream_for(state, sf, direction, opt.dsn)
+        if opt.dsn64:
+            dsn = opt.dsn
+        else:
+            reference = stream.highest_dsn if stream.highest_dsn is not None else stream.base
+            dsn = _expand32(opt.dsn, reference)
+        if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
+            state.mode = "infinite"
+            state.infinite_delta = (dsn - opt.ssn) & MASK64
+            return None
+        length = opt.data_len - (1 if opt.data_fin else 0)
+        if opt.data_fin:
+            stream.set_fin(stream.offset_of(dsn + length))
+        if length <= 0:
+            return None  # DATA_FIN-only mapping
+        mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
+        return self._add_mapping(mapping, sf, state, stream)
+
+    def _on_mpc_data(
+        self, opt: MpCapable, seg: Segment, sf: Subflow, direction: int, state: SubflowState
+    ) -> Mapping | None:
+        """MP_CAPABLE with data (v1): implied mapping DSN = IDSN(client) + 1, relative SSN 1."""
+        if opt.sender_key is None or opt.data_len is None or opt.data_len == 0:
+            return None
+        version = opt.version if opt.version in (0, 1) else 1
+        dsn = (idsn_from_key(opt.sender_key, version) + 1) & MASK64
+        stream = self._stream_for(state, sf, direction, dsn)
+        mapping = Mapping(dsn, 1, opt.data_len, opt.data_len, False, opt.checksum, seg.frame)
+        return self._add_mapping(mapping, sf, state, stream)
+
+    def _add_mapping(self, mapping: Mapping, sf: Subflow, state: SubflowState, stream: DataStream) -> Mapping:
+        state.seen_mapping = True
+        stream.note_dsn(mapping.dsn + mapping.length)
+        for existing in reversed(state.mappings):
+            if existing.ssn == mapping.ssn and existing.dsn == mapping.dsn and existing.length == mapping.length:
+                return existing  # identical copy (retransmission, TSO split): allowed
+            if _overlaps(existing, mapping) and (existing.dsn - existing.ssn) & MASK32 != (
+                mapping.dsn - mapping.ssn
+            ) & MASK32:
+                self.conflicting_mappings.append((sf, existing, mapping))
+        state.stats.mappings += 1
+        if mapping.checksum is not None:
+            mapping.acc = ChecksumAccumulator()
+            mapping.acc_next = mapping.ssn
+        state.mappings.append(mapping)
+        if len(state.mappings) > MAX_MAPPINGS:
+            _retire(state.mappings.pop(0), state.stats)
+        return mapping
+
+    def _stream_for(
+        self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None
+    ) -> DataStream:
+        if state.stream is not None:
+            return state.stream
+        conn = sf.connection
+        side = direction ^ sf.reversed
+        stream: DataStream | None = None
+        if conn is not None:
+            key = (id(conn), side)
+            stream = self.conn_streams.get(key)
+            if stream is None:
+                idsn = conn.sides[side].idsn
+                if idsn is not None:
+                    stream = self._new_stream((idsn + 1) & MASK64, True, conn, side)
+                elif state.mode == "tcp":
+                    stream = self._new_stream(0, True, conn, side)
+                if stream is not None:
+                    self.conn_streams[key] = stream
+        if stream is None:
+            hint = dsn_hint if dsn_hint is not None else 0
+            stream = next(
+                (s for s in self.loose_streams if _near(hint, s.base)),
+                None,
+            )
+            if stream is None:
+                stream = self._new_stream(hint, False, conn, side)
+                self.loose_streams.append(stream)
+        state.stream = stream
+        return stream
+
+    def _new_stream(self, base: int, base_known: bool, conn: Connection | None, side: int) -> DataStream:
+        writer: StreamWriter | None = None
+        if self.writer_factory is not None:
+            writer = self.writer_factory(conn, side)
+        return DataStream(base=base, base_known=base_known, buffer_cap=self.buffer_cap, writer=writer)
+
+    def _place(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState, rel: int) -> None:
+        stats = state.stats
+        length = seg.payload_len
+        captured = seg.captured_payload_len
+        payload = seg.payload
+        end = rel + length
+        retrans_end = 0
+        if state.max_seq_end is not None:
+            behind = (state.max_seq_end - rel) & MASK32
+            if 0 < behind < (1 << 31):
+                retrans_end = min(behind, length)
+                stats.retransmitted_bytes += retrans_end
+        if state.max_seq_end is None or ((end - state.max_seq_end) & MASK32) < (1 << 31):
+            state.max_seq_end = end & MASK32
+        if state.mode != "mptcp":
+            stream = self._stream_for(state, sf, direction, None)
+            if state.mode == "tcp":  # stream base 0: offset = relative sequence - 1
+                offset = (rel - 1) & MASK64
+            else:
+                offset = stream.offset_of((rel + state.infinite_delta) & MASK64)
+            self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
+            return
+        covered = 0
+        for mapping in state.mappings[::-1]:
+            lo = max(rel, mapping.ssn)
+            hi = min(end, mapping.end)
+            if lo >= hi:
+                continue
+            covered += hi - lo
+            start = lo - rel
+            stream = state.stream or self._stream_for(state, sf, direction, mapping.dsn)
+            offset = stream.offset_of(mapping.dsn + (lo - mapping.ssn))
+            piece = payload[start : hi - rel]
+            self._add(stream, offset, piece, max(0, min(captured, hi - rel) - start), hi - lo, start, seg, sf,
+                      stats, retrans_end)  # fmt: skip
+            if mapping.acc is not None:
+                self._checksum(mapping, lo, hi, piece, seg, sf, state)
+            if covered >= length:
+                break
+        if covered < length:
+            stats.unmapped_bytes += length - covered
+            if len(stats.unmapped_frames) < 20:
+                stats.unmapped_frames.append(seg.frame)
+
+    def _add(
+        self,
+        stream: DataStream,
+        offset: int,
+        data: bytes,
+        captured: int,
+        length: int,
+        start_in_segment: int,
+        seg: Segment,
+        sf: Subflow,
+        stats: HalfStats,
+        retrans_end: int,
+    ) -> None:
+        stats.mapped_bytes += length
+        dup = stream.add(offset, data[:captured], seg.ts, seg.frame, sf.id) if captured else 0
+        if captured < length:
+            stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id)
+        # Bytes that repeat an earlier DSN but are new on this subflow are a reinjection.
+        retrans_here = max(0, min(length, retrans_end - start_in_segment))
+        reinjected = max(0, dup - retrans_here)
+        stats.reinjected_bytes += reinjected
+        stats.new_bytes += max(0, length - dup)
+
+    def _checksum(
+        self, mapping: Mapping, lo: int, hi: int, piece: bytes, seg: Segment, sf: Subflow, state: SubflowState
+    ) -> None:
+        if mapping.csum_state != "pending" or mapping.acc is None:
+            return
+        if len(mapping.frames) < MAX_CHECKSUM_FRAMES and seg.frame not in mapping.frames:
+            mapping.frames.append(seg.frame)
+        if lo > mapping.acc_next:
+            return  # a later piece before the next expected one: wait for the retransmission
+        if hi <= mapping.acc_next:
+            return  # already summed
+        skip = mapping.acc_next - lo
+        if len(piece) < hi - lo:  # payload cut by the capture: cannot verify
+            mapping.csum_state = "unverifiable"
+            state.stats.checksums_unverifiable += 1
+            return
+        mapping.acc.update(piece[skip:])
+        mapping.acc_next = hi
+        if mapping.acc_next == mapping.end:
+            ok = mapping.acc.verify(mapping.dsn, mapping.ssn, mapping.data_len, mapping.checksum or 0)
+            mapping.csum_state = "ok" if ok else "bad"
+            if ok:
+                state.stats.checksums_ok += 1
+            else:
+                state.stats.checksums_bad += 1
+                self.bad_checksums.append((sf, mapping))
+
+    # ------------------------------------------------------------------ end of trace
+    def finish(self, analysis: Analysis) -> None:
+        finished: set[int] = set()
+        for conn in analysis.connections:
+            pair: list[StreamSummary] = []
+            for side in (0, 1):
+                stream = self._stream_of(conn, side)
+                if stream is None:
+                    pair.append(StreamSummary())
+                    continue
+                if id(stream) not in finished:
+                    stream.finish()
+                    finished.add(id(stream))
+                pair.append(_summary(stream))
+                self._report_stream(conn, side, stream)
+            analysis.streams[conn.id] = (pair[0], pair[1])
+            for sf in conn.subflows:
+                for direction in (0, 1):
+                    state = self.states.get((sf.id, direction))
+                    if state is not None:
+                        self._report_subflow(conn, sf, direction, state)
+        for sf, mapping in self.bad_checksums:
+            conn_id = sf.connection.id if sf.connection else None
+            self.sink.add(
+                "CSUM-001",
+                f"DSS checksum {mapping.checksum:#06x} of the mapping DSN {mapping.dsn} (relative SSN {mapping.ssn}, "
+                f"data-level length {mapping.data_len}) does not verify over its {mapping.length} payload bytes",
+                sorted({mapping.frame, *mapping.frames}), conn_id, sf.id,
+            )  # fmt: skip
+        for sf, first, second in self.conflicting_mappings:
+            conn_id = sf.connection.id if sf.connection else None
+            self.sink.add(
+                "DSS-002",
+                f"subflow bytes {max(first.ssn, second.ssn)}… are mapped to DSN {first.dsn + max(0, second.ssn - first.ssn)} "
+                f"by frame {first.frame} and to DSN {second.dsn + max(0, first.ssn - second.ssn)} by frame {second.frame}",
+                [first.frame, second.frame], conn_id, sf.id,
+            )  # fmt: skip
+
+    def _report_stream(self, conn: Connection, side: int, stream: DataStream) -> None:
+        name = "client → server" if side == 0 else "server → client"
+        for conflict in stream.conflicts:
+            frames = [f for f in (conflict.first_frame, conflict.frame) if f is not None]
+            self.sink.add(
+                "DSS-003",
+                f"{name} data at stream offset {conflict.offset} was sent again (subflow {conflict.subflow}) with "
+                f"different bytes",
+                frames, conn.id, conflict.subflow,
+            )  # fmt: skip
+        if stream.fin_conflict:
+            self.sink.add("CLOSE-003", f"the {name} DATA_FIN was sent at two different data sequence numbers",
+                          [], conn.id)  # fmt: skip
+
+    def _report_subflow(self, conn: Connection, sf: Subflow, direction: int, state: SubflowState) -> None:
+        stats = state.stats
+        half = sf.halves[direction]
+        half.new_bytes = stats.new_bytes
+        half.retransmitted_bytes = stats.retransmitted_bytes
+        half.reinjected_bytes = stats.reinjected_bytes
+        half.unmapped_bytes = stats.unmapped_bytes
+        half.mappings = stats.mappings
+        half.checksums = (stats.checksums_ok, stats.checksums_bad, stats.checksums_unverifiable)
+        for mapping in state.mappings:
+            _retire(mapping, stats)
+        if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
+            who = "client" if direction == 0 else "server"
+            self.sink.add(
+                "DSS-004",
+                f"{stats.unmapped_bytes} payload bytes sent by the {who} on subflow {sf.id} are covered by no "
+                "DSS mapping",
+                stats.unmapped_frames, conn.id, sf.id,
+            )  # fmt: skip
+        if stats.reinjected_bytes:
+            self.sink.add(
+                "DSS-012",
+                f"subflow {sf.id} carried {stats.reinjected_bytes} bytes of data already sent on another subflow "
+                "(reinjection)",
+                [], conn.id, sf.id,
+            )  # fmt: skip
+
+    def _stream_of(self, conn: Connection, side: int) -> DataStream | None:
+        stream = self.conn_streams.get((id(conn), side))
+        if stream is not None:
+            return stream
+        for sf in conn.subflows:
+            state = self.states.get((sf.id, side ^ sf.reversed))
+            if state is not None and state.stream is not None:
+                return state.stream
+        return None
+
+
+def _retire(mapping: Mapping, stats: HalfStats) -> None:
+    """A mapping leaves the bounded window; a checksum still waiting for bytes cannot be verified."""
+    if mapping.csum_state == "pending" and mapping.acc is not None:
+        mapping.csum_state = "unverifiable"
+        stats.checksums_unverifiable += 1
+
+
+def _fell_back(sf: Subflow) -> bool:
+    """Payload on an initial subflow before any DSS/mapping means the connection fell back (§3.7)."""
+    conn = sf.connection
+    if conn is None:
+        return False
+    if conn.fallback:
+        return True
+    return sf.kind == "initial" and sf.syn_seen and not any(h.dss_packets for h in sf.halves)
+
+
+def _summary(stream: DataStream) -> StreamSummary:
+    contiguous = stream.base_known and stream.hole_count == 0
+    return StreamSummary(
+        bytes=stream.delivered,
+        sha256=stream.sha256 if contiguous else None,
+        complete=stream.complete,
+    )
+
+
+def _expand32(value: int, reference: int | None) -> int:
+    """Expand a 32-bit DSN to the 64-bit value nearest ``reference`` (Linux ``__mptcp_expand_seq``)."""
+    if reference is None:
+        return value
+    candidate = (reference & ~MASK32) | value
+    diff = (candidate - reference) & MASK64
+    if diff >= 1 << 63:  # candidate below reference
+        if reference - candidate > 1 << 31:
+            candidate += 1 << 32
+    elif diff > 1 << 31:
+        candidate -= 1 << 32
+    return candidate & MASK64
+
+
+def _overlaps(a: Mapping, b: Mapping) -> bool:
+    return a.ssn < b.end and b.ssn < a.end
+
+
+def _near(value: int, base: int) -> bool:
+    distance = (value - base) & MASK64
+    return distance < DSN_LINK_DISTANCE or (1 << 64) - distance < DSN_LINK_DISTANCE

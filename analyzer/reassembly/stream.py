@@ -1,0 +1,251 @@
+"""One direction of an MPTCP connection's data stream, rebuilt in data-sequence order.
+
+Bytes arrive as (offset, bytes) pieces, where offset = DSN − (IDSN + 1) modulo 2^64, in whatever
+order the subflows delivered them. In-order bytes are hashed (and optionally handed to a writer)
+immediately; only pieces waiting for an earlier gap are buffered, up to a cap beyond which the gap
+is declared a hole. A window of recently delivered bytes lets later copies (TCP retransmissions,
+reinjections on another subflow) be compared byte for byte. Nothing is ever invented: a range the
+capture did not contain is a hole, the stream is then incomplete and its SHA-256 is not reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+MASK64 = (1 << 64) - 1
+DEFAULT_BUFFER_CAP = 64 << 20  # bytes of out-of-order data held before a gap is declared a hole
+RECENT_WINDOW = 4 << 20  # delivered bytes kept for comparing duplicates
+MAX_RECORDED = 100  # holes / conflicts kept with their details (counts are always exact)
+
+StreamWriter = Callable[[int, float, bytes], None]  # (offset, time, bytes) in stream order
+
+
+@dataclass(slots=True)
+class Conflict:
+    """The same data-sequence range was carried with different bytes."""
+
+    offset: int
+    length: int
+    frame: int
+    first_frame: int | None
+    subflow: int
+
+
+@dataclass(slots=True)
+class _Piece:
+    offset: int
+    data: bytes | None  # None: bytes known to exist but not captured (snaplen) → a hole
+    length: int
+    time: float
+    frame: int
+    subflow: int
+
+
+@dataclass(slots=True)
+class DataStream:
+    """Reassembles one direction; see the module docstring."""
+
+    base: int  # DSN of offset 0: IDSN + 1, or the first DSN seen when the handshake was not captured
+    base_known: bool
+    buffer_cap: int = DEFAULT_BUFFER_CAP
+    writer: StreamWriter | None = None
+    next_offset: int = 0
+    delivered: int = 0  # bytes hashed (holes excluded)
+    hole_bytes: int = 0
+    holes: list[tuple[int, int]] = field(default_factory=list)  # (offset, length), first MAX_RECORDED
+    hole_count: int = 0
+    duplicate_bytes: int = 0  # bytes seen again after they were delivered
+    unverified_duplicate_bytes: int = 0  # duplicates too old (or not captured) to compare
+    conflicts: list[Conflict] = field(default_factory=list)
+    conflict_count: int = 0
+    out_of_order: int = 0  # pieces that arrived ahead of a gap
+    hol_wait_total: float = 0.0  # sum over buffered pieces of how long they waited for the gap
+    hol_wait_max: float = 0.0
+    fin_offset: int | None = None  # offset of the DATA_FIN unit
+    fin_conflict: bool = False
+    highest_dsn: int | None = None  # for expanding 32-bit DSNs
+    _hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _pending: dict[int, _Piece] = field(default_factory=dict)
+    _heap: list[int] = field(default_factory=list)
+    _pending_bytes: int = 0
+    _recent: bytearray = field(default_factory=bytearray)
+    _recent_start: int = 0
+    _first_frames: dict[int, int] = field(default_factory=dict)  # unused placeholder for future use
+
+    # ------------------------------------------------------------------ input
+    def offset_of(self, dsn: int) -> int:
+        return (dsn - self.base) & MASK64
+
+    def note_dsn(self, dsn_end: int) -> None:
+        if self.highest_dsn is None or ((dsn_end - self.highest_dsn) & MASK64) < (1 << 63):
+            self.highest_dsn = dsn_end & MASK64
+
+    def add(self, offset: int, data: bytes, time: float, frame: int, subflow: int) -> int:
+        """Add captured bytes at ``offset``; returns how many of them were duplicates."""
+        length = len(data)
+        if not length:
+            return 0
+        if offset >= 1 << 63:  # before the stream's start (data sent before a late capture began)
+            return 0
+        end = offset + length
+        nxt = self.next_offset
+        dup = 0
+        if offset < nxt:
+            overlap = min(end, nxt) - offset
+            self._compare_delivered(offset, data[:overlap], frame, subflow)
+            dup = overlap
+            if end <= nxt:
+                return dup
+            data = data[overlap:]
+            offset = nxt
+        if offset == nxt:
+            self._deliver(data, time)
+            if self._heap:
+                self._drain(time)
+        else:
+            self._buffer(_Piece(offset, data, len(data), time, frame, subflow))
+        return dup
+
+    def add_missing(self, offset: int, length: int, time: float, frame: int, subflow: int) -> None:
+        """Bytes that were on the wire but not in the capture (snaplen): a hole when reached."""
+        if length <= 0 or offset >= 1 << 63:
+            return
+        end = offset + length
+        if end <= self.next_offset:
+            return
+        if offset < self.next_offset:
+            length -= self.next_offset - offset
+            offset = self.next_offset
+        existing = self._pending.get(offset)
+        if existing is not None and existing.length >= length:
+            return
+        self._buffer(_Piece(offset, None, length, time, frame, subflow), counted=False)
+        if offset == self.next_offset:
+            self._drain(time)
+
+    def set_fin(self, offset: int) -> None:
+        if self.fin_offset is None:
+            self.fin_offset = offset
+        elif self.fin_offset != offset:
+            self.fin_conflict = True
+
+    def finish(self) -> None:
+        """End of capture: whatever still waits behind a gap is delivered after recording the hole."""
+        while self._heap:
+            offset = self._heap[0]
+            if offset > self.next_offset:
+                self._hole(self.next_offset, offset - self.next_offset)
+            self._drain(None)
+
+    # ------------------------------------------------------------------ results
+    @property
+    def complete(self) -> bool:
+        """Every byte from the first one to the DATA_FIN was captured and placed."""
+        return (
+            self.base_known
+            and self.hole_count == 0
+            and not self._pending
+            and self.fin_offset is not None
+            and not self.fin_conflict
+            and self.next_offset == self.fin_offset
+        )
+
+    @property
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
+
+    # ------------------------------------------------------------------ internals
+    def _deliver(self, data: bytes, time: float | None) -> None:
+        self._hasher.update(data)
+        if self.writer is not None:
+            self.writer(self.next_offset, time or 0.0, data)
+        self.next_offset += len(data)
+        self.delivered += len(data)
+        recent = self._recent
+        recent += data
+        if len(recent) > 2 * RECENT_WINDOW:
+            cut = len(recent) - RECENT_WINDOW
+            del recent[:cut]
+            self._recent_start += cut
+
+    def _hole(self, offset: int, length: int) -> None:
+        self.hole_count += 1
+        self.hole_bytes += length
+        if len(self.holes) < MAX_RECORDED:
+            self.holes.append((offset, length))
+        self.next_offset = offset + length
+        # The comparison window must stay contiguous with next_offset.
+        self._recent.clear()
+        self._recent_start = self.next_offset
+
+    def _buffer(self, piece: _Piece, counted: bool = True) -> None:
+        existing = self._pending.get(piece.offset)
+        if existing is not None:
+            if existing.length >= piece.length:
+                if existing.data is not None and piece.data is not None:
+                    self._compare_pieces(existing, piece)
+                return
+            self._pending_bytes -= existing.length
+        else:
+            heapq.heappush(self._heap, piece.offset)
+        self._pending[piece.offset] = piece
+        self._pending_bytes += piece.length
+        if counted:
+            self.out_of_order += 1
+        while self._pending_bytes > self.buffer_cap and self._heap:
+            first = self._heap[0]
+            self._hole(self.next_offset, first - self.next_offset)
+            self._drain(None)
+
+    def _drain(self, now: float | None) -> None:
+        heap, pending = self._heap, self._pending
+        while heap and heap[0] <= self.next_offset:
+            offset = heapq.heappop(heap)
+            piece = pending.pop(offset, None)
+            if piece is None:
+                continue
+            self._pending_bytes -= piece.length
+            end = offset + piece.length
+            nxt = self.next_offset
+            if end <= nxt:
+                if piece.data is not None:
+                    self._compare_delivered(offset, piece.data, piece.frame, piece.subflow)
+                continue
+            skip = nxt - offset
+            if piece.data is None:
+                self._hole(nxt, end - nxt)
+                continue
+            if skip:
+                self._compare_delivered(offset, piece.data[:skip], piece.frame, piece.subflow)
+            if now is not None:
+                wait = now - piece.time
+                self.hol_wait_total += wait
+                if wait > self.hol_wait_max:
+                    self.hol_wait_max = wait
+            self._deliver(piece.data[skip:], piece.time)
+
+    def _compare_delivered(self, offset: int, data: bytes, frame: int, subflow: int) -> None:
+        self.duplicate_bytes += len(data)
+        start = offset - self._recent_start
+        if start < 0 or offset + len(data) > self.next_offset:
+            self.unverified_duplicate_bytes += len(data)
+            return
+        if self._recent[start : start + len(data)] != data:
+            self._conflict(offset, data, frame, subflow, None, bytes(self._recent[start : start + len(data)]))
+
+    def _compare_pieces(self, old: _Piece, new: _Piece) -> None:
+        assert old.data is not None and new.data is not None
+        if old.data[: new.length] != new.data:
+            self._conflict(new.offset, new.data, new.frame, new.subflow, old.frame, old.data[: new.length])
+
+    def _conflict(
+        self, offset: int, data: bytes, frame: int, subflow: int, first_frame: int | None, earlier: bytes
+    ) -> None:
+        # Locate the first differing byte so the report points at it.
+        diff = next((i for i, (a, b) in enumerate(zip(data, earlier, strict=False)) if a != b), 0)
+        self.conflict_count += 1
+        if len(self.conflicts) < MAX_RECORDED:
+            self.conflicts.append(Conflict(offset + diff, len(data) - diff, frame, first_frame, subflow))

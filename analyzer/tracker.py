@@ -1,0 +1,655 @@
+"""Groups TCP segments into subflows and subflows into MPTCP connections.
+
+The tracker is fed one decoded segment at a time (single pass) and keeps per-flow summaries only.
+Linking rules (RFC 8684 §3.1, §3.2):
+
+* an initial subflow's MP_CAPABLE handshake carries the keys; each key gives its host's token;
+* a join's SYN names the token of the host it joins, which finds the connection;
+* when the handshake was not captured, keys echoed in the third ACK / MP_CAPABLE with data, tokens
+  shared between joins, and data-sequence continuity of DSS mappings are used instead (see
+  :meth:`Tracker.finish`), and the subflow's :class:`~analyzer.model.Grouping` says which.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from typing import Any
+
+from analyzer.findings import FindingSink, Severity
+from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow
+from analyzer.mptcp import crypto
+from analyzer.mptcp.options import (
+    AddAddr,
+    Dss,
+    MalformedOption,
+    MpCapable,
+    MpExperimental,
+    MpFail,
+    MpFastclose,
+    MpJoinAck,
+    MpJoinSyn,
+    MpJoinSynAck,
+    MpPrio,
+    MpTcpRst,
+    RemoveAddr,
+    Subtype,
+    UnknownMptcpOption,
+)
+
+FlowKey = tuple[bytes, int, bytes, int]
+MALFORMED_RULE_BY_SUBTYPE = {Subtype.DSS: "DSS-001", Subtype.MP_FAIL: "FAIL-001", Subtype.MP_PRIO: "PRIO-001"}
+# Two subflows whose 64-bit DSNs lie this close belong to one data stream: IDSNs are hash outputs,
+# so unrelated connections are 2^64 apart on average.
+DSN_LINK_DISTANCE = 1 << 40
+EPHEMERAL_PORT_FLOOR = 32768
+
+Handler = Callable[[Any, Subflow, int, Segment], None]
+
+
+class Tracker:
+    """Streaming subflow/connection bookkeeping; call :meth:`on_segment` per packet, then :meth:`finish`."""
+
+    def __init__(self, sink: FindingSink) -> None:
+        self.sink = sink
+        self.flows: dict[FlowKey, tuple[Subflow, int]] = {}
+        self.subflows: list[Subflow] = []
+        self.connections: list[Connection] = []
+        self.token_index: dict[int, list[tuple[Connection, int]]] = {}
+        self.pending_joins: dict[int, list[Subflow]] = {}
+        self.mptcp_packets = 0
+        self._handlers: dict[type, Handler] = {
+            MpCapable: self._on_mp_capable,
+            MpJoinSyn: self._on_join_syn,
+            MpJoinSynAck: self._on_join_synack,
+            MpJoinAck: self._on_join_ack,
+            Dss: self._on_dss,
+            AddAddr: self._on_add_addr,
+            RemoveAddr: self._on_remove_addr,
+            MpPrio: self._on_prio,
+            MpFail: self._on_fail,
+            MpFastclose: self._on_fastclose,
+            MpTcpRst: self._on_tcprst,
+            MalformedOption: self._on_malformed,
+            UnknownMptcpOption: self._on_unknown,
+            MpExperimental: self._on_experimental,
+        }
+
+    # ------------------------------------------------------------------ per packet
+    def on_segment(self, seg: Segment) -> tuple[Subflow, int]:
+        """Account one segment; returns its subflow and direction (CLIENT = sent by the TCP client)."""
+        flags = seg.flags
+        entry = self.flows.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if flags & TH_SYN and not flags & TH_ACK:
+            if entry is None or self._starts_new_incarnation(entry, seg):
+                entry = (self._new_subflow(seg, client_is_src=True), CLIENT)
+        elif entry is None:
+            if flags & TH_SYN:  # SYN/ACK whose SYN was not captured
+                entry = (self._new_subflow(seg, client_is_src=False), SERVER)
+            else:
+                client_is_src = _guess_client_is_src(seg)
+                sf = self._new_subflow(seg, client_is_src=client_is_src)
+                sf.role_guessed = True
+                entry = (sf, CLIENT if client_is_src else SERVER)
+        sf, direction = entry
+        half = sf.halves[direction]
+        half.packets += 1
+        if seg.payload_len > 0:
+            half.payload_bytes += seg.payload_len
+            half.captured_bytes += seg.captured_payload_len
+        sf.last_frame = seg.frame
+        sf.last_time = seg.ts
+        opts = seg.options
+        if flags & (TH_SYN | TH_FIN | TH_RST):
+            self._on_control_flags(sf, direction, seg)
+        if opts is not None:
+            if opts.malformed is not None:
+                self._finding(
+                    "OPT-001", f"malformed TCP option list: {opts.malformed}", seg, sf,
+                )  # fmt: skip
+            if opts.mptcp:
+                self.mptcp_packets += 1
+                half.mptcp_packets += 1
+                sf.mptcp_seen = True
+                handlers = self._handlers
+                for opt in opts.mptcp:
+                    handler = handlers.get(type(opt))
+                    if handler is not None:
+                        handler(opt, sf, direction, seg)
+            elif flags & TH_SYN and flags & TH_ACK and sf.mpc_syn and not sf.mpc_synack:
+                self._fallback(sf, seg, "the SYN/ACK did not carry MP_CAPABLE", "FALLBACK-001")
+        elif flags & TH_SYN and flags & TH_ACK and sf.mpc_syn and not sf.mpc_synack:
+            self._fallback(sf, seg, "the SYN/ACK did not carry MP_CAPABLE", "FALLBACK-001")
+        return entry
+
+    def _starts_new_incarnation(self, entry: tuple[Subflow, int], seg: Segment) -> bool:
+        sf, direction = entry
+        if direction != CLIENT:
+            return False  # simultaneous open: keep it on the existing flow
+        isn = sf.halves[CLIENT].isn
+        return isn is None or isn != seg.seq
+
+    def _new_subflow(self, seg: Segment, client_is_src: bool) -> Subflow:
+        if client_is_src:
+            cip, cport, sip, sport = seg.src, seg.sport, seg.dst, seg.dport
+        else:
+            cip, cport, sip, sport = seg.dst, seg.dport, seg.src, seg.sport
+        sf = Subflow(
+            id=len(self.subflows) + 1, client_ip=cip, client_port=cport, server_ip=sip, server_port=sport,
+            first_frame=seg.frame, first_time=seg.ts, last_frame=seg.frame, last_time=seg.ts,
+        )  # fmt: skip
+        self.subflows.append(sf)
+        self.flows[(cip, cport, sip, sport)] = (sf, CLIENT)
+        self.flows[(sip, sport, cip, cport)] = (sf, SERVER)
+        return sf
+
+    def _on_control_flags(self, sf: Subflow, direction: int, seg: Segment) -> None:
+        half = sf.halves[direction]
+        flags = seg.flags
+        if flags & TH_SYN:
+            if half.isn is None:
+                half.isn = seg.seq
+            if direction == CLIENT and not flags & TH_ACK:
+                sf.syn_seen = True
+            elif flags & TH_ACK:
+                sf.synack_seen = True
+            opts = seg.options
+            if opts is not None:
+                if opts.mss is not None:
+                    half.mss = opts.mss
+                if opts.wscale is not None:
+                    half.wscale = opts.wscale
+        if flags & TH_FIN and half.fin_frame is None:
+            half.fin_frame = seg.frame
+        if flags & TH_RST and half.rst_frame is None:
+            half.rst_frame = seg.frame
+
+    # ------------------------------------------------------------------ MPTCP options
+    def _connection_for(self, sf: Subflow, seg: Segment) -> Connection:
+        if sf.connection is None:
+            conn = Connection(id=len(self.connections) + 1, first_frame=seg.frame)
+            conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
+            self.connections.append(conn)
+            self._attach(sf, conn, Grouping.HANDSHAKE, reversed_roles=False)
+        return sf.connection  # type: ignore[return-value]
+
+    def _attach(self, sf: Subflow, conn: Connection, grouping: Grouping, reversed_roles: bool) -> None:
+        sf.connection = conn
+        sf.grouping = grouping
+        sf.reversed = reversed_roles
+        conn.subflows.append(sf)
+
+    def _on_mp_capable(self, opt: MpCapable, sf: Subflow, direction: int, seg: Segment) -> None:
+        flags = seg.flags
+        if flags & TH_SYN and not flags & TH_ACK:
+            sf.kind = "initial"
+            sf.mpc_syn = True
+            conn = self._connection_for(sf, seg)
+            conn.version = opt.version
+            conn.sides[CLIENT].checksum_flag = opt.checksum_required
+            if opt.sender_key is not None:  # v0 sends the client's key in the SYN
+                self._learn_key(conn, CLIENT, opt.sender_key, seg, sf)
+            return
+        if flags & TH_SYN:
+            sf.kind = "initial"
+            sf.mpc_synack = True
+            conn = self._connection_for(sf, seg)
+            conn.version = opt.version
+            conn.sides[SERVER].checksum_flag = opt.checksum_required
+            conn.checksum = bool(conn.sides[SERVER].checksum_flag) or bool(conn.sides[CLIENT].checksum_flag)
+            if opt.sender_key is not None:
+                self._learn_key(conn, SERVER, opt.sender_key, seg, sf)
+            return
+        # Third ACK or MP_CAPABLE with data: the client echoes both keys.
+        if sf.connection is None:
+            sf.kind = "initial"
+            conn = self._connection_for(sf, seg)
+            sf.grouping = Grouping.KEYS
+            conn.grouping = Grouping.KEYS
+            conn.version = opt.version
+            conn.checksum = opt.checksum_required
+            if direction == SERVER:  # roles were guessed wrongly: only the client sends this
+                _swap_roles(self, sf)
+                direction = CLIENT
+        conn = sf.connection  # type: ignore[assignment]
+        if conn.version is None:
+            conn.version = opt.version
+        if direction == CLIENT ^ sf.reversed:
+            sf.mpc_ack = True
+            if opt.sender_key is not None:
+                self._learn_key(conn, CLIENT, opt.sender_key, seg, sf)
+            if opt.receiver_key is not None:
+                known = conn.sides[SERVER].key
+                if known is None:
+                    self._learn_key(conn, SERVER, opt.receiver_key, seg, sf)
+                elif known != opt.receiver_key:
+                    self._finding(
+                        "MPC-004",
+                        f"the client echoed the server key {opt.receiver_key:016x}, but the server's SYN/ACK "
+                        f"(frame {conn.sides[SERVER].key_frame}) carried {known:016x}",
+                        seg, sf, extra_frames=[conn.sides[SERVER].key_frame],
+                    )  # fmt: skip
+
+    def _learn_key(self, conn: Connection, side: int, key: int, seg: Segment, sf: Subflow) -> None:
+        record = conn.sides[side]
+        if record.key is not None:
+            if record.key != key:
+                who = "client" if side == CLIENT else "server"
+                rule = "MPC-004" if conn.version == 0 and side == CLIENT else "MPC-005"
+                self._finding(
+                    rule,
+                    f"the {who}'s key changed from {record.key:016x} (frame {record.key_frame}) to {key:016x}",
+                    seg, sf, extra_frames=[record.key_frame],
+                )  # fmt: skip
+            return
+        version = conn.version if conn.version is not None else 1
+        record.key = key
+        record.key_frame = seg.frame
+        record.token = crypto.token_from_key(key, version)
+        record.idsn = crypto.idsn_from_key(key, version)
+        self.token_index.setdefault(record.token, []).append((conn, side))
+        for join in self.pending_joins.pop(record.token, []):
+            self._attach_join(join, conn, side)
+
+    def _on_join_syn(self, opt: MpJoinSyn, sf: Subflow, direction: int, seg: Segment) -> None:
+        if not seg.flags & TH_SYN or seg.flags & TH_ACK:
+            return
+        sf.kind = "join"
+        sf.join_token = opt.token
+        sf.join_nonces[CLIENT] = opt.nonce
+        sf.join_frames.append(seg.frame)
+        half = sf.halves[CLIENT]
+        half.address_id = opt.address_id
+        half.backup = opt.backup
+        if sf.connection is not None:
+            return  # retransmitted SYN
+        owner = self._resolve_token(opt.token, sf)
+        if owner is None:
+            self.pending_joins.setdefault(opt.token, []).append(sf)
+        else:
+            self._attach_join(sf, *owner)
+
+    def _resolve_token(self, token: int, sf: Subflow) -> tuple[Connection, int] | None:
+        candidates = self.token_index.get(token)
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        # Tokens are 32 bits: on a collision prefer the connection whose token owner has the join's
+        # destination address (initial subflow address or announced address).
+        for conn, side in reversed(candidates):
+            owner_ip = conn.server_ip if side == SERVER else conn.client_ip
+            if sf.server_ip == owner_ip or any(
+                a.address == _ip_text(sf.server_ip) for a in conn.announcements if a.sender == side
+            ):
+                return conn, side
+        return candidates[-1]
+
+    def _attach_join(self, sf: Subflow, conn: Connection, token_side: int) -> None:
+        # The join SYN is sent *to* the token owner, so the subflow's TCP client is the other host.
+        self._attach(sf, conn, Grouping.HANDSHAKE, reversed_roles=token_side == CLIENT)
+
+    def _on_join_synack(self, opt: MpJoinSynAck, sf: Subflow, direction: int, seg: Segment) -> None:
+        if not (seg.flags & TH_SYN and seg.flags & TH_ACK):
+            return
+        sf.kind = "join"
+        sf.join_nonces[SERVER] = opt.nonce
+        sf.join_synack_hmac = opt.truncated_hmac
+        sf.join_frames.append(seg.frame)
+        half = sf.halves[SERVER]
+        half.address_id = opt.address_id
+        half.backup = opt.backup
+
+    def _on_join_ack(self, opt: MpJoinAck, sf: Subflow, direction: int, seg: Segment) -> None:
+        if seg.flags & TH_SYN:
+            return
+        sf.kind = "join"
+        if sf.join_ack_hmac is None:
+            sf.join_ack_hmac = opt.hmac
+            sf.join_frames.append(seg.frame)
+
+    def _on_dss(self, opt: Dss, sf: Subflow, direction: int, seg: Segment) -> None:
+        half = sf.halves[direction]
+        half.dss_packets += 1
+        if opt.dsn is not None and opt.dsn64:
+            if half.dsn_first is None:
+                half.dsn_first = opt.dsn
+            half.dsn_last = opt.dsn
+        if opt.data_ack is not None:
+            half.data_ack_last = opt.data_ack
+        if opt.data_fin and half.data_fin_frame is None:
+            half.data_fin_frame = seg.frame
+        if opt.is_infinite_mapping and sf.connection is not None and not sf.connection.fallback:
+            self._fallback(sf, seg, f"infinite mapping (data-level length 0) at frame {seg.frame}", "FALLBACK-007")
+
+    def _on_add_addr(self, opt: AddAddr, sf: Subflow, direction: int, seg: Segment) -> None:
+        conn = sf.connection
+        if conn is None:
+            return
+        conn.announcements.append(
+            Announcement(
+                frame=seg.frame, time=seg.ts, sender=direction ^ sf.reversed, subflow=sf.id,
+                kind="echo" if opt.echo else "add", address_ids=(opt.address_id,),
+                address=str(opt.address), port=opt.port, hmac=opt.hmac,
+            )
+        )  # fmt: skip
+
+    def _on_remove_addr(self, opt: RemoveAddr, sf: Subflow, direction: int, seg: Segment) -> None:
+        conn = sf.connection
+        if conn is None:
+            return
+        conn.announcements.append(
+            Announcement(
+                frame=seg.frame, time=seg.ts, sender=direction ^ sf.reversed, subflow=sf.id,
+                kind="remove", address_ids=tuple(opt.address_ids),
+            )
+        )  # fmt: skip
+
+    def _on_prio(self, opt: MpPrio, sf: Subflow, direction: int, seg: Segment) -> None:
+        sf.halves[direction].backup = opt.backup
+        if sf.connection is not None:
+            sf.connection.note(seg.frame, f"MP_PRIO backup={int(opt.backup)} on subflow {sf.id}")
+
+    def _on_fail(self, opt: MpFail, sf: Subflow, direction: int, seg: Segment) -> None:
+        if sf.connection is not None:
+            sender = "client" if direction ^ sf.reversed == CLIENT else "server"
+            sf.connection.note(seg.frame, f"MP_FAIL from the {sender} on subflow {sf.id}, DSN {opt.dsn}")
+
+    def _on_fastclose(self, opt: MpFastclose, sf: Subflow, direction: int, seg: Segment) -> None:
+        if sf.fastclose_frame is None:
+            sf.fastclose_frame = seg.frame
+        conn = sf.connection
+        if conn is None:
+            return
+        sender = direction ^ sf.reversed
+        if conn.fastclose_frame is None:
+            conn.fastclose_frame = seg.frame
+            conn.fastclose_sender = sender
+            conn.note(seg.frame, f"MP_FASTCLOSE from the {'client' if sender == CLIENT else 'server'}")
+        receiver_key = conn.sides[1 - sender].key
+        sender_key = conn.sides[sender].key
+        if receiver_key is not None and opt.receiver_key != receiver_key:
+            which = " (the sender's own key)" if opt.receiver_key == sender_key else ""
+            self._finding(
+                "FC-001",
+                f"MP_FASTCLOSE carries key {opt.receiver_key:016x}{which}; the receiver's key is {receiver_key:016x}",
+                seg, sf,
+            )  # fmt: skip
+
+    def _on_tcprst(self, opt: MpTcpRst, sf: Subflow, direction: int, seg: Segment) -> None:
+        if seg.flags & TH_RST and sf.reset_reason is None:
+            sf.reset_reason = opt.reason
+            sf.reset_transient = opt.transient
+
+    def _on_malformed(self, opt: MalformedOption, sf: Subflow, direction: int, seg: Segment) -> None:
+        rule = "OPT-002"
+        if opt.subtype is not None:
+            rule = MALFORMED_RULE_BY_SUBTYPE.get(opt.subtype, "OPT-002")  # type: ignore[call-overload]
+        name = _subtype_name(opt.subtype)
+        self._finding(rule, f"malformed {name} option ({len(opt.raw)} bytes {opt.raw.hex()}): {opt.reason}", seg, sf)
+
+    def _on_unknown(self, opt: UnknownMptcpOption, sf: Subflow, direction: int, seg: Segment) -> None:
+        self._finding("OPT-003", f"MPTCP option with unassigned subtype {opt.subtype:#x}", seg, sf)
+
+    def _on_experimental(self, opt: MpExperimental, sf: Subflow, direction: int, seg: Segment) -> None:
+        self._finding("OPT-003", "MP_EXPERIMENTAL option (subtype 0xf, private use)", seg, sf, severity=Severity.INFO)
+
+    def _fallback(self, sf: Subflow, seg: Segment, reason: str, rule: str) -> None:
+        conn = sf.connection
+        if conn is None or conn.fallback:
+            return
+        conn.fallback = True
+        conn.fallback_reason = reason
+        conn.note(seg.frame, f"fallback to TCP: {reason}")
+        self._finding(rule, f"connection fell back to TCP: {reason}", seg, sf)
+
+    def _finding(
+        self,
+        rule: str,
+        message: str,
+        seg: Segment,
+        sf: Subflow,
+        extra_frames: list[int | None] | None = None,
+        severity: Severity | None = None,
+    ) -> None:
+        frames = [seg.frame] + [f for f in (extra_frames or []) if f is not None]
+        conn = sf.connection
+        self.sink.add(rule, message, sorted(set(frames)), conn.id if conn else None, sf.id, severity)
+
+    # ------------------------------------------------------------------ end of trace
+    def finish(self) -> None:
+        """Resolve what needs the whole trace: late grouping, HMACs, fallbacks, how subflows ended."""
+        self._group_pending_joins()
+        self._group_by_data_sequence()
+        for conn in self.connections:
+            self._detect_silent_fallback(conn)
+            self._verify_join_hmacs(conn)
+            self._verify_add_addr_hmacs(conn)
+            conn.subflows.sort(key=lambda s: s.first_frame)
+        for sf in self.subflows:
+            _decide_end(sf)
+            if sf.connection is None:
+                sf.kind = "tcp"
+
+    def _group_pending_joins(self) -> None:
+        for token, joins in self.pending_joins.items():
+            conn = Connection(id=len(self.connections) + 1, first_frame=joins[0].first_frame)
+            conn.grouping = Grouping.TOKEN
+            # The joins were sent to the token owner, which we call the server here.
+            conn.client_ip, conn.server_ip = joins[0].client_ip, joins[0].server_ip
+            conn.sides[SERVER].token = token
+            self.connections.append(conn)
+            for join in joins:
+                self._attach(join, conn, Grouping.TOKEN, reversed_roles=False)
+            self.sink.add(
+                "GROUP-001",
+                f"{len(joins)} join subflow(s) name token {token:08x}, whose MP_CAPABLE handshake was not "
+                "captured; grouped by that token (keys unknown, so HMACs cannot be verified)",
+                [j.first_frame for j in joins], conn.id, joins[0].id,
+            )  # fmt: skip
+        self.pending_joins.clear()
+
+    def _group_by_data_sequence(self) -> None:
+        """Attach MPTCP subflows without a handshake to a connection whose DSN space they continue."""
+        orphans = [sf for sf in self.subflows if sf.connection is None and sf.mptcp_seen]
+        for sf in orphans:
+            match = self._match_dsn(sf)
+            if match is not None:
+                conn, reversed_roles = match
+                self._attach(sf, conn, Grouping.DSN, reversed_roles)
+                self.sink.add(
+                    "GROUP-001",
+                    f"subflow {sf.id} ({sf.client} → {sf.server}) has no captured handshake; attached to "
+                    f"connection {conn.id} because its data sequence numbers continue that connection's",
+                    [sf.first_frame], conn.id, sf.id,
+                )  # fmt: skip
+                continue
+            conn = Connection(id=len(self.connections) + 1, first_frame=sf.first_frame)
+            conn.grouping = Grouping.NONE
+            conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
+            self.connections.append(conn)
+            self._attach(sf, conn, Grouping.NONE, reversed_roles=False)
+            self.sink.add(
+                "GROUP-001",
+                f"subflow {sf.id} ({sf.client} → {sf.server}) carries MPTCP options but its handshake was not "
+                "captured and nothing links it to another subflow; shown as a connection of its own",
+                [sf.first_frame], conn.id, sf.id,
+            )  # fmt: skip
+
+    def _match_dsn(self, sf: Subflow) -> tuple[Connection, bool] | None:
+        """Find a connection whose per-direction DSN space contains this subflow's DSNs."""
+        for conn in self.connections:
+            for direction in (CLIENT, SERVER):
+                first = sf.halves[direction].dsn_first
+                if first is None:
+                    continue
+                for side in (CLIENT, SERVER):
+                    if _dsn_near(first, _side_dsn_refs(conn, side)):
+                        return conn, direction != side
+        return None
+
+    def _detect_silent_fallback(self, conn: Connection) -> None:
+        initial = conn.initial_subflow
+        if conn.fallback or initial is None or not initial.mpc_synack:
+            return
+        if any(h.dss_packets for sf in conn.subflows for h in sf.halves):
+            return
+        data = initial.halves[CLIENT].payload_bytes + initial.halves[SERVER].payload_bytes
+        if data == 0:
+            return
+        conn.fallback = True
+        conn.fallback_reason = "data flowed without any DSS after the MP_CAPABLE handshake"
+        conn.note(initial.first_frame, f"fallback to TCP: {conn.fallback_reason}")
+        self.sink.add(
+            "FALLBACK-007", f"connection fell back to TCP: {conn.fallback_reason}",
+            [initial.first_frame], conn.id, initial.id,
+        )  # fmt: skip
+
+    def _verify_join_hmacs(self, conn: Connection) -> None:
+        version = conn.version if conn.version is not None else 1
+        for sf in conn.subflows:
+            if sf.kind != "join":
+                continue
+            init_side = SERVER if sf.reversed else CLIENT
+            key_init, key_resp = conn.sides[init_side].key, conn.sides[1 - init_side].key
+            nonce_init, nonce_resp = sf.join_nonces
+            if key_init is None or key_resp is None or nonce_init is None or nonce_resp is None:
+                continue
+            if sf.join_synack_hmac is not None:
+                expected = crypto.join_synack_truncated_hmac(key_resp, key_init, nonce_resp, nonce_init, version)
+                sf.join_synack_hmac_ok = expected == sf.join_synack_hmac
+                if not sf.join_synack_hmac_ok:
+                    self.sink.add(
+                        "JOIN-002",
+                        f"SYN/ACK of join subflow {sf.id} carries truncated HMAC {sf.join_synack_hmac:016x}, "
+                        f"expected {expected:016x}",
+                        sf.join_frames[:2], conn.id, sf.id,
+                    )  # fmt: skip
+            if sf.join_ack_hmac is not None:
+                expected_ack = crypto.join_ack_hmac(key_init, key_resp, nonce_init, nonce_resp, version)
+                sf.join_ack_hmac_ok = expected_ack == sf.join_ack_hmac
+                if not sf.join_ack_hmac_ok:
+                    self.sink.add(
+                        "JOIN-003",
+                        f"third ACK of join subflow {sf.id} carries HMAC {sf.join_ack_hmac.hex()}, "
+                        f"expected {expected_ack.hex()}",
+                        sf.join_frames, conn.id, sf.id,
+                    )  # fmt: skip
+
+    def _verify_add_addr_hmacs(self, conn: Connection) -> None:
+        if conn.version == 0:
+            return
+        for ann in conn.announcements:
+            if ann.kind != "add" or ann.hmac is None or ann.address is None:
+                continue
+            key_s, key_r = conn.sides[ann.sender].key, conn.sides[1 - ann.sender].key
+            if key_s is None or key_r is None:
+                continue
+            expected = crypto.add_addr_hmac(
+                key_s, key_r, ann.address_ids[0], ipaddress.ip_address(ann.address), ann.port
+            )
+            ann.hmac_ok = expected == ann.hmac
+            if not ann.hmac_ok:
+                hint = _add_addr_hmac_hint(key_s, key_r, ann)
+                self.sink.add(
+                    "ADDR-001",
+                    f"ADD_ADDR id {ann.address_ids[0]} {ann.address} carries HMAC {ann.hmac:016x}, expected "
+                    f"{expected:016x} (rightmost 64 bits of HMAC(sender key‖receiver key, id‖address‖port)){hint}",
+                    [ann.frame], conn.id, ann.subflow,
+                )  # fmt: skip
+
+
+def _add_addr_hmac_hint(key_s: int, key_r: int, ann: Announcement) -> str:
+    """Name the known implementation bugs a wrong ADD_ADDR HMAC matches, to save users the search."""
+    address = ipaddress.ip_address(ann.address or "0.0.0.0")
+    digest = crypto.add_addr_hmac_digest(key_s, key_r, ann.address_ids[0], address, ann.port)
+    if int.from_bytes(digest[:8], "big") == ann.hmac:
+        return (
+            "; it equals the LEFTMOST 64 bits, the bug of Linux 5.7–5.9 fixed by 'mptcp: use rightmost 64 bits "
+            "in ADD_ADDR HMAC'"
+        )
+    if crypto.add_addr_hmac(key_r, key_s, ann.address_ids[0], address, ann.port) == ann.hmac:
+        return "; it matches the keys in the wrong order (receiver key first)"
+    return ""
+
+
+def _side_dsn_refs(conn: Connection, side: int) -> list[int]:
+    """DSN values known to lie in ``side``'s data space: IDSN+1 and DSNs its subflows carried."""
+    refs: list[int] = []
+    idsn = conn.sides[side].idsn
+    if idsn is not None:
+        refs.append((idsn + 1) & 0xFFFFFFFFFFFFFFFF)
+    for sf in conn.subflows:
+        half = sf.halves[side ^ sf.reversed]
+        for value in (half.dsn_first, half.dsn_last):
+            if value is not None:
+                refs.append(value)
+    return refs
+
+
+def _dsn_near(value: int, refs: list[int]) -> bool:
+    for ref in refs:
+        distance = (value - ref) & 0xFFFFFFFFFFFFFFFF
+        if distance < DSN_LINK_DISTANCE or (1 << 64) - distance < DSN_LINK_DISTANCE:
+            return True
+    return False
+
+
+def _guess_client_is_src(seg: Segment) -> bool:
+    """Without a SYN, guess that the host on the ephemeral (higher) port is the client."""
+    if seg.sport >= EPHEMERAL_PORT_FLOOR > seg.dport:
+        return True
+    if seg.dport >= EPHEMERAL_PORT_FLOOR > seg.sport:
+        return False
+    return seg.sport >= seg.dport
+
+
+def _swap_roles(tracker: Tracker, sf: Subflow) -> None:
+    """A guessed client/server assignment turned out wrong: flip the subflow's orientation."""
+    sf.client_ip, sf.server_ip = sf.server_ip, sf.client_ip
+    sf.client_port, sf.server_port = sf.server_port, sf.client_port
+    sf.halves = (sf.halves[1], sf.halves[0])
+    tracker.flows[(sf.client_ip, sf.client_port, sf.server_ip, sf.server_port)] = (sf, CLIENT)
+    tracker.flows[(sf.server_ip, sf.server_port, sf.client_ip, sf.client_port)] = (sf, SERVER)
+    conn = sf.connection
+    if conn is not None and conn.initial_subflow is sf:
+        conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
+
+
+def _decide_end(sf: Subflow) -> None:
+    c, s = sf.halves
+    names = ("client", "server")
+    rst = [(h.rst_frame, names[i]) for i, h in enumerate(sf.halves) if h.rst_frame is not None]
+    if sf.fastclose_frame is not None:
+        sf.end = "fastclose"
+        sf.end_detail = f"MP_FASTCLOSE at frame {sf.fastclose_frame}"
+    elif rst:
+        frame, who = min(rst)
+        if sf.reset_reason is not None:
+            sf.end = "mp_tcprst"
+            reason = MpTcpRst.REASON_NAMES.get(sf.reset_reason, "unknown reason")
+            transient = ", transient" if sf.reset_transient else ""
+            sf.end_detail = f"RST from the {who} at frame {frame}, reason {sf.reset_reason:#04x} {reason}{transient}"
+        else:
+            sf.end = "rst"
+            sf.end_detail = f"RST from the {who} at frame {frame}"
+    elif c.fin_frame is not None and s.fin_frame is not None:
+        sf.end = "fin"
+        sf.end_detail = f"FIN from the client at frame {c.fin_frame}, from the server at frame {s.fin_frame}"
+    elif c.fin_frame is not None or s.fin_frame is not None:
+        who, frame = ("client", c.fin_frame) if c.fin_frame is not None else ("server", s.fin_frame)
+        sf.end_detail = f"half-closed: FIN from the {who} at frame {frame} only"
+
+
+def _subtype_name(subtype: int | None) -> str:
+    if subtype is None:
+        return "MPTCP"
+    try:
+        return Subtype(subtype).name
+    except ValueError:
+        return f"subtype {subtype:#x}"
+
+
+def _ip_text(raw: bytes) -> str:
+    return str(ipaddress.ip_address(raw))

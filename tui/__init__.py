@@ -1,0 +1,1 @@
+"""Terminal UI for mptcp-analyze (textual). Built in its own issue; thin over :mod:`analyzer.model`."""
