@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
 app = typer.Typer(
     add_completion=False,
+    pretty_exceptions_enable=False,
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     help="Analyse Multipath TCP captures: subflows, connections, options, RFC 8684 findings.",
@@ -86,9 +88,21 @@ def main(argv: list[str] | None = None) -> None:
     if first is not None and first not in COMMANDS and not any(a in ("-h", "--help") for a in args[:1]):
         args.insert(0, "report")
     try:
-        app(args=args, prog_name="mptcp-analyze")
+        app(args=args, prog_name="mptcp-analyze", standalone_mode=True)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except BrokenPipeError:  # e.g. `mptcp-analyze trace.pcap | head`
+        sys.stderr.close()
+        raise SystemExit(0) from None
+    except Exception as exc:  # a bug of ours: one line, the traceback only on request
+        if os.environ.get("MPTCP_ANALYZE_DEBUG"):
+            raise
+        print(
+            f"mptcp-analyze: internal error: {type(exc).__name__}: {exc} "
+            "(set MPTCP_ANALYZE_DEBUG=1 for the traceback, and please report it)",
+            file=sys.stderr,
+        )
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ retransmissions and reinjections per subflow.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -30,7 +31,7 @@ WriterFactory = Callable[[Connection | None, int], StreamWriter | None]
 @dataclass(slots=True)
 class Mapping:
     dsn: int  # 64-bit DSN of the first byte
-    ssn: int  # relative subflow sequence number of the first byte
+    ssn: int  # relative subflow sequence number of the first byte, as in the option (32 bits)
     length: int  # payload bytes covered (the data-level length minus the DATA_FIN unit)
     data_len: int  # as carried in the option (for the checksum pseudo-header)
     data_fin: bool
@@ -40,10 +41,8 @@ class Mapping:
     acc_next: int = 0
     csum_state: str = "pending"  # pending | ok | bad | unverifiable
     frames: list[int] = field(default_factory=list)
-
-    @property
-    def end(self) -> int:
-        return self.ssn + self.length
+    start: int = 0  # ``ssn`` unwrapped to 64 bits (subflows can carry more than 4 GiB)
+    end: int = 0  # start + length
 
 
 @dataclass(slots=True)
@@ -68,11 +67,28 @@ class SubflowState:
     isn_inferred: bool = False
     mode: str = "mptcp"  # mptcp | tcp (fallback: offset = rel - 1) | infinite (offset by a fixed delta)
     infinite_delta: int = 0  # dsn - rel for the infinite mapping
-    mappings: list[Mapping] = field(default_factory=list)
+    mappings: list[Mapping] = field(default_factory=list)  # sorted by start
+    starts: list[int] = field(default_factory=list)  # mapping starts, for bisect
+    seq_ref: int | None = None  # highest unwrapped relative sequence number seen
     stream: DataStream | None = None
     max_seq_end: int | None = None  # highest relative sequence end seen, for retransmission detection
     stats: HalfStats = field(default_factory=HalfStats)
     seen_mapping: bool = False
+
+    def unwrap(self, rel: int, advance: bool = True) -> int:
+        """Relative 32-bit sequence number → 64-bit, nearest the highest one seen so far."""
+        if self.seq_ref is None:
+            self.seq_ref = rel
+            return rel
+        ref = self.seq_ref
+        value = (ref & ~MASK32) | rel
+        if value - ref > 1 << 31:
+            value -= 1 << 32
+        elif ref - value > 1 << 31:
+            value += 1 << 32
+        if advance and value > ref:
+            self.seq_ref = value
+        return value
 
 
 class Reassembler:
@@ -126,7 +142,7 @@ class Reassembler:
                 return  # capture started mid-mapping: these bytes cannot be placed
             state.isn = (seg.seq - new_mapping.ssn) & MASK32
             state.isn_inferred = True
-        rel = (seg.seq - state.isn) & MASK32
+        rel = state.unwrap((seg.seq - state.isn) & MASK32)
         self._place(seg, sf, direction, state, rel)
         if seg.flags & TH_FIN and state.mode == "tcp":
             self._tcp_fin(seg, sf, direction, state)
@@ -134,7 +150,7 @@ class Reassembler:
     def _tcp_fin(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState) -> None:
         """After a fallback the TCP FIN plays the DATA_FIN's role: it ends the data stream."""
         assert state.isn is not None
-        fin_rel = (seg.seq + seg.payload_len - state.isn) & MASK32
+        fin_rel = state.unwrap((seg.seq + seg.payload_len - state.isn) & MASK32, advance=False)
         self._stream_for(state, sf, direction, None).set_fin((fin_rel - 1) & MASK64)
 
     def _on_dss_mapping(
@@ -149,7 +165,7 @@ class Reassembler:
             dsn = _expand32(opt.dsn, reference)
         if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
             state.mode = "infinite"
-            state.infinite_delta = (dsn - opt.ssn) & MASK64
+            state.infinite_delta = dsn - state.unwrap(opt.ssn, advance=False)
             return None
         length = opt.data_len - (1 if opt.data_fin else 0)
         if opt.data_fin:
@@ -174,20 +190,32 @@ class Reassembler:
     def _add_mapping(self, mapping: Mapping, sf: Subflow, state: SubflowState, stream: DataStream) -> Mapping:
         state.seen_mapping = True
         stream.note_dsn(mapping.dsn + mapping.length)
-        for existing in reversed(state.mappings):
-            if existing.ssn == mapping.ssn and existing.dsn == mapping.dsn and existing.length == mapping.length:
+        mapping.start = state.unwrap(mapping.ssn, advance=False)
+        mapping.end = mapping.start + mapping.length
+        mappings, starts = state.mappings, state.starts
+        index = bisect_left(starts, mapping.start)
+        # Neighbours that can overlap: mappings are at most 65535 bytes long.
+        low = index
+        while low > 0 and starts[low - 1] > mapping.start - 0x10000:
+            low -= 1
+        for existing in mappings[low:]:
+            if existing.start >= mapping.end:
+                break
+            if existing.end <= mapping.start:
+                continue
+            if existing.start == mapping.start and existing.dsn == mapping.dsn and existing.length == mapping.length:
                 return existing  # identical copy (retransmission, TSO split): allowed
-            if _overlaps(existing, mapping) and (existing.dsn - existing.ssn) & MASK32 != (
-                mapping.dsn - mapping.ssn
-            ) & MASK32:
+            if (existing.dsn - existing.start) & MASK64 != (mapping.dsn - mapping.start) & MASK64:
                 self.conflicting_mappings.append((sf, existing, mapping))
         state.stats.mappings += 1
         if mapping.checksum is not None:
             mapping.acc = ChecksumAccumulator()
-            mapping.acc_next = mapping.ssn
-        state.mappings.append(mapping)
-        if len(state.mappings) > MAX_MAPPINGS:
-            _retire(state.mappings.pop(0), state.stats)
+            mapping.acc_next = mapping.start
+        mappings.insert(index, mapping)
+        starts.insert(index, mapping.start)
+        if len(mappings) > MAX_MAPPINGS:
+            del starts[0]
+            _retire(mappings.pop(0), state.stats)
         return mapping
 
     def _stream_for(
@@ -234,13 +262,11 @@ class Reassembler:
         payload = seg.payload
         end = rel + length
         retrans_end = 0
-        if state.max_seq_end is not None:
-            behind = (state.max_seq_end - rel) & MASK32
-            if 0 < behind < (1 << 31):
-                retrans_end = min(behind, length)
-                stats.retransmitted_bytes += retrans_end
-        if state.max_seq_end is None or ((end - state.max_seq_end) & MASK32) < (1 << 31):
-            state.max_seq_end = end & MASK32
+        if state.max_seq_end is not None and rel < state.max_seq_end:
+            retrans_end = min(state.max_seq_end - rel, length)
+            stats.retransmitted_bytes += retrans_end
+        if state.max_seq_end is None or end > state.max_seq_end:
+            state.max_seq_end = end
         if state.mode != "mptcp":
             stream = self._stream_for(state, sf, direction, None)
             if state.mode == "tcp":  # stream base 0: offset = relative sequence - 1
@@ -250,15 +276,21 @@ class Reassembler:
             self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
             return
         covered = 0
-        for mapping in state.mappings[::-1]:
-            lo = max(rel, mapping.ssn)
-            hi = min(end, mapping.end)
+        mappings = state.mappings
+        index = bisect_right(state.starts, rel) - 1
+        if index > 0:
+            index -= 1  # an earlier, longer (overlapping) mapping may cover rel too
+        for mapping in mappings[max(index, 0) :]:
+            if mapping.start >= end:
+                break
+            lo = rel if rel > mapping.start else mapping.start
+            hi = end if end < mapping.end else mapping.end
             if lo >= hi:
                 continue
             covered += hi - lo
             start = lo - rel
             stream = state.stream or self._stream_for(state, sf, direction, mapping.dsn)
-            offset = stream.offset_of(mapping.dsn + (lo - mapping.ssn))
+            offset = stream.offset_of(mapping.dsn + (lo - mapping.start))
             piece = payload[start : hi - rel]
             self._add(stream, offset, piece, max(0, min(captured, hi - rel) - start), hi - lo, start, seg, sf,
                       stats, retrans_end)  # fmt: skip
@@ -449,10 +481,6 @@ def _expand32(value: int, reference: int | None) -> int:
     elif diff > 1 << 31:
         candidate -= 1 << 32
     return candidate & MASK64
-
-
-def _overlaps(a: Mapping, b: Mapping) -> bool:
-    return a.ssn < b.end and b.ssn < a.end
 
 
 def _near(value: int, base: int) -> bool:
