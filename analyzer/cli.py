@@ -33,7 +33,7 @@ def _root() -> None:
 
 def _fail(message: str) -> typer.Exit:
     """One clear line on stderr, exit code 2 (usage or input error)."""
-    Console(stderr=True, highlight=False).print(f"mptcp-analyze: error: {message}", markup=False)
+    print(f"mptcp-analyze: error: {' '.join(message.split())}", file=sys.stderr)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -78,7 +78,45 @@ def report_command(
             out.close()
 
 
-COMMANDS = {"report"}
+@app.command("follow")
+def follow_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")],
+    connection: Annotated[int, typer.Option("--connection", "-c", help="connection number from the report")],
+    direction: Annotated[str, typer.Option("--direction", "-d", help="c2s, s2c or both")] = "both",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="raw, ascii or hexdump")] = "raw",
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="write to this file instead of stdout")] = None,
+) -> None:
+    """Write the rebuilt data stream of one MPTCP connection (all subflows, in data-sequence order)."""
+    from analyzer.follow import DIRECTIONS, FORMATS, ConnectionNotFound, follow
+
+    if direction not in DIRECTIONS:
+        raise _fail(f"--direction must be one of {', '.join(DIRECTIONS)}")
+    if fmt not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}")
+    if trace == "-":
+        raise _fail("follow reads the trace twice, so it needs a file, not stdin")
+    out = output.open("wb") if output else sys.stdout.buffer
+    try:
+        result = follow(trace, connection, out, direction, fmt)
+    except CaptureError as exc:
+        raise _fail(str(exc)) from None
+    except ConnectionNotFound as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        if output:
+            out.close()
+        else:
+            out.flush()
+    err = Console(stderr=True, highlight=False)
+    c2s, s2c = result.bytes_written
+    note = f"connection {connection}: {c2s:,} bytes client → server, {s2c:,} bytes server → client"
+    if result.holes:
+        note += f"; {len(result.holes)} hole(s) where the capture lacks data"
+    if output or sys.stderr.isatty():
+        err.print(note, markup=False)
+
+
+COMMANDS = {"report", "follow"}
 
 
 def main(argv: list[str] | None = None) -> None:

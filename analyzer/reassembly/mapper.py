@@ -25,7 +25,9 @@ MAX_MAPPINGS = 64  # recent mappings kept per subflow direction
 DSN_LINK_DISTANCE = 1 << 40
 MAX_CHECKSUM_FRAMES = 8
 
-WriterFactory = Callable[[Connection | None, int], StreamWriter | None]
+# Called once per data stream with the connection (None if not yet grouped), the side that sends the
+# stream's data (0 = client) and the subflow whose segment created the stream.
+WriterFactory = Callable[[Connection | None, int, Subflow], StreamWriter | None]
 
 
 @dataclass(slots=True)
@@ -232,9 +234,9 @@ class Reassembler:
             if stream is None:
                 idsn = conn.sides[side].idsn
                 if idsn is not None:
-                    stream = self._new_stream((idsn + 1) & MASK64, True, conn, side)
+                    stream = self._new_stream((idsn + 1) & MASK64, True, conn, side, sf)
                 elif state.mode == "tcp":
-                    stream = self._new_stream(0, True, conn, side)
+                    stream = self._new_stream(0, True, conn, side, sf)
                 if stream is not None:
                     self.conn_streams[key] = stream
         if stream is None:
@@ -244,15 +246,17 @@ class Reassembler:
                 None,
             )
             if stream is None:
-                stream = self._new_stream(hint, False, conn, side)
+                stream = self._new_stream(hint, False, conn, side, sf)
                 self.loose_streams.append(stream)
         state.stream = stream
         return stream
 
-    def _new_stream(self, base: int, base_known: bool, conn: Connection | None, side: int) -> DataStream:
+    def _new_stream(
+        self, base: int, base_known: bool, conn: Connection | None, side: int, sf: Subflow
+    ) -> DataStream:
         writer: StreamWriter | None = None
         if self.writer_factory is not None:
-            writer = self.writer_factory(conn, side)
+            writer = self.writer_factory(conn, side, sf)
         return DataStream(base=base, base_known=base_known, buffer_cap=self.buffer_cap, writer=writer)
 
     def _place(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState, rel: int) -> None:

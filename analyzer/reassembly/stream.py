@@ -12,15 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 MASK64 = (1 << 64) - 1
 DEFAULT_BUFFER_CAP = 64 << 20  # bytes of out-of-order data held before a gap is declared a hole
 RECENT_WINDOW = 4 << 20  # delivered bytes kept for comparing duplicates
 MAX_RECORDED = 100  # holes / conflicts kept with their details (counts are always exact)
 
-StreamWriter = Callable[[int, float, bytes], None]  # (offset, time, bytes) in stream order
+
+
+class StreamWriter(Protocol):
+    """Receives a stream's bytes in order (``follow``, the TUI), and the holes between them."""
+
+    def write(self, offset: int, time: float, data: bytes) -> None: ...
+
+    def hole(self, offset: int, length: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -73,7 +80,6 @@ class DataStream:
     _pending_bytes: int = 0
     _recent: bytearray = field(default_factory=bytearray)
     _recent_start: int = 0
-    _first_frames: dict[int, int] = field(default_factory=dict)  # unused placeholder for future use
 
     # ------------------------------------------------------------------ input
     def offset_of(self, dsn: int) -> int:
@@ -161,7 +167,7 @@ class DataStream:
     def _deliver(self, data: bytes, time: float | None) -> None:
         self._hasher.update(data)
         if self.writer is not None:
-            self.writer(self.next_offset, time or 0.0, data)
+            self.writer.write(self.next_offset, time or 0.0, data)
         self.next_offset += len(data)
         self.delivered += len(data)
         recent = self._recent
@@ -176,6 +182,8 @@ class DataStream:
         self.hole_bytes += length
         if len(self.holes) < MAX_RECORDED:
             self.holes.append((offset, length))
+        if self.writer is not None:
+            self.writer.hole(offset, length)
         self.next_offset = offset + length
         # The comparison window must stay contiguous with next_offset.
         self._recent.clear()
