@@ -89,6 +89,7 @@ class Segment:
 
     __slots__ = (
         "ack",
+        "captured_payload_len",
         "data",
         "dport",
         "dst",
@@ -136,6 +137,8 @@ class Segment:
         self.window = window
         self.payload_len = payload_len  # from the IP header: what was on the wire
         self.payload_offset = payload_offset
+        captured = len(data) - payload_offset  # what the capture kept of it (snaplen)
+        self.captured_payload_len = payload_len if captured >= payload_len else max(captured, 0)
         self.data = data
         self.options = options
 
@@ -143,10 +146,6 @@ class Segment:
     def payload(self) -> bytes:
         """The captured payload bytes (may be shorter than ``payload_len`` with a snaplen)."""
         return self.data[self.payload_offset : self.payload_offset + self.payload_len]
-
-    @property
-    def captured_payload_len(self) -> int:
-        return max(0, min(self.payload_len, len(self.data) - self.payload_offset))
 
     @property
     def mptcp(self) -> list:  # type: ignore[type-arg]

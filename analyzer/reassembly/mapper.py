@@ -52,7 +52,6 @@ class HalfStats:
     """What the reassembler learned about one subflow direction."""
 
     mapped_bytes: int = 0  # payload bytes placed in the data stream
-    new_bytes: int = 0  # of which were new data at the connection level
     retransmitted_bytes: int = 0  # TCP retransmissions on this subflow
     reinjected_bytes: int = 0  # new on this subflow, but the DSN range was already delivered
     unmapped_bytes: int = 0  # payload covered by no mapping
@@ -72,6 +71,7 @@ class SubflowState:
     mappings: list[Mapping] = field(default_factory=list)  # sorted by start
     starts: list[int] = field(default_factory=list)  # mapping starts, for bisect
     seq_ref: int | None = None  # highest unwrapped relative sequence number seen
+    longest: int = 0  # longest mapping kept: bounds the search for overlapping neighbours
     stream: DataStream | None = None
     max_seq_end: int | None = None  # highest relative sequence end seen, for retransmission detection
     stats: HalfStats = field(default_factory=HalfStats)
@@ -196,10 +196,13 @@ class Reassembler:
         mapping.end = mapping.start + mapping.length
         mappings, starts = state.mappings, state.starts
         index = bisect_left(starts, mapping.start)
-        # Neighbours that can overlap: mappings are at most 65535 bytes long.
+        # Earlier mappings can only reach this one if they start within the longest mapping's length.
         low = index
-        while low > 0 and starts[low - 1] > mapping.start - 0x10000:
+        reach = mapping.start - state.longest
+        while low > 0 and starts[low - 1] >= reach:
             low -= 1
+        if mapping.length > state.longest:
+            state.longest = mapping.length
         for existing in mappings[low:]:
             if existing.start >= mapping.end:
                 break
@@ -323,12 +326,11 @@ class Reassembler:
         stats.mapped_bytes += length
         dup = stream.add(offset, data[:captured], seg.ts, seg.frame, sf.id) if captured else 0
         if captured < length:
-            stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id)
+            dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id)
         # Bytes that repeat an earlier DSN but are new on this subflow are a reinjection.
         retrans_here = max(0, min(length, retrans_end - start_in_segment))
         reinjected = max(0, dup - retrans_here)
         stats.reinjected_bytes += reinjected
-        stats.new_bytes += max(0, length - dup)
 
     def _checksum(
         self, mapping: Mapping, lo: int, hi: int, piece: bytes, seg: Segment, sf: Subflow, state: SubflowState
@@ -412,7 +414,8 @@ class Reassembler:
     def _report_subflow(self, conn: Connection, sf: Subflow, direction: int, state: SubflowState) -> None:
         stats = state.stats
         half = sf.halves[direction]
-        half.new_bytes = stats.new_bytes
+        stream = state.stream
+        half.new_bytes = stream.first_carrier.get(sf.id, 0) if stream is not None else 0
         half.retransmitted_bytes = stats.retransmitted_bytes
         half.reinjected_bytes = stats.reinjected_bytes
         half.unmapped_bytes = stats.unmapped_bytes

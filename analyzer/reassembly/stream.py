@@ -74,6 +74,8 @@ class DataStream:
     fin_offset: int | None = None  # offset of the DATA_FIN unit
     fin_conflict: bool = False
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
+    # subflow id -> bytes it was first to carry (delivered or, under a snaplen, seen but not kept)
+    first_carrier: dict[int, int] = field(default_factory=dict)
     _hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
     _pending: dict[int, _Piece] = field(default_factory=dict)
     _heap: list[int] = field(default_factory=list)
@@ -108,29 +110,42 @@ class DataStream:
             data = data[overlap:]
             offset = nxt
         if offset == nxt:
-            self._deliver(data, time)
+            self._deliver(data, time, subflow)
             if self._heap:
                 self._drain(time)
         else:
             self._buffer(_Piece(offset, data, len(data), time, frame, subflow))
         return dup
 
-    def add_missing(self, offset: int, length: int, time: float, frame: int, subflow: int) -> None:
-        """Bytes that were on the wire but not in the capture (snaplen): a hole when reached."""
+    def add_missing(self, offset: int, length: int, time: float, frame: int, subflow: int) -> int:
+        """Bytes that were on the wire but not in the capture (snaplen): a hole when reached.
+
+        Returns how many of them lie behind the stream's position (already seen: duplicates).
+        """
         if length <= 0 or offset >= 1 << 63:
-            return
+            return 0
         end = offset + length
         if end <= self.next_offset:
-            return
+            self.duplicate_bytes += length
+            self.unverified_duplicate_bytes += length
+            return length
+        dup = 0
         if offset < self.next_offset:
-            length -= self.next_offset - offset
+            dup = self.next_offset - offset
+            self.duplicate_bytes += dup
+            self.unverified_duplicate_bytes += dup
+            length -= dup
             offset = self.next_offset
+        if offset == self.next_offset and not self._heap:
+            self._hole(offset, length, subflow)  # the common snaplen case: in order, nothing waiting
+            return dup
         existing = self._pending.get(offset)
         if existing is not None and existing.length >= length:
-            return
+            return dup
         self._buffer(_Piece(offset, None, length, time, frame, subflow), counted=False)
         if offset == self.next_offset:
             self._drain(time)
+        return dup
 
     def set_fin(self, offset: int) -> None:
         if self.fin_offset is None:
@@ -164,8 +179,9 @@ class DataStream:
         return self._hasher.hexdigest()
 
     # ------------------------------------------------------------------ internals
-    def _deliver(self, data: bytes, time: float | None) -> None:
+    def _deliver(self, data: bytes, time: float | None, subflow: int) -> None:
         self._hasher.update(data)
+        self.first_carrier[subflow] = self.first_carrier.get(subflow, 0) + len(data)
         if self.writer is not None:
             self.writer.write(self.next_offset, time or 0.0, data)
         self.next_offset += len(data)
@@ -177,11 +193,18 @@ class DataStream:
             del recent[:cut]
             self._recent_start += cut
 
-    def _hole(self, offset: int, length: int) -> None:
-        self.hole_count += 1
+    def _hole(self, offset: int, length: int, subflow: int | None = None) -> None:
+        """Skip ``length`` bytes; ``subflow`` carried them but the capture kept no bytes (snaplen)."""
+        if subflow is not None:
+            self.first_carrier[subflow] = self.first_carrier.get(subflow, 0) + length
         self.hole_bytes += length
-        if len(self.holes) < MAX_RECORDED:
-            self.holes.append((offset, length))
+        holes = self.holes
+        if holes and holes[-1][0] + holes[-1][1] == offset:  # extends the previous hole
+            holes[-1] = (holes[-1][0], holes[-1][1] + length)
+        else:
+            self.hole_count += 1
+            if len(holes) < MAX_RECORDED:
+                holes.append((offset, length))
         if self.writer is not None:
             self.writer.hole(offset, length)
         self.next_offset = offset + length
@@ -224,7 +247,7 @@ class DataStream:
                 continue
             skip = nxt - offset
             if piece.data is None:
-                self._hole(nxt, end - nxt)
+                self._hole(nxt, end - nxt, piece.subflow)
                 continue
             if skip:
                 self._compare_delivered(offset, piece.data[:skip], piece.frame, piece.subflow)
@@ -233,7 +256,7 @@ class DataStream:
                 self.hol_wait_total += wait
                 if wait > self.hol_wait_max:
                     self.hol_wait_max = wait
-            self._deliver(piece.data[skip:], piece.time)
+            self._deliver(piece.data[skip:], piece.time, piece.subflow)
 
     def _compare_delivered(self, offset: int, data: bytes, frame: int, subflow: int) -> None:
         self.duplicate_bytes += len(data)
