@@ -37,11 +37,11 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def run_analysis(path: str, show_progress: bool = True) -> Analysis:
+def run_analysis(path: str, show_progress: bool = True, reassemble: bool = True) -> Analysis:
     """Analyse with a progress bar on stderr when stderr is a terminal."""
     err = Console(stderr=True)
     if not (show_progress and err.is_terminal and path != "-"):
-        return analyze(path)
+        return analyze(path, AnalysisOptions(reassemble=reassemble))
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     with Progress(
@@ -53,7 +53,7 @@ def run_analysis(path: str, show_progress: bool = True) -> Analysis:
         def update(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        return analyze(path, AnalysisOptions(progress=update))
+        return analyze(path, AnalysisOptions(progress=update, reassemble=reassemble))
 
 
 @app.command("report")
@@ -61,10 +61,13 @@ def report_command(
     trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok), or - for stdin")],
     json_output: Annotated[bool, typer.Option("--json", help="print the mptcp-analyze/1 JSON document")] = False,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="write to this file instead of stdout")] = None,
+    reassembly: Annotated[
+        bool, typer.Option("--reassembly/--no-reassembly", help="rebuild the data streams (default on)")
+    ] = True,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     try:
-        analysis = run_analysis(trace)
+        analysis = run_analysis(trace, reassemble=reassembly)
     except CaptureError as exc:
         raise _fail(str(exc)) from None
     out = output.open("w") if output else sys.stdout

@@ -72,6 +72,8 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     first_time: float | None = None
     ts = 0.0
     records = read_records(stream, info)
+    track = tracker.on_segment
+    observe = [observer.on_segment for observer in observers]
     for ts, link_type, data, origlen in records:
         frame += 1
         if first_time is None:
@@ -79,15 +81,15 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         if link_type not in link_types_seen:
             link_types_seen.add(link_type)
         seg = decode_segment(frame, ts, link_type, data)
-        if isinstance(seg, Skip):
-            skipped[seg] = skipped.get(seg, 0) + 1
-        else:
+        if not isinstance(seg, Skip):
             tcp_packets += 1
             if origlen > len(data) and seg.payload_len > seg.captured_payload_len:
                 truncated += 1
-            subflow, direction = tracker.on_segment(seg)
-            for observer in observers:
-                observer.on_segment(seg, subflow, direction)
+            subflow, direction = track(seg)
+            for on_segment in observe:
+                on_segment(seg, subflow, direction)
+        else:
+            skipped[seg] = skipped.get(seg, 0) + 1
         if progress is not None and frame % PROGRESS_EVERY == 0:
             progress(info.bytes_read, info.size)
     if frame and link_types_seen and not (link_types_seen & SUPPORTED_LINK_TYPES):

@@ -430,7 +430,36 @@ def _parse_dss(raw: bytes) -> MptcpOption:
         data_len = _U16.unpack_from(raw, pos + 4)[0]
         if n == expected + 2:
             checksum = _U16.unpack_from(raw, pos + 6)[0]
-    return Dss(flags, data_ack, dsn, ssn, data_len, checksum, raw[2] & 0x0F)
+    return _dss_trusted(flags, data_ack, dsn, ssn, data_len, checksum, raw[2] & 0x0F)
+
+
+def _dss_trusted(
+    flags: int,
+    data_ack: int | None,
+    dsn: int | None,
+    ssn: int | None,
+    data_len: int | None,
+    checksum: int | None,
+    reserved: int,
+) -> Dss:
+    """Build a Dss from parsed fields without re-validating them (hot path: one per segment).
+
+    The parser already guarantees what ``Dss.__post_init__`` checks: every field fits its wire width
+    and is present exactly when its flag says so.
+    """
+    dss: Dss = _object_new(Dss)
+    _object_setattr(dss, "flags", flags)
+    _object_setattr(dss, "data_ack", data_ack)
+    _object_setattr(dss, "dsn", dsn)
+    _object_setattr(dss, "ssn", ssn)
+    _object_setattr(dss, "data_len", data_len)
+    _object_setattr(dss, "checksum", checksum)
+    _object_setattr(dss, "reserved", reserved)
+    return dss
+
+
+_object_new = object.__new__
+_object_setattr = object.__setattr__
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,21 +30,28 @@ MAX_CHECKSUM_FRAMES = 8
 WriterFactory = Callable[[Connection | None, int, Subflow], StreamWriter | None]
 
 
-@dataclass(slots=True)
 class Mapping:
-    dsn: int  # 64-bit DSN of the first byte
-    ssn: int  # relative subflow sequence number of the first byte, as in the option (32 bits)
-    length: int  # payload bytes covered (the data-level length minus the DATA_FIN unit)
-    data_len: int  # as carried in the option (for the checksum pseudo-header)
-    data_fin: bool
-    checksum: int | None
-    frame: int
-    acc: ChecksumAccumulator | None = None
-    acc_next: int = 0
-    csum_state: str = "pending"  # pending | ok | bad | unverifiable
-    frames: list[int] = field(default_factory=list)
-    start: int = 0  # ``ssn`` unwrapped to 64 bits (subflows can carry more than 4 GiB)
-    end: int = 0  # start + length
+    """One DSS mapping (or the MP_CAPABLE implied one). A plain slotted class: one per data segment."""
+
+    __slots__ = ("acc", "acc_next", "checksum", "csum_state", "data_fin", "data_len", "dsn", "end", "frame",
+                 "frames", "length", "ssn", "start")  # fmt: skip
+
+    def __init__(
+        self, dsn: int, ssn: int, length: int, data_len: int, data_fin: bool, checksum: int | None, frame: int
+    ) -> None:
+        self.dsn = dsn  # 64-bit DSN of the first byte
+        self.ssn = ssn  # relative subflow sequence number of the first byte, as in the option (32 bits)
+        self.length = length  # payload bytes covered (the data-level length minus the DATA_FIN unit)
+        self.data_len = data_len  # as carried in the option (for the checksum pseudo-header)
+        self.data_fin = data_fin
+        self.checksum = checksum
+        self.frame = frame
+        self.acc: ChecksumAccumulator | None = None
+        self.acc_next = 0
+        self.csum_state = "pending"  # pending | ok | bad | unverifiable
+        self.frames: list[int] = []
+        self.start = 0  # ``ssn`` unwrapped to 64 bits (subflows can carry more than 4 GiB)
+        self.end = 0  # start + length
 
 
 @dataclass(slots=True)
@@ -105,7 +112,7 @@ class Reassembler:
         self.sink = sink
         self.buffer_cap = buffer_cap
         self.writer_factory = writer_factory
-        self.states: dict[tuple[int, int], SubflowState] = {}
+        self.states: dict[int, SubflowState] = {}  # key: subflow id * 2 + direction
         self.conn_streams: dict[tuple[int, int], DataStream] = {}
         self.loose_streams: list[DataStream] = []
         self.bad_checksums: list[tuple[Subflow, Mapping]] = []
@@ -115,7 +122,7 @@ class Reassembler:
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         if sf.connection is None and not sf.mptcp_seen:
             return  # plain TCP: nothing at the MPTCP level
-        key = (sf.id, direction)
+        key = sf.id * 2 + direction
         state = self.states.get(key)
         if state is None:
             state = self.states[key] = SubflowState(isn=sf.halves[direction].isn)
@@ -195,23 +202,18 @@ class Reassembler:
         mapping.start = state.unwrap(mapping.ssn, advance=False)
         mapping.end = mapping.start + mapping.length
         mappings, starts = state.mappings, state.starts
-        index = bisect_left(starts, mapping.start)
-        # Earlier mappings can only reach this one if they start within the longest mapping's length.
-        low = index
-        reach = mapping.start - state.longest
-        while low > 0 and starts[low - 1] >= reach:
-            low -= 1
         if mapping.length > state.longest:
             state.longest = mapping.length
-        for existing in mappings[low:]:
-            if existing.start >= mapping.end:
-                break
-            if existing.end <= mapping.start:
-                continue
-            if existing.start == mapping.start and existing.dsn == mapping.dsn and existing.length == mapping.length:
-                return existing  # identical copy (retransmission, TSO split): allowed
-            if (existing.dsn - existing.start) & MASK64 != (mapping.dsn - mapping.start) & MASK64:
-                self.conflicting_mappings.append((sf, existing, mapping))
+        if mappings:
+            last = mappings[-1]
+            if last.start == mapping.start and last.dsn == mapping.dsn and last.length == mapping.length:
+                return last  # identical copy of the newest mapping (retransmission, TSO split)
+        if not mappings or mapping.start >= last.end:  # the usual case: the next mapping in order
+            index = len(mappings)
+        else:
+            index = self._check_overlaps(mapping, sf, state)
+            if index < 0:
+                return mappings[-index - 1]
         state.stats.mappings += 1
         if mapping.checksum is not None:
             mapping.acc = ChecksumAccumulator()
@@ -222,6 +224,27 @@ class Reassembler:
             del starts[0]
             _retire(mappings.pop(0), state.stats)
         return mapping
+
+    def _check_overlaps(self, mapping: Mapping, sf: Subflow, state: SubflowState) -> int:
+        """Insertion index for an out-of-order mapping, or -(index + 1) of an identical existing one."""
+        mappings, starts = state.mappings, state.starts
+        index = bisect_left(starts, mapping.start)
+        # Earlier mappings can only reach this one if they start within the longest mapping's length.
+        low = index
+        reach = mapping.start - state.longest
+        while low > 0 and starts[low - 1] >= reach:
+            low -= 1
+        for position in range(low, len(mappings)):
+            existing = mappings[position]
+            if existing.start >= mapping.end:
+                break
+            if existing.end <= mapping.start:
+                continue
+            if existing.start == mapping.start and existing.dsn == mapping.dsn and existing.length == mapping.length:
+                return -position - 1  # identical copy (retransmission, TSO split): allowed
+            if (existing.dsn - existing.start) & MASK64 != (mapping.dsn - mapping.start) & MASK64:
+                self.conflicting_mappings.append((sf, existing, mapping))
+        return index
 
     def _stream_for(
         self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None
@@ -282,8 +305,17 @@ class Reassembler:
                 offset = stream.offset_of((rel + state.infinite_delta) & MASK64)
             self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
             return
-        covered = 0
         mappings = state.mappings
+        if mappings:
+            last = mappings[-1]
+            if last.start <= rel and end <= last.end and last.acc is None:
+                # Fast path: the newest mapping covers the whole segment (one mapping per segment or a
+                # mapping spanning several segments, as Linux sends them).
+                stream = state.stream or self._stream_for(state, sf, direction, last.dsn)
+                offset = stream.offset_of(last.dsn + (rel - last.start))
+                self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
+                return
+        covered = 0
         index = bisect_right(state.starts, rel) - 1
         if index > 0:
             index -= 1  # an earlier, longer (overlapping) mapping may cover rel too
@@ -377,7 +409,7 @@ class Reassembler:
             analysis.streams[conn.id] = (pair[0], pair[1])
             for sf in conn.subflows:
                 for direction in (0, 1):
-                    state = self.states.get((sf.id, direction))
+                    state = self.states.get(sf.id * 2 + direction)
                     if state is not None:
                         self._report_subflow(conn, sf, direction, state)
         for sf, mapping in self.bad_checksums:
@@ -444,7 +476,7 @@ class Reassembler:
         if stream is not None:
             return stream
         for sf in conn.subflows:
-            state = self.states.get((sf.id, side ^ sf.reversed))
+            state = self.states.get(sf.id * 2 + (side ^ sf.reversed))
             if state is not None and state.stream is not None:
                 return state.stream
         return None
