@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from analyzer.findings import Severity
 
-E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +30,8 @@ class Rule:
 _RULES: list[Rule] = [
     # Capture-level observations (not protocol rules).
     Rule("CAPTURE-001", W, "-", "Capture file problem",
-         "The capture file itself is damaged (truncated record, corrupt header); analysis continued with what could be read."),
+         "The capture file itself is damaged (truncated record, corrupt header); analysis continued with what "
+         "could be read."),
     # Option format.
     Rule("OPT-001", E, "§3", "Malformed TCP option list",
          "A TCP option (MPTCP or not) has a length below 2, or an MPTCP option is shorter than 3 bytes, or an "
@@ -62,12 +63,12 @@ _RULES: list[Rule] = [
          "Address ID‖Address‖Port), with a zero port when none is carried."),
     Rule("FC-001", E, "§3.5", "MP_FASTCLOSE carries the wrong key",
          "MP_FASTCLOSE must carry the key of the host that receives it (the peer's key from the sender's view)."),
-    Rule("FALLBACK-001", I, "§3.1", "Connection fell back to TCP during the handshake",
+    Rule("FALLBACK-001", INFO, "§3.1", "Connection fell back to TCP during the handshake",
          "The SYN offered MP_CAPABLE but the SYN/ACK did not accept it (or accepted it with an invalid option), "
          "so the connection is plain TCP."),
-    Rule("FALLBACK-007", I, "§3.7", "Connection fell back to TCP",
+    Rule("FALLBACK-007", INFO, "§3.7", "Connection fell back to TCP",
          "The connection stopped using MPTCP (infinite mapping, or data without DSS after the handshake)."),
-    Rule("GROUP-001", I, "§3.2", "Subflow grouped without the handshake",
+    Rule("GROUP-001", INFO, "§3.2", "Subflow grouped without the handshake",
          "The MP_CAPABLE or MP_JOIN handshake of this subflow was not captured, so it was attached to its "
          "connection by weaker evidence (keys echoed later, or data-sequence continuity)."),
 ]
@@ -88,7 +89,7 @@ for _rule in [
     Rule("DSS-004", E, "§3.3.1", "Payload not covered by any mapping",
          "Every payload byte on an MPTCP subflow (before fallback) must be covered by a DSS mapping or the "
          "MP_CAPABLE implied mapping."),
-    Rule("DSS-012", I, "§3.3.1", "Reinjection",
+    Rule("DSS-012", INFO, "§3.3.1", "Reinjection",
          "Data already sent on one subflow was sent again on another (legal; reported for insight)."),
     Rule("CSUM-001", E, "§3.3.1", "DSS checksum does not verify",
          "The DSS checksum over the pseudo-header (64-bit DSN, relative SSN, data-level length) and the whole "

@@ -638,8 +638,8 @@ def _decide_end(sf: Subflow) -> None:
         sf.end = "fin"
         sf.end_detail = f"FIN from the client at frame {c.fin_frame}, from the server at frame {s.fin_frame}"
     elif c.fin_frame is not None or s.fin_frame is not None:
-        who, frame = ("client", c.fin_frame) if c.fin_frame is not None else ("server", s.fin_frame)
-        sf.end_detail = f"half-closed: FIN from the {who} at frame {frame} only"
+        who, fin = ("client", c.fin_frame) if c.fin_frame is not None else ("server", s.fin_frame)
+        sf.end_detail = f"half-closed: FIN from the {who} at frame {fin} only"
 
 
 def _subtype_name(subtype: int | None) -> str:

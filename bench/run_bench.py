@@ -48,13 +48,24 @@ def main() -> None:
     tools: dict[str, list[str]] = {
         "mptcp-analyze --json": [sys.executable, "-m", "analyzer.cli", "--json", str(args.trace)],
         "mptcp-analyze --json (no reassembly)": [
-            sys.executable, "-m", "analyzer.cli", "--json", "--no-reassembly", str(args.trace),
+            sys.executable,
+            "-m",
+            "analyzer.cli",
+            "--json",
+            "--no-reassembly",
+            str(args.trace),
         ],
     }
     tshark = shutil.which("tshark")
     if tshark:
         tools["tshark -Y mptcp (analyze_mappings)"] = [
-            tshark, "-r", str(args.trace), "-Y", "mptcp", "-o", "mptcp.analyze_mappings:TRUE",
+            tshark,
+            "-r",
+            str(args.trace),
+            "-Y",
+            "mptcp",
+            "-o",
+            "mptcp.analyze_mappings:TRUE",
         ]
         tools["tshark -2 -Y mptcp"] = [tshark, "-2", "-r", str(args.trace), "-Y", "mptcp"]
     results = {}
@@ -62,7 +73,11 @@ def main() -> None:
         runs = [run(cmd) for _ in range(args.repeat)]
         best = min(r[0] for r in runs)
         rss = max(r[1] for r in runs)
-        results[name] = {"seconds": round(best, 3), "pkt_per_s": round(packets / best), "peak_rss_mib": round(rss / 1024, 1)}
+        results[name] = {
+            "seconds": round(best, 3),
+            "pkt_per_s": round(packets / best),
+            "peak_rss_mib": round(rss / 1024, 1),
+        }
     if args.json:
         print(json.dumps({"trace": str(args.trace), "packets": packets, "results": results}, indent=2))
         return

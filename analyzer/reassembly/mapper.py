@@ -246,9 +246,7 @@ class Reassembler:
                 self.conflicting_mappings.append((sf, existing, mapping))
         return index
 
-    def _stream_for(
-        self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None
-    ) -> DataStream:
+    def _stream_for(self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None) -> DataStream:
         if state.stream is not None:
             return state.stream
         conn = sf.connection
@@ -277,9 +275,7 @@ class Reassembler:
         state.stream = stream
         return stream
 
-    def _new_stream(
-        self, base: int, base_known: bool, conn: Connection | None, side: int, sf: Subflow
-    ) -> DataStream:
+    def _new_stream(self, base: int, base_known: bool, conn: Connection | None, side: int, sf: Subflow) -> DataStream:
         writer: StreamWriter | None = None
         if self.writer_factory is not None:
             writer = self.writer_factory(conn, side, sf)
@@ -299,10 +295,10 @@ class Reassembler:
             state.max_seq_end = end
         if state.mode != "mptcp":
             stream = self._stream_for(state, sf, direction, None)
-            if state.mode == "tcp":  # stream base 0: offset = relative sequence - 1
-                offset = (rel - 1) & MASK64
-            else:
-                offset = stream.offset_of((rel + state.infinite_delta) & MASK64)
+            # After a fallback the stream base is 0 and offset = relative sequence - 1; after an infinite
+            # mapping the subflow maps one to one from the mapping's DSN.
+            tcp = state.mode == "tcp"
+            offset = (rel - 1) & MASK64 if tcp else stream.offset_of((rel + state.infinite_delta) & MASK64)
             self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
             return
         mappings = state.mappings
@@ -422,10 +418,13 @@ class Reassembler:
             )  # fmt: skip
         for sf, first, second in self.conflicting_mappings:
             conn_id = sf.connection.id if sf.connection else None
+            overlap = max(first.start, second.start)
+            dsn_first = (first.dsn + overlap - first.start) & MASK64
+            dsn_second = (second.dsn + overlap - second.start) & MASK64
             self.sink.add(
                 "DSS-002",
-                f"subflow bytes {max(first.ssn, second.ssn)}… are mapped to DSN {first.dsn + max(0, second.ssn - first.ssn)} "
-                f"by frame {first.frame} and to DSN {second.dsn + max(0, first.ssn - second.ssn)} by frame {second.frame}",
+                f"subflow byte {overlap & MASK32} (relative) is mapped to DSN {dsn_first} by frame {first.frame} "
+                f"and to DSN {dsn_second} by frame {second.frame}",
                 [first.frame, second.frame], conn_id, sf.id,
             )  # fmt: skip
 

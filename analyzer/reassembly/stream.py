@@ -76,7 +76,7 @@ class DataStream:
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
     # subflow id -> bytes it was first to carry (delivered or, under a snaplen, seen but not kept)
     first_carrier: dict[int, int] = field(default_factory=dict)
-    _hasher: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+    _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     _pending: dict[int, _Piece] = field(default_factory=dict)
     _heap: list[int] = field(default_factory=list)
     _pending_bytes: int = 0

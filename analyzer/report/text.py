@@ -35,7 +35,9 @@ def _trace_summary(analysis: Analysis) -> RenderableType:
     grid.add_column()
     fmt = trace.file_format + (" (gzip)" if trace.compressed else "")
     grid.add_row("File", f"{trace.path}  [{fmt}]")
-    grid.add_row("Packets", f"{trace.packets:,} total, {trace.tcp_packets:,} TCP, {trace.mptcp_packets:,} with MPTCP options")
+    grid.add_row(
+        "Packets", f"{trace.packets:,} total, {trace.tcp_packets:,} TCP, {trace.mptcp_packets:,} with MPTCP options"
+    )
     if trace.link_types:
         grid.add_row("Link types", ", ".join(trace.link_types))
     if trace.first_time is not None and trace.last_time is not None:
@@ -50,7 +52,9 @@ def _trace_summary(analysis: Analysis) -> RenderableType:
     if trace.skipped:
         grid.add_row("Not analysed", ", ".join(f"{n:,} {why}" for why, n in trace.skipped.items()))
     if trace.truncated_packets:
-        grid.add_row("Snaplen", f"{trace.truncated_packets:,} packets have payload cut by the capture (snaplen {trace.snaplen})")
+        grid.add_row(
+            "Snaplen", f"{trace.truncated_packets:,} packets have payload cut by the capture (snaplen {trace.snaplen})"
+        )
     for error in trace.errors:
         grid.add_row(Text("Capture error", style="bold red"), error)
     return Panel(grid, title="mptcp-analyze", title_align="left", box=box.ROUNDED)
@@ -61,7 +65,9 @@ def _connection_panel(conn: Connection, analysis: Analysis) -> RenderableType:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    version = {0: "v0 (RFC 6824)", 1: "v1 (RFC 8684)"}.get(conn.version, "unknown") if conn.version is not None else "unknown"
+    version = (
+        {0: "v0 (RFC 6824)", 1: "v1 (RFC 8684)"}.get(conn.version, "unknown") if conn.version is not None else "unknown"
+    )
     status = f"fell back to TCP: {conn.fallback_reason}" if conn.fallback else "MPTCP"
     head.add_row("Version", f"{version}; {status}")
     head.add_row("Checksums", {True: "on", False: "off", None: "unknown"}[conn.checksum])
@@ -192,7 +198,9 @@ def _tcp_flows(flows: list[Subflow]) -> RenderableType:
 def _findings(analysis: Analysis) -> RenderableType:
     findings = analysis.findings
     counts = Counter(f.severity for f in findings)
-    summary = ", ".join(f"{counts.get(sev, 0)} {sev.label}(s)" for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO))
+    summary = ", ".join(
+        f"{counts.get(sev, 0)} {sev.label}(s)" for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+    )
     if not findings:
         return Text("Findings: none", style="green")
     table = Table(box=box.SIMPLE_HEAD, title=f"Findings: {summary}", title_justify="left", expand=False)
