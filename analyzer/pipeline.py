@@ -36,6 +36,7 @@ class AnalysisOptions:
     progress: ProgressCallback | None = None
     per_rule_limit: int = 1000
     reassemble: bool = True
+    check: bool = True  # run the RFC 8684 rule families (analyzer.checker)
     buffer_cap: int = DEFAULT_BUFFER_CAP  # out-of-order bytes held per stream before declaring a hole
     stream_writer: WriterFactory | None = None  # receives every stream's bytes in order (follow)
 
@@ -63,6 +64,10 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     observers: list[SegmentObserver] = []
     if options.reassemble:
         observers.append(Reassembler(sink, options.buffer_cap, options.stream_writer))
+    if options.check:
+        from analyzer.checker import Checker
+
+        observers.append(Checker(sink))
     observers.extend(options.observers)
     progress = options.progress
     link_types_seen: set[int] = set()

@@ -1,0 +1,76 @@
+"""RFC 8684 compliance checker: rule families run as one pipeline observer.
+
+Each family lives in its own module (``analyzer/checker/<family>.py``) and is listed in
+``FAMILIES``; importing this package registers every family's rules in :data:`analyzer.rules.RULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from analyzer.checker.base import Context, Family
+from analyzer.findings import FindingSink
+from analyzer.ingest.decode import Segment
+from analyzer.model import Analysis, Subflow
+from analyzer.mptcp.options import Dss
+
+# Module names under analyzer.checker, one per catalogue section. A module that does not exist yet
+# is skipped, so families can land one at a time.
+FAMILY_MODULES = ("opt", "mpc", "join", "dss", "dack", "csum", "close", "addr", "prio", "fallback", "fc", "rst",
+                  "fail")  # fmt: skip
+
+
+def family_classes() -> list[type[Family]]:
+    classes: list[type[Family]] = []
+    for name in FAMILY_MODULES:
+        try:
+            module = importlib.import_module(f"analyzer.checker.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"analyzer.checker.{name}":
+                raise
+            continue
+        classes.extend(
+            obj for obj in vars(module).values()
+            if isinstance(obj, type) and issubclass(obj, Family) and obj is not Family
+            and obj.__module__ == module.__name__
+        )  # fmt: skip
+    return classes
+
+
+FAMILY_CLASSES = family_classes()
+for _family in FAMILY_CLASSES:
+    _family.register_rules()
+
+
+class Checker:
+    """Pipeline observer running every rule family."""
+
+    def __init__(self, sink: FindingSink) -> None:
+        self.ctx = Context(sink)
+        self.families = [cls(self.ctx) for cls in FAMILY_CLASSES]
+        self._hooks = [family.on_segment for family in self.families]
+
+    def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
+        ctx = self.ctx
+        ctx.last_time = seg.ts
+        if subflow.connection is None and not subflow.mptcp_seen:
+            return  # plain TCP: no MPTCP rule applies
+        conn = subflow.connection
+        dss = None
+        if conn is not None and seg.options is not None:
+            for opt in seg.options.mptcp:
+                if type(opt) is Dss:
+                    dss = opt
+                    if opt.dsn is not None and opt.data_len:
+                        ctx.note_mapping(conn, direction ^ subflow.reversed, opt)
+        for hook in self._hooks:
+            hook(seg, subflow, direction)
+        if dss is not None and dss.data_ack is not None and conn is not None:
+            ctx.note_data_ack(conn, direction ^ subflow.reversed, dss)
+
+    def finish(self, analysis: Analysis) -> None:
+        for family in self.families:
+            family.finish(analysis)
+
+
+__all__ = ["FAMILY_CLASSES", "Checker", "Context", "Family"]

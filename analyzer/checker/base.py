@@ -1,0 +1,179 @@
+"""The checker's frame: rule families observe every segment and report findings through a context.
+
+A *family* (one module per catalogue section: OPT, MPC, JOIN, DSS, …) declares its rules as data and
+implements ``on_segment`` (called for every TCP segment, after the tracker placed it in its subflow
+and connection and the reassembler mapped it) and ``finish`` (called once at the end, when the whole
+model is known: that is where rules with a grace period or "never happened" conditions decide).
+
+The context holds what several families need, so they do not each recompute it: the connection
+side of a segment, 64-bit expansion of DSNs and Data ACKs, the highest DSN each side has mapped,
+and the capture-level facts that the hazards in the catalogue (H-MID, H-POINT, H-END, …) depend on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from analyzer.findings import FindingSink, Severity
+from analyzer.ingest.decode import Segment
+from analyzer.model import CLIENT, Analysis, Connection, Subflow
+from analyzer.mptcp.options import Dss
+from analyzer.rules import Rule, register
+
+MASK32 = 0xFFFFFFFF
+MASK64 = (1 << 64) - 1
+GRACE_SECONDS = 1.0  # H-END: minimum time a reaction may take before "it never came" is reported
+
+
+def expand32(value: int, reference: int) -> int:
+    """The 64-bit number whose low 32 bits are ``value``, nearest ``reference`` (RFC 8684 §3.3.1)."""
+    candidate = (reference & ~MASK32) | value
+    diff = (candidate - reference) & MASK64
+    if diff >= 1 << 63:
+        if (reference - candidate) & MASK64 > 1 << 31:
+            candidate += 1 << 32
+    elif diff > 1 << 31:
+        candidate -= 1 << 32
+    return candidate & MASK64
+
+
+def serial_lt(a: int, b: int, bits: int = 64) -> bool:
+    """``a < b`` in serial-number arithmetic modulo 2^bits."""
+    half = 1 << (bits - 1)
+    return a != b and ((b - a) & ((1 << bits) - 1)) < half
+
+
+@dataclass(slots=True)
+class SideState:
+    """What the checker tracks per connection side (the host sending this direction's data)."""
+
+    max_dsn_end: int | None = None  # highest DSN end (exclusive, 64-bit) this side has mapped
+    data_fin_dsn: int | None = None  # 64-bit DSN of its DATA_FIN
+    last_data_ack: int | None = None  # highest 64-bit Data ACK this side has sent (acks the peer's data)
+
+
+@dataclass
+class Context:
+    """Shared services for rule families (see the module docstring)."""
+
+    sink: FindingSink
+    sides: dict[tuple[int, int], SideState] = field(default_factory=dict)
+    last_time: float = 0.0
+
+    # ------------------------------------------------------------------ reporting
+    def report(
+        self,
+        rule: str,
+        message: str,
+        frames: list[int] | int,
+        sf: Subflow | None = None,
+        conn: Connection | None = None,
+        severity: Severity | None = None,
+    ) -> None:
+        """Record a finding; ``severity`` overrides the rule's default (e.g. lowered by a hazard)."""
+        if isinstance(frames, int):
+            frames = [frames]
+        if conn is None and sf is not None:
+            conn = sf.connection
+        self.sink.add(
+            rule, message, sorted(set(frames)), conn.id if conn else None, sf.id if sf else None, severity
+        )
+
+    # ------------------------------------------------------------------ model helpers
+    @staticmethod
+    def side_of(sf: Subflow, direction: int) -> int:
+        """Connection side (CLIENT/SERVER) that sent a segment travelling in ``direction``."""
+        return direction ^ sf.reversed
+
+    def side_state(self, conn: Connection, side: int) -> SideState:
+        key = (id(conn), side)
+        state = self.sides.get(key)
+        if state is None:
+            state = self.sides[key] = SideState()
+        return state
+
+    def dsn_reference(self, conn: Connection, side: int) -> int | None:
+        """Reference for expanding ``side``'s 32-bit DSNs: its highest mapped DSN, else IDSN + 1."""
+        state = self.side_state(conn, side)
+        if state.max_dsn_end is not None:
+            return state.max_dsn_end
+        idsn = conn.sides[side].idsn
+        return None if idsn is None else (idsn + 1) & MASK64
+
+    def expand_dsn(self, conn: Connection, side: int, value: int, is64: bool) -> int | None:
+        """A DSN sent by ``side`` as 64 bits, or None when a 32-bit value has no reference yet."""
+        if is64:
+            return value
+        reference = self.dsn_reference(conn, side)
+        return None if reference is None else expand32(value, reference)
+
+    def expand_data_ack(self, conn: Connection, acker: int, value: int, is64: bool) -> int | None:
+        """A Data ACK sent by ``acker`` (it acknowledges the *peer's* DSN space) as 64 bits."""
+        if is64:
+            return value
+        reference = self.dsn_reference(conn, 1 - acker)
+        return None if reference is None else expand32(value, reference)
+
+    def note_mapping(self, conn: Connection, side: int, dss: Dss) -> None:
+        """Track the highest DSN ``side`` has mapped and its DATA_FIN (called before the families run)."""
+        assert dss.dsn is not None and dss.data_len is not None
+        dsn = self.expand_dsn(conn, side, dss.dsn, dss.dsn64)
+        if dsn is None:
+            return
+        state = self.side_state(conn, side)
+        end = (dsn + dss.data_len) & MASK64
+        if state.max_dsn_end is None or serial_lt(state.max_dsn_end, end):
+            state.max_dsn_end = end
+        if dss.data_fin and state.data_fin_dsn is None:
+            state.data_fin_dsn = (end - 1) & MASK64
+
+    def note_data_ack(self, conn: Connection, side: int, dss: Dss) -> None:
+        """Track the highest Data ACK ``side`` has sent (called after the families run)."""
+        assert dss.data_ack is not None
+        ack = self.expand_data_ack(conn, side, dss.data_ack, dss.ack64)
+        if ack is None:
+            return
+        state = self.side_state(conn, side)
+        if state.last_data_ack is None or serial_lt(state.last_data_ack, ack):
+            state.last_data_ack = ack
+
+    @staticmethod
+    def fully_captured(conn: Connection) -> bool:
+        """H-POINT guard: every subflow was seen from its SYN (so none is missing from the capture)."""
+        return all(sf.syn_seen for sf in conn.subflows)
+
+    @staticmethod
+    def handshake_seen(conn: Connection) -> bool:
+        """H-MID guard: both keys and the initial subflow's SYN are in the capture."""
+        initial = conn.initial_subflow
+        return (
+            initial is not None
+            and initial.syn_seen
+            and conn.sides[CLIENT].key is not None
+            and conn.sides[1 - CLIENT].key is not None
+        )
+
+    def after_grace(self, time: float) -> bool:
+        """H-END guard: the capture lasted long enough after ``time`` for a reaction to be expected."""
+        return self.last_time - time >= GRACE_SECONDS
+
+
+class Family:
+    """Base class of a rule family. Subclasses set ``RULES`` and override the hooks they need."""
+
+    RULES: ClassVar[tuple[Rule, ...]] = ()
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
+        """Called for every TCP segment of an MPTCP (or attempted MPTCP) subflow, in capture order."""
+
+    def finish(self, analysis: Analysis) -> None:
+        """Called once after the whole capture was read and the model is final."""
+
+    @classmethod
+    def register_rules(cls) -> None:
+        for rule in cls.RULES:
+            register(rule)
