@@ -179,8 +179,16 @@ class Reassembler:
         length = opt.data_len - (1 if opt.data_fin else 0)
         if opt.data_fin:
             stream.set_fin(stream.offset_of(dsn + length))
-        if length <= 0:
-            return None  # DATA_FIN-only mapping
+        if length <= 0:  # DATA_FIN-only mapping: its checksum covers the pseudo-header alone
+            if opt.checksum is not None:
+                mapping = Mapping(dsn, opt.ssn, 0, opt.data_len, True, opt.checksum, seg.frame)
+                acc = ChecksumAccumulator()
+                if acc.verify(dsn, opt.ssn, opt.data_len, opt.checksum):
+                    state.stats.checksums_ok += 1
+                else:
+                    state.stats.checksums_bad += 1
+                    self.bad_checksums.append((sf, mapping))
+            return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
         return self._add_mapping(mapping, sf, state, stream)
 
