@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from rich.console import Console
 
 from analyzer.ingest.capture import CaptureError
 from analyzer.model import Analysis
-from analyzer.pipeline import AnalysisOptions, analyze
+from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
 from analyzer.report import json_out, text
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -37,11 +38,14 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-def run_analysis(path: str, show_progress: bool = True, reassemble: bool = True) -> Analysis:
+def run_analysis(
+    path: str, show_progress: bool = True, reassemble: bool = True, observers: list[SegmentObserver] | None = None
+) -> Analysis:
     """Analyse with a progress bar on stderr when stderr is a terminal."""
     err = Console(stderr=True)
+    options = AnalysisOptions(reassemble=reassemble, observers=list(observers or []))
     if not (show_progress and err.is_terminal and path != "-"):
-        return analyze(path, AnalysisOptions(reassemble=reassemble))
+        return analyze(path, options)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
 
     with Progress(
@@ -53,7 +57,8 @@ def run_analysis(path: str, show_progress: bool = True, reassemble: bool = True)
         def update(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        return analyze(path, AnalysisOptions(progress=update, reassemble=reassemble))
+        options.progress = update
+        return analyze(path, options)
 
 
 @app.command("report")
@@ -64,10 +69,26 @@ def report_command(
     reassembly: Annotated[
         bool, typer.Option("--reassembly/--no-reassembly", help="rebuild the data streams (default on)")
     ] = True,
+    csv_path: Annotated[
+        Path | None, typer.Option("--csv", help="also write one row per MPTCP packet (DSN, SSN, data ACK…)")
+    ] = None,
+    parquet_path: Annotated[
+        Path | None, typer.Option("--parquet", help="the same per-packet rows as Parquet (needs pyarrow)")
+    ] = None,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
+    extra = []
+    if csv_path is not None or parquet_path is not None:
+        from analyzer.export import PacketExporter
+
+        if csv_path is not None:
+            extra.append(PacketExporter(csv_path, "csv"))
+        if parquet_path is not None:
+            if importlib.util.find_spec("pyarrow") is None:
+                raise _fail("--parquet needs pyarrow: pip install 'mptcp-analyze[export]'")
+            extra.append(PacketExporter(parquet_path, "parquet"))
     try:
-        analysis = run_analysis(trace, reassemble=reassembly)
+        analysis = run_analysis(trace, reassemble=reassembly, observers=extra)
     except CaptureError as exc:
         raise _fail(str(exc)) from None
     out = output.open("w") if output else sys.stdout

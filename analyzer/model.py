@@ -65,7 +65,9 @@ class HalfFlow:
     unmapped_bytes: int = 0  # payload covered by no DSS mapping
     mappings: int = 0
     checksums: tuple[int, int, int] = (0, 0, 0)  # verified ok, bad, not verifiable
-
+    # Filled by the statistics stage.
+    rtt: dict[str, object] | None = None  # RTT estimate at the capture point (ms), see analyzer.stats
+    throughput: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> payload bytes sent
 
     def to_json(self) -> dict[str, object]:
         ok, bad, unverifiable = self.checksums
@@ -79,6 +81,7 @@ class HalfFlow:
             "unmapped_bytes": self.unmapped_bytes,
             "mappings": self.mappings,
             "checksums": {"ok": ok, "bad": bad, "unverifiable": unverifiable},
+            "rtt": self.rtt,
         }
 
 
@@ -238,6 +241,8 @@ class Connection:
     fastclose_sender: int | None = None
     first_frame: int = 0
     events: list[tuple[int, str]] = field(default_factory=list)  # (frame, text): MP_FAIL, fallback, close
+    # side -> {100 ms bucket -> Data ACK sent by that side, as an offset into the peer's stream}
+    data_ack_progress: list[dict[int, int]] = field(default_factory=lambda: [{}, {}])
 
     MAX_EVENTS = 200
 
@@ -262,12 +267,41 @@ class Connection:
 class StreamSummary:
     """Reassembled data of one direction (filled by the reassembly stage when it runs)."""
 
-    bytes: int = 0
-    sha256: str | None = None
-    complete: bool = False
+    bytes: int = 0  # bytes rebuilt from the capture (holes excluded)
+    sha256: str | None = None  # of those bytes, when they are the stream's contiguous start
+    complete: bool = False  # every byte up to the DATA_FIN (or TCP FIN after fallback) was captured
+    length: int = 0  # stream length the sender covered, holes included
+    holes: int = 0
+    hole_bytes: int = 0
+    data_fin: bool = False
+    duplicate_bytes: int = 0  # bytes seen again (retransmissions and reinjections)
+    out_of_order: int = 0  # pieces that arrived ahead of a gap at the data level
+    hol_wait_total: float = 0.0  # seconds data waited for an earlier gap (head-of-line blocking)
+    hol_wait_max: float = 0.0
+    conflicts: int = 0  # ranges carried twice with different bytes
+    reinjections: dict[tuple[int, int], int] = field(default_factory=dict)  # (from sf, to sf) -> bytes
+    first_carrier: dict[int, int] = field(default_factory=dict)  # subflow id -> bytes it carried first
+    progress: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> bytes the stream advanced
 
     def to_json(self) -> dict[str, object]:
-        return {"bytes": self.bytes, "sha256": self.sha256, "complete": self.complete}
+        return {
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "complete": self.complete,
+            "length": self.length,
+            "holes": self.holes,
+            "hole_bytes": self.hole_bytes,
+            "data_fin": self.data_fin,
+            "duplicate_bytes": self.duplicate_bytes,
+            "out_of_order": self.out_of_order,
+            "hol_wait": {"total_s": round(self.hol_wait_total, 6), "max_s": round(self.hol_wait_max, 6)},
+            "conflicts": self.conflicts,
+            "reinjections": [
+                {"from_subflow": src, "to_subflow": dst, "bytes": n}
+                for (src, dst), n in sorted(self.reinjections.items())
+            ],
+            "subflow_share": {str(sf): n for sf, n in sorted(self.first_carrier.items())},
+        }
 
 
 @dataclass(slots=True)
@@ -299,11 +333,7 @@ class Analysis:
 
 def data_fin_frame(conn: Connection, side: int) -> int | None:
     """First frame on which ``side`` (CLIENT/SERVER of the connection) sent a DATA_FIN."""
-    frames = [
-        frame
-        for sf in conn.subflows
-        if (frame := sf.halves[side ^ sf.reversed].data_fin_frame) is not None
-    ]
+    frames = [frame for sf in conn.subflows if (frame := sf.halves[side ^ sf.reversed].data_fin_frame) is not None]
     return min(frames) if frames else None
 
 

@@ -37,6 +37,7 @@ class AnalysisOptions:
     per_rule_limit: int = 1000
     reassemble: bool = True
     check: bool = True  # run the RFC 8684 rule families (analyzer.checker)
+    stats: bool = True  # RTT, throughput and Data ACK timelines (analyzer.stats)
     buffer_cap: int = DEFAULT_BUFFER_CAP  # out-of-order bytes held per stream before declaring a hole
     stream_writer: WriterFactory | None = None  # receives every stream's bytes in order (follow)
 
@@ -64,6 +65,10 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     observers: list[SegmentObserver] = []
     if options.reassemble:
         observers.append(Reassembler(sink, options.buffer_cap, options.stream_writer))
+    if options.stats:
+        from analyzer.stats import StatsCollector
+
+        observers.append(StatsCollector())
     if options.check:
         from analyzer.checker import Checker
 

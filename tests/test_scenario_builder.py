@@ -40,5 +40,7 @@ def test_v0_with_checksums(tmp_path: Path) -> None:
     analysis = analyze(sc.write(tmp_path))
     (conn,) = analysis.connections
     assert conn.version == 0 and conn.checksum
-    assert sum(h.checksums[0] for s in conn.subflows for h in s.halves) == 3  # the data mapping and both DATA_FIN-only mappings
+    assert (
+        sum(h.checksums[0] for s in conn.subflows for h in s.halves) == 3
+    )  # the data mapping and both DATA_FIN-only mappings
     assert [f for f in analysis.findings if f.severity >= Severity.WARNING] == []

@@ -20,28 +20,10 @@ from analyzer.ingest.decode import Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
 from analyzer.rules import Rule, register
+from analyzer.seqnum import expand32, serial_lt
 
-MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
 GRACE_SECONDS = 1.0  # H-END: minimum time a reaction may take before "it never came" is reported
-
-
-def expand32(value: int, reference: int) -> int:
-    """The 64-bit number whose low 32 bits are ``value``, nearest ``reference`` (RFC 8684 §3.3.1)."""
-    candidate = (reference & ~MASK32) | value
-    diff = (candidate - reference) & MASK64
-    if diff >= 1 << 63:
-        if (reference - candidate) & MASK64 > 1 << 31:
-            candidate += 1 << 32
-    elif diff > 1 << 31:
-        candidate -= 1 << 32
-    return candidate & MASK64
-
-
-def serial_lt(a: int, b: int, bits: int = 64) -> bool:
-    """``a < b`` in serial-number arithmetic modulo 2^bits."""
-    half = 1 << (bits - 1)
-    return a != b and ((b - a) & ((1 << bits) - 1)) < half
 
 
 @dataclass(slots=True)

@@ -19,6 +19,7 @@ from analyzer.model import Analysis, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.options import Dss, MpCapable
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, StreamWriter
+from analyzer.seqnum import expand32
 
 MASK32 = 0xFFFFFFFF
 MAX_MAPPINGS = 64  # recent mappings kept per subflow direction
@@ -141,7 +142,7 @@ class Reassembler:
         if seg.flags & TH_SYN:
             return  # TFO data on a SYN is not part of a mapping (H-TFO)
         if seg.payload_len == 0:
-            if seg.flags & TH_FIN and state.mode == "tcp" and state.isn is not None:
+            if seg.flags & TH_FIN and state.mode != "mptcp" and state.isn is not None:
                 self._tcp_fin(seg, sf, direction, state)
             return
         if state.mode == "mptcp" and not state.seen_mapping and _fell_back(sf):
@@ -153,14 +154,18 @@ class Reassembler:
             state.isn_inferred = True
         rel = state.unwrap((seg.seq - state.isn) & MASK32)
         self._place(seg, sf, direction, state, rel)
-        if seg.flags & TH_FIN and state.mode == "tcp":
+        if seg.flags & TH_FIN and state.mode != "mptcp":
             self._tcp_fin(seg, sf, direction, state)
 
     def _tcp_fin(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState) -> None:
         """After a fallback the TCP FIN plays the DATA_FIN's role: it ends the data stream."""
         assert state.isn is not None
         fin_rel = state.unwrap((seg.seq + seg.payload_len - state.isn) & MASK32, advance=False)
-        self._stream_for(state, sf, direction, None).set_fin((fin_rel - 1) & MASK64)
+        stream = self._stream_for(state, sf, direction, None)
+        if state.mode == "tcp":
+            stream.set_fin((fin_rel - 1) & MASK64)
+        else:  # after an infinite mapping the subflow maps one to one from the mapping's DSN
+            stream.set_fin(stream.offset_of((fin_rel + state.infinite_delta) & MASK64))
 
     def _on_dss_mapping(
         self, opt: Dss, seg: Segment, sf: Subflow, direction: int, state: SubflowState
@@ -512,21 +517,23 @@ def _summary(stream: DataStream) -> StreamSummary:
         bytes=stream.delivered,
         sha256=stream.sha256 if contiguous else None,
         complete=stream.complete,
+        length=stream.next_offset,
+        holes=stream.hole_count,
+        hole_bytes=stream.hole_bytes,
+        data_fin=stream.fin_offset is not None,
+        duplicate_bytes=stream.duplicate_bytes,
+        out_of_order=stream.out_of_order,
+        hol_wait_total=stream.hol_wait_total,
+        hol_wait_max=stream.hol_wait_max,
+        conflicts=stream.conflict_count,
+        reinjections=dict(stream.reinjections),
+        first_carrier=dict(stream.first_carrier),
+        progress=dict(stream.progress),
     )
 
 
 def _expand32(value: int, reference: int | None) -> int:
-    """Expand a 32-bit DSN to the 64-bit value nearest ``reference`` (Linux ``__mptcp_expand_seq``)."""
-    if reference is None:
-        return value
-    candidate = (reference & ~MASK32) | value
-    diff = (candidate - reference) & MASK64
-    if diff >= 1 << 63:  # candidate below reference
-        if reference - candidate > 1 << 31:
-            candidate += 1 << 32
-    elif diff > 1 << 31:
-        candidate -= 1 << 32
-    return candidate & MASK64
+    return value if reference is None else expand32(value, reference)
 
 
 def _near(value: int, base: int) -> bool:

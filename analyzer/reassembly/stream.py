@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -19,6 +20,8 @@ MASK64 = (1 << 64) - 1
 DEFAULT_BUFFER_CAP = 64 << 20  # bytes of out-of-order data held before a gap is declared a hole
 RECENT_WINDOW = 4 << 20  # delivered bytes kept for comparing duplicates
 MAX_RECORDED = 100  # holes / conflicts kept with their details (counts are always exact)
+MAX_OWNER_RUNS = 1 << 16  # runs of "which subflow first carried these bytes", for reinjection attribution
+BUCKET = 0.1  # seconds per progress bucket
 
 
 
@@ -76,6 +79,12 @@ class DataStream:
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
     # subflow id -> bytes it was first to carry (delivered or, under a snaplen, seen but not kept)
     first_carrier: dict[int, int] = field(default_factory=dict)
+    # (subflow that first carried the bytes, subflow that carried them again) -> bytes
+    reinjections: dict[tuple[int, int], int] = field(default_factory=dict)
+    progress: dict[int, int] = field(default_factory=dict)  # time bucket -> bytes the stream advanced
+    _owner_starts: list[int] = field(default_factory=list)
+    _owner_ids: list[int] = field(default_factory=list)
+    _last_time: float = 0.0
     _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
     _pending: dict[int, _Piece] = field(default_factory=dict)
     _heap: list[int] = field(default_factory=list)
@@ -128,16 +137,18 @@ class DataStream:
         if end <= self.next_offset:
             self.duplicate_bytes += length
             self.unverified_duplicate_bytes += length
+            self._attribute(offset, length, subflow)
             return length
         dup = 0
         if offset < self.next_offset:
             dup = self.next_offset - offset
             self.duplicate_bytes += dup
             self.unverified_duplicate_bytes += dup
+            self._attribute(offset, dup, subflow)
             length -= dup
             offset = self.next_offset
         if offset == self.next_offset and not self._heap:
-            self._hole(offset, length, subflow)  # the common snaplen case: in order, nothing waiting
+            self._hole(offset, length, subflow, time)  # the common snaplen case: in order, nothing waiting
             return dup
         existing = self._pending.get(offset)
         if existing is not None and existing.length >= length:
@@ -181,7 +192,7 @@ class DataStream:
     # ------------------------------------------------------------------ internals
     def _deliver(self, data: bytes, time: float | None, subflow: int) -> None:
         self._hasher.update(data)
-        self.first_carrier[subflow] = self.first_carrier.get(subflow, 0) + len(data)
+        self._advance(len(data), subflow, time)
         if self.writer is not None:
             self.writer.write(self.next_offset, time or 0.0, data)
         self.next_offset += len(data)
@@ -193,10 +204,43 @@ class DataStream:
             del recent[:cut]
             self._recent_start += cut
 
-    def _hole(self, offset: int, length: int, subflow: int | None = None) -> None:
+    def _advance(self, length: int, subflow: int, time: float | None) -> None:
+        """Bookkeeping for bytes that move the stream forward: carrier, owner runs, progress."""
+        self.first_carrier[subflow] = self.first_carrier.get(subflow, 0) + length
+        ids = self._owner_ids
+        if not ids or ids[-1] != subflow:
+            self._owner_starts.append(self.next_offset)
+            ids.append(subflow)
+            if len(ids) > MAX_OWNER_RUNS:
+                del self._owner_starts[: MAX_OWNER_RUNS // 2]
+                del ids[: MAX_OWNER_RUNS // 2]
+        if time is None:
+            time = self._last_time
+        else:
+            self._last_time = time
+        bucket = int(time / BUCKET)
+        self.progress[bucket] = self.progress.get(bucket, 0) + length
+
+    def _attribute(self, offset: int, length: int, subflow: int) -> None:
+        """Bytes at ``offset`` were carried again by ``subflow``: credit a reinjection to their first carrier."""
+        starts, ids = self._owner_starts, self._owner_ids
+        index = bisect_right(starts, offset) - 1
+        if index < 0:
+            return
+        end = offset + length
+        while index < len(starts) and starts[index] < end:
+            run_end = starts[index + 1] if index + 1 < len(starts) else self.next_offset
+            overlap = min(end, run_end) - max(offset, starts[index])
+            owner = ids[index]
+            if overlap > 0 and owner != subflow:
+                key = (owner, subflow)
+                self.reinjections[key] = self.reinjections.get(key, 0) + overlap
+            index += 1
+
+    def _hole(self, offset: int, length: int, subflow: int | None = None, time: float | None = None) -> None:
         """Skip ``length`` bytes; ``subflow`` carried them but the capture kept no bytes (snaplen)."""
         if subflow is not None:
-            self.first_carrier[subflow] = self.first_carrier.get(subflow, 0) + length
+            self._advance(length, subflow, time)
         self.hole_bytes += length
         holes = self.holes
         if holes and holes[-1][0] + holes[-1][1] == offset:  # extends the previous hole
@@ -247,7 +291,7 @@ class DataStream:
                 continue
             skip = nxt - offset
             if piece.data is None:
-                self._hole(nxt, end - nxt, piece.subflow)
+                self._hole(nxt, end - nxt, piece.subflow, piece.time)
                 continue
             if skip:
                 self._compare_delivered(offset, piece.data[:skip], piece.frame, piece.subflow)
@@ -260,6 +304,7 @@ class DataStream:
 
     def _compare_delivered(self, offset: int, data: bytes, frame: int, subflow: int) -> None:
         self.duplicate_bytes += len(data)
+        self._attribute(offset, len(data), subflow)
         start = offset - self._recent_start
         if start < 0 or offset + len(data) > self.next_offset:
             self.unverified_duplicate_bytes += len(data)

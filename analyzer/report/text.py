@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.findings import Severity
-from analyzer.model import CLIENT, SERVER, Analysis, Connection, Side, Subflow, data_fin_frame
+from analyzer.model import CLIENT, SERVER, Analysis, Connection, Side, StreamSummary, Subflow, data_fin_frame
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 MAX_FINDINGS_SHOWN = 200
@@ -84,6 +84,8 @@ def _connection_panel(conn: Connection, analysis: Analysis) -> RenderableType:
     head.add_row("Close", _close_text(conn))
     parts.append(head)
     parts.append(_subflow_table(conn.subflows))
+    if streams is not None and any(s.bytes or s.hole_bytes for s in streams):
+        parts.append(_statistics(conn, streams))
     if conn.announcements:
         parts.append(_announcements(conn))
     if conn.events:
@@ -153,6 +155,46 @@ def _subflow_table(subflows: list[Subflow]) -> RenderableType:
             f"{c.payload_bytes:,} / {s.payload_bytes:,}",
             sf.end or ("half-closed" if sf.end_detail else "open"),
         )
+    return table
+
+
+def _statistics(conn: Connection, streams: tuple[StreamSummary, StreamSummary]) -> RenderableType:
+    """Who carried the data, what was sent twice, and how long data waited for a gap."""
+    table = Table(box=box.SIMPLE_HEAD, title="Data statistics", title_justify="left", expand=False, pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("share c→s", justify="right")
+    table.add_column("share s→c", justify="right")
+    table.add_column("TCP rtx", justify="right")
+    table.add_column("reinjected", justify="right")
+    table.add_column("RTT ms", justify="right")
+    totals = [max(1, s.length) for s in streams]
+    for sf in conn.subflows:
+        sides = [sf.halves[side ^ sf.reversed] for side in (CLIENT, SERVER)]
+        shares = [streams[side].first_carrier.get(sf.id, 0) / totals[side] for side in (CLIENT, SERVER)]
+        rtx = sum(h.retransmitted_bytes for h in sf.halves)
+        reinjected = sum(h.reinjected_bytes for h in sf.halves)
+        rtt = sides[0].rtt if sides[0].rtt else sides[1].rtt
+        table.add_row(
+            str(sf.id), f"{shares[0]:.0%}", f"{shares[1]:.0%}", f"{rtx:,}", f"{reinjected:,}",
+            f"{rtt['srtt_ms']}" if rtt else "-",
+        )  # fmt: skip
+    notes = []
+    for label, stream in zip(("c→s", "s→c"), streams, strict=True):
+        bits = []
+        if stream.out_of_order:
+            bits.append(
+                f"{stream.out_of_order} out-of-order arrivals, head-of-line wait {stream.hol_wait_total * 1000:.1f} ms "
+                f"(max {stream.hol_wait_max * 1000:.1f} ms)"
+            )
+        for (src, dst), n in sorted(stream.reinjections.items()):
+            bits.append(f"{n:,} bytes of subflow {src} reinjected on subflow {dst}")
+        if stream.holes:
+            bits.append(f"{stream.holes} hole(s), {stream.hole_bytes:,} bytes not in the capture")
+        if bits:
+            notes.append(f"{label}: " + "; ".join(bits))
+    if notes:
+        table.caption = "\n".join(notes)
+        table.caption_justify = "left"
     return table
 
 
