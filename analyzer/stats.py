@@ -68,6 +68,7 @@ class StatsCollector:
         self.directions: dict[int, _Direction] = {}  # subflow id * 2 + direction
         self.data_acks: dict[tuple[int, int], dict[int, int]] = {}  # (id(conn), acking side) -> bucket -> ack
         self._ack_refs: dict[tuple[int, int], int] = {}
+        self._last_raw: dict[tuple[int, int], int] = {}
 
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         key = sf.id * 2 + direction
@@ -105,6 +106,10 @@ class StatsCollector:
     def _data_ack(self, conn: object, side: int, dss: Dss, bucket: int) -> None:
         key = (id(conn), side)
         assert dss.data_ack is not None
+        raw = dss.data_ack | (dss.ack64 << 64)
+        if self._last_raw.get(key) == raw:
+            return  # repeated Data ACK: the series already holds it
+        self._last_raw[key] = raw
         if dss.ack64:
             value = dss.data_ack
         else:

@@ -7,6 +7,7 @@ Each family lives in its own module (``analyzer/checker/<family>.py``) and is li
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 
 from analyzer.checker.base import Context, Family
 from analyzer.findings import FindingSink
@@ -42,13 +43,20 @@ for _family in FAMILY_CLASSES:
     _family.register_rules()
 
 
+Hook = Callable[[Segment, Subflow, int], None]
+
+
 class Checker:
     """Pipeline observer running every rule family."""
 
     def __init__(self, sink: FindingSink) -> None:
         self.ctx = Context(sink)
         self.families = [cls(self.ctx) for cls in FAMILY_CLASSES]
-        self._hooks = [family.on_segment for family in self.families]
+        self._hooks = [family.on_segment for family in self.families if family.WANTS is None]
+        self._by_type: dict[type, list[Hook]] = {}
+        for family in self.families:
+            for option_type in family.WANTS or ():
+                self._by_type.setdefault(option_type, []).append(family.on_segment)
 
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
         ctx = self.ctx
@@ -57,13 +65,21 @@ class Checker:
             return  # plain TCP: no MPTCP rule applies
         conn = subflow.connection
         dss = None
-        if conn is not None and seg.options is not None:
+        wanted: list[Hook] = []
+        if seg.options is not None and seg.options.mptcp:
+            by_type = self._by_type
             for opt in seg.options.mptcp:
-                if type(opt) is Dss:
+                kind = type(opt)
+                if kind is Dss:
                     dss = opt
-                    if opt.dsn is not None and opt.data_len:
+                    if conn is not None and opt.dsn is not None and opt.data_len:
                         ctx.note_mapping(conn, direction ^ subflow.reversed, opt)
+                hooks = by_type.get(kind)
+                if hooks:
+                    wanted.extend(hook for hook in hooks if hook not in wanted)
         for hook in self._hooks:
+            hook(seg, subflow, direction)
+        for hook in wanted:
             hook(seg, subflow, direction)
         if dss is not None and dss.data_ack is not None and conn is not None:
             ctx.note_data_ack(conn, direction ^ subflow.reversed, dss)

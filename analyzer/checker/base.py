@@ -33,6 +33,7 @@ class SideState:
     max_dsn_end: int | None = None  # highest DSN end (exclusive, 64-bit) this side has mapped
     data_fin_dsn: int | None = None  # 64-bit DSN of its DATA_FIN
     last_data_ack: int | None = None  # highest 64-bit Data ACK this side has sent (acks the peer's data)
+    last_raw_ack: int = -1  # the last Data ACK as carried (value | ack64 << 64), to skip repeats cheaply
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Context:
     """Shared services for rule families (see the module docstring)."""
 
     sink: FindingSink
-    sides: dict[tuple[int, int], SideState] = field(default_factory=dict)
+    sides: dict[int, SideState] = field(default_factory=dict)  # id(conn) * 2 + side
     last_time: float = 0.0
 
     # ------------------------------------------------------------------ reporting
@@ -69,7 +70,7 @@ class Context:
         return direction ^ sf.reversed
 
     def side_state(self, conn: Connection, side: int) -> SideState:
-        key = (id(conn), side)
+        key = id(conn) * 2 + side
         state = self.sides.get(key)
         if state is None:
             state = self.sides[key] = SideState()
@@ -113,10 +114,14 @@ class Context:
     def note_data_ack(self, conn: Connection, side: int, dss: Dss) -> None:
         """Track the highest Data ACK ``side`` has sent (called after the families run)."""
         assert dss.data_ack is not None
+        state = self.side_state(conn, side)
+        raw = dss.data_ack | (dss.ack64 << 64)
+        if raw == state.last_raw_ack:
+            return  # the common case: the same Data ACK repeated on every segment
+        state.last_raw_ack = raw
         ack = self.expand_data_ack(conn, side, dss.data_ack, dss.ack64)
         if ack is None:
             return
-        state = self.side_state(conn, side)
         if state.last_data_ack is None or serial_lt(state.last_data_ack, ack):
             state.last_data_ack = ack
 
@@ -145,6 +150,9 @@ class Family:
     """Base class of a rule family. Subclasses set ``RULES`` and override the hooks they need."""
 
     RULES: ClassVar[tuple[Rule, ...]] = ()
+    # Option types whose presence makes a segment interesting to this family. None (the default)
+    # means every segment; a set lets the checker skip the call for the other ~all segments.
+    WANTS: ClassVar[frozenset[type] | None] = None
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx

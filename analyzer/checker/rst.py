@@ -16,6 +16,7 @@ MPTCPRST_RESERVED_FLAGS = 0x0E  # U, V, W
 
 
 class TcpRstRules(Family):
+    WANTS = frozenset({MpTcpRst})
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("RST-001", E, "§3.6", "MP_TCPRST without the RST flag",
              "MP_TCPRST is only valid on a segment with the TCP RST flag set; receivers ignore it elsewhere."),

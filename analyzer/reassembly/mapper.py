@@ -321,8 +321,13 @@ class Reassembler:
                 # Fast path: the newest mapping covers the whole segment (one mapping per segment or a
                 # mapping spanning several segments, as Linux sends them).
                 stream = state.stream or self._stream_for(state, sf, direction, last.dsn)
-                offset = stream.offset_of(last.dsn + (rel - last.start))
-                self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
+                offset = (last.dsn + (rel - last.start) - stream.base) & MASK64
+                stats.mapped_bytes += length
+                dup = stream.add(offset, payload, seg.ts, seg.frame, sf.id) if captured else 0
+                if captured < length:
+                    dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id)
+                if dup > retrans_end:
+                    stats.reinjected_bytes += dup - retrans_end
                 return
         covered = 0
         index = bisect_right(state.starts, rel) - 1

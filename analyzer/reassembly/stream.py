@@ -102,6 +102,10 @@ class DataStream:
 
     def add(self, offset: int, data: bytes, time: float, frame: int, subflow: int) -> int:
         """Add captured bytes at ``offset``; returns how many of them were duplicates."""
+        if offset == self.next_offset and not self._heap:  # the common case: the next bytes, in order
+            if data:
+                self._deliver(data, time, subflow)
+            return 0
         length = len(data)
         if not length:
             return 0
