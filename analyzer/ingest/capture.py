@@ -13,11 +13,15 @@ import io
 import os
 import struct
 import sys
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from dpkt import pcapng
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 PCAP_MAGICS: dict[bytes, tuple[str, float]] = {
     # magic as stored on disk -> (struct byte order, timestamp fraction divisor)
@@ -36,9 +40,43 @@ MAX_BLOCK = 1 << 24
 
 EPB, SPB, OBSOLETE_PB, IDB = 6, 3, 2, 1
 
+# The pcap link-type word carries the FCS length and its "present" flag in the upper bits
+# (libpcap's LT_FCS_LENGTH_PRESENT 0x04000000, LT_FCS_LENGTH 0xF0000000); the link type is the low 16.
+LINKTYPE_MASK = 0xFFFF
+# Stands for an interface whose block was too short to name its link type (keeps interface ids aligned).
+UNKNOWN_LINK_TYPE = 0xFFFF
+
+# Per-packet problems (e.g. every packet block naming a missing interface) are kept up to this many.
+MAX_ERRORS = 100
+
+# What a damaged (gzip) stream raises while being read; zlib.error is not an OSError.
+READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
+
 
 class CaptureError(Exception):
     """The capture cannot be read at all (missing, unreadable, not a capture format)."""
+
+
+class _OwningGzipFile(gzip.GzipFile):
+    """A GzipFile that closes the file it decompresses (plain GzipFile leaves ``fileobj`` open)."""
+
+    def __init__(self, source: BinaryIO, close_source: bool) -> None:
+        self._source: BinaryIO | None = source if close_source else None
+        super().__init__(fileobj=source, mode="rb")
+
+    def readinto(self, b: WriteableBuffer) -> int:
+        # The BufferedReader on top asks for 8 KiB at a time. GzipFile.readinto insists on filling
+        # all of it, so at a cut-off end of stream the EOFError would swallow the bytes decoded
+        # before it (up to 8 KiB of records, or a whole small file). Hand over what is there.
+        return self.readinto1(b)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            source, self._source = getattr(self, "_source", None), None
+            if source is not None:
+                source.close()
 
 
 @dataclass(slots=True)
@@ -79,15 +117,27 @@ def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
             raise CaptureError(f"{path}: is a directory, not a capture file") from None
         except OSError as exc:
             raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[arg-type]
+    stream = raw if isinstance(raw, io.BufferedReader) else io.BufferedReader(raw)  # type: ignore[type-var]
     try:
         head = stream.peek(4)[:4]
     except OSError as exc:
+        if path != "-":
+            stream.close()
         raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if head[:2] == GZIP_MAGIC:
         info.compressed = True
-        stream = io.BufferedReader(gzip.GzipFile(fileobj=stream))  # type: ignore[arg-type]
+        # Closing the returned reader must close the file too (not stdin, which is not ours).
+        gz = _OwningGzipFile(stream, close_source=path != "-")
+        stream = io.BufferedReader(gz)
     return stream, info
+
+
+def _error(info: CaptureInfo, message: str) -> None:
+    """Record a per-packet problem, keeping at most MAX_ERRORS of them (memory stays flat)."""
+    if len(info.errors) < MAX_ERRORS:
+        info.errors.append(message)
+    elif len(info.errors) == MAX_ERRORS:
+        info.errors.append(f"more than {MAX_ERRORS} problems; further ones are not listed")
 
 
 def read_records(stream: BinaryIO, info: CaptureInfo) -> Iterator[tuple[float, int, bytes, int]]:
@@ -98,7 +148,7 @@ def read_records(stream: BinaryIO, info: CaptureInfo) -> Iterator[tuple[float, i
     """
     try:
         head = stream.read(4)
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+    except READ_ERRORS as exc:
         raise CaptureError(f"{info.path}: cannot read: {exc}") from None
     if len(head) < 4:
         raise CaptureError(f"{info.path}: empty or too short to be a capture file")
@@ -112,7 +162,7 @@ def read_records(stream: BinaryIO, info: CaptureInfo) -> Iterator[tuple[float, i
         raise CaptureError(f"{info.path}: not a pcap or pcapng file (starts with {head.hex()})")
     try:
         yield from records
-    except (OSError, EOFError, gzip.BadGzipFile, struct.error, ValueError) as exc:
+    except (*READ_ERRORS, struct.error, ValueError) as exc:
         info.errors.append(f"read error after {info.bytes_read} bytes: {exc}")
 
 
@@ -123,7 +173,7 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
         raise CaptureError(f"{info.path}: pcap file header is truncated")
     _vmaj, _vmin, _zone, _sigfigs, snaplen, linktype = struct.unpack(order + "HHiIII", rest)
     # The upper bits of the link-type word may carry an FCS length (pcap "LINKTYPE_" extension).
-    link_type = linktype & 0x0FFFFFFF
+    link_type = linktype & LINKTYPE_MASK
     info.interfaces.append(Interface(link_type=link_type, snaplen=snaplen, ts_divisor=divisor))
     info.bytes_read = 24
     unpack_header = struct.Struct(order + "IIII").unpack
@@ -205,11 +255,12 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
         info.bytes_read = offset
         if block_type == EPB:
             if len(body) < 24:
-                info.errors.append(f"pcapng packet block too short at offset {block_offset}")
+                _error(info, f"pcapng packet block too short at offset {block_offset}")
             else:
                 if_id, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "IIIII", body, 0)
                 if if_id >= len(interfaces) or caplen > len(body) - 24:
-                    info.errors.append(
+                    _error(
+                        info,
                         f"pcapng packet block at offset {block_offset} names unknown interface {if_id}"
                         if if_id >= len(interfaces)
                         else f"pcapng packet block at offset {block_offset} is shorter than its packet"
@@ -219,7 +270,9 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
                     yield ts, iface.link_type, body[20 : 20 + caplen], origlen
         elif block_type == SPB:
-            if interfaces and len(body) >= 8:
+            if not interfaces:
+                _error(info, f"pcapng simple packet block at offset {block_offset} before any interface")
+            elif len(body) >= 8:
                 (origlen,) = struct.unpack_from(order + "I", body, 0)
                 iface = interfaces[0]
                 caplen = min(origlen, iface.snaplen or origlen, len(body) - 8)
@@ -232,23 +285,31 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
                     yield ts, iface.link_type, body[20 : 20 + caplen], origlen
         elif block_type == IDB:
+            # Always append, even for a damaged block: packet blocks name interfaces by position.
             iface = _parse_idb(block_type_raw + rest + body, order == "<", block_offset, info)
-            if iface is not None:
-                interfaces.append(iface)
-                info.interfaces.append(iface)
+            interfaces.append(iface)
+            info.interfaces.append(iface)
         block_type_raw = read(4)
         if not block_type_raw:
             return
 
 
-def _parse_idb(block: bytes, little_endian: bool, offset: int, info: CaptureInfo) -> Interface | None:
-    """Decode an interface description block with dpkt (cold path: once per interface)."""
+def _parse_idb(block: bytes, little_endian: bool, offset: int, info: CaptureInfo) -> Interface:
+    """Decode an interface description block with dpkt (cold path: once per interface).
+
+    A block dpkt cannot decode still yields an interface (from its fixed fields when present), so
+    the ids of the interfaces after it stay right.
+    """
+    if len(block) < 20:
+        _error(info, f"pcapng interface block at offset {offset} is too short ({len(block)} bytes)")
+        return Interface(link_type=UNKNOWN_LINK_TYPE, snaplen=0)
+    link_type, _reserved, snaplen = struct.unpack_from("<HHI" if little_endian else ">HHI", block, 8)
+    iface = Interface(link_type=link_type, snaplen=snaplen)
     try:
         idb = pcapng.InterfaceDescriptionBlockLE(block) if little_endian else pcapng.InterfaceDescriptionBlock(block)
     except Exception as exc:  # dpkt raises a variety of errors on malformed option lists
-        info.errors.append(f"unreadable pcapng interface block at offset {offset}: {exc}")
-        return None
-    iface = Interface(link_type=idb.linktype, snaplen=idb.snaplen)
+        _error(info, f"unreadable options in pcapng interface block at offset {offset}: {exc}")
+        return iface
     for opt in getattr(idb, "opts", []):
         if opt.code == pcapng.PCAPNG_OPT_IF_TSRESOL and opt.data:
             value = opt.data[0]

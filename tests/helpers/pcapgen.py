@@ -1,0 +1,887 @@
+"""Craft packets and capture files for tests, byte by byte.
+
+Three layers, each usable on its own:
+
+* **packets** — :func:`ipv4_tcp`, :func:`ipv6_tcp` (with extension headers), :func:`ipv4`,
+  :func:`ipv6`, :func:`udp`, :func:`icmp_echo`, :func:`tcp_header` and the TCP option builders
+  (:func:`opt_mss` …). MPTCP options come from the real codec: pass ``Dss(...).build()`` or
+  ``MpCapable(...).build()`` as ``options``; they are padded to a multiple of 4 with NOPs.
+* **link layers** — :func:`ethernet` (any number of VLAN tags), :func:`sll`, :func:`sll2`,
+  :func:`null_loopback`, :func:`loop`, :func:`arp`, and :func:`encapsulate` to wrap an IP packet
+  for any link type.
+* **files** — :func:`write_pcap` (dpkt's writer, or ``struct`` for big-endian files, exact
+  timestamps and snaplen-cut records), :func:`write_pcapng` (dpkt's pcapng writer with several
+  interfaces, or ``struct``), :func:`pcapng_section` and the block builders to assemble odd files
+  (several sections, simple packet blocks, cut blocks), :func:`gzip_file`.
+
+On top, :class:`Capture` collects packets with increasing timestamps and 1-based frame numbers,
+and :class:`Flow` plays a TCP connection (seq/ack tracking, handshake, data, FIN/RST) with
+optional MPTCP state (MP_CAPABLE keys, a DSS mapping per data segment)::
+
+    cap = Capture(LINKTYPE_ETHERNET)
+    flow = cap.flow(client=("10.0.0.1", 40000), server=("10.0.0.2", 80))
+    flow.mptcp_handshake(client_key=0x1111, server_key=0x2222)
+    frame = flow.mptcp_send(b"hello")            # DSS with Data ACK + mapping
+    flow.mptcp_send(b"world", from_client=False)
+    path = cap.write_pcap(tmp_path / "t.pcap")
+
+Timestamps: a :class:`Packet`'s ``ts`` is either a float (seconds) or an exact
+``(seconds, fraction)`` pair whose fraction is in the file's (or pcapng interface's) resolution.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import struct
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dpkt
+from dpkt import pcapng as dpkt_pcapng
+
+from analyzer.mptcp import Dss, MpCapable, crypto
+
+# ----------------------------------------------------------------------------------------- constants
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_USER0 = 147
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+
+ETH_IPV4, ETH_IPV6, ETH_ARP = 0x0800, 0x86DD, 0x0806
+TPID_8021Q, TPID_8021AD = 0x8100, 0x88A8
+
+AF_INET = 2
+AF_INET6_LINUX, AF_INET6_NETBSD, AF_INET6_FREEBSD, AF_INET6_DARWIN = 10, 24, 28, 30
+
+IPPROTO_HOPOPTS, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 0, 1, 6, 17
+IPPROTO_ROUTING, IPPROTO_FRAGMENT, IPPROTO_AH, IPPROTO_ICMPV6 = 43, 44, 51, 58
+IPPROTO_NONE, IPPROTO_DSTOPTS = 59, 60
+
+FIN, SYN, RST, PSH, ACK, URG, ECE, CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+
+# if_tsresol option values
+TSRESOL_US, TSRESOL_NS = 6, 9
+
+DEFAULT_START = 1_700_000_000.0
+DEFAULT_STEP = 0.001
+DEFAULT_SNAPLEN = 262144
+
+_LITTLE_HOST = sys.byteorder == "little"
+
+
+# ----------------------------------------------------------------------------------------- helpers
+
+
+def ip_bytes(addr: str | bytes) -> bytes:
+    """``"10.0.0.1"`` / ``"2001:db8::1"`` → packed bytes (bytes pass through)."""
+    if isinstance(addr, bytes):
+        return addr
+    return ipaddress.ip_address(addr).packed
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 one's complement sum."""
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def pad_options(options: bytes) -> bytes:
+    """Pad a TCP/IPv4 option list to a multiple of 4 bytes with NOPs (kind 1)."""
+    return options + b"\x01" * (-len(options) % 4)
+
+
+# ----------------------------------------------------------------------------------------- TCP options
+
+
+def opt_mss(mss: int = 1460) -> bytes:
+    return struct.pack("!BBH", 2, 4, mss)
+
+
+def opt_wscale(shift: int = 7) -> bytes:
+    return struct.pack("!BBBB", 1, 3, 3, shift)  # NOP + window scale
+
+
+def opt_sack_permitted() -> bytes:
+    return b"\x04\x02"
+
+
+def opt_timestamp(tsval: int, tsecr: int = 0) -> bytes:
+    return struct.pack("!BBBBII", 1, 1, 8, 10, tsval, tsecr)  # NOP NOP + timestamps
+
+
+# ----------------------------------------------------------------------------------------- L4
+
+
+def tcp_header(
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    options: bytes = b"",
+    *,
+    window: int = 65535,
+    urgent: int = 0,
+    data_offset: int | None = None,
+    checksum: int = 0,
+) -> bytes:
+    """A TCP header (options padded with NOPs). ``data_offset`` (in 32-bit words) overrides the
+    computed value, e.g. 4 for a malformed header."""
+    options = pad_options(options)
+    if data_offset is None:
+        data_offset = (20 + len(options)) // 4
+    if data_offset > 15:
+        raise ValueError(f"TCP options too long ({len(options)} bytes)")
+    head = struct.pack(
+        "!HHIIBBHHH",
+        sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
+        (data_offset & 0x0F) << 4, flags & 0xFF, window, checksum, urgent,
+    )  # fmt: skip
+    return head + options
+
+
+def _with_tcp_checksum(segment: bytes, pseudo: bytes) -> bytes:
+    if len(segment) < 18:
+        return segment
+    csum = internet_checksum(pseudo + segment[:16] + b"\0\0" + segment[18:])
+    return segment[:16] + struct.pack("!H", csum) + segment[18:]
+
+
+def udp(sport: int, dport: int, payload: bytes = b"") -> bytes:
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def icmp_echo(ident: int = 1, seq: int = 1, payload: bytes = b"ping", v6: bool = False) -> bytes:
+    head = struct.pack("!BBHHH", 128 if v6 else 8, 0, 0, ident, seq) + payload
+    return head[:2] + struct.pack("!H", internet_checksum(head)) + head[4:]
+
+
+# ----------------------------------------------------------------------------------------- IPv4
+
+
+def ipv4(
+    src: str | bytes,
+    dst: str | bytes,
+    proto: int,
+    payload: bytes,
+    *,
+    ttl: int = 64,
+    ident: int = 0,
+    dont_fragment: bool = True,
+    more_fragments: bool = False,
+    frag_offset: int = 0,
+    options: bytes = b"",
+    total_length: int | None = None,
+    ihl: int | None = None,
+    version: int = 4,
+) -> bytes:
+    """An IPv4 packet. ``frag_offset`` is in 8-byte units; ``total_length``/``ihl`` override the
+    computed fields (0 = TSO super-segment; a smaller value leaves trailing padding)."""
+    options = options + b"\0" * (-len(options) % 4)  # EOL padding
+    hlen = 20 + len(options)
+    if ihl is None:
+        ihl = hlen // 4
+    frag = (0x4000 if dont_fragment else 0) | (0x2000 if more_fragments else 0) | (frag_offset & 0x1FFF)
+    length = hlen + len(payload) if total_length is None else total_length
+    head = struct.pack(
+        "!BBHHHBBH4s4s",
+        (version << 4) | (ihl & 0x0F), 0, length & 0xFFFF, ident, frag, ttl, proto, 0,
+        ip_bytes(src), ip_bytes(dst),
+    ) + options  # fmt: skip
+    head = head[:10] + struct.pack("!H", internet_checksum(head)) + head[12:]
+    return head + payload
+
+
+def ipv4_tcp(
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    options: bytes = b"",
+    payload: bytes = b"",
+    *,
+    window: int = 65535,
+    data_offset: int | None = None,
+    ip_options: bytes = b"",
+    **ip_kwargs: object,
+) -> bytes:
+    """An IPv4 packet carrying one TCP segment (TCP checksum filled in)."""
+    seg = tcp_header(sport, dport, seq, ack, flags, options, window=window, data_offset=data_offset) + payload
+    pseudo = ip_bytes(src) + ip_bytes(dst) + struct.pack("!BBH", 0, IPPROTO_TCP, len(seg))
+    return ipv4(src, dst, IPPROTO_TCP, _with_tcp_checksum(seg, pseudo), options=ip_options, **ip_kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------- IPv6
+
+
+@dataclass(frozen=True)
+class ExtHeader:
+    """One IPv6 extension header: its protocol number and the bytes after next-header/length.
+
+    ``length_byte`` None computes the usual (8-octet units - 1) value; AH uses 4-octet units - 2.
+    """
+
+    kind: int
+    body: bytes
+    length_byte: int | None = None
+
+    def build(self, next_header: int) -> bytes:
+        total = 2 + len(self.body)
+        if self.length_byte is not None:
+            length = self.length_byte
+        elif self.kind == IPPROTO_AH:
+            length = total // 4 - 2
+        elif self.kind == IPPROTO_FRAGMENT:
+            length = 0  # reserved byte
+        else:
+            length = total // 8 - 1
+        return bytes((next_header, length & 0xFF)) + self.body
+
+
+def _padded_tlv_body(size: int) -> bytes:
+    """Options-header body of ``size`` bytes (size % 8 == 6): one PadN option filling it."""
+    if size % 8 != 6:
+        raise ValueError("an options header body is 6 + 8k bytes")
+    return bytes((1, size - 2)) + b"\0" * (size - 2)
+
+
+def hop_by_hop(size: int = 6) -> ExtHeader:
+    return ExtHeader(IPPROTO_HOPOPTS, _padded_tlv_body(size))
+
+
+def destination_options(size: int = 6) -> ExtHeader:
+    return ExtHeader(IPPROTO_DSTOPTS, _padded_tlv_body(size))
+
+
+def routing(addresses: Sequence[str] = ("2001:db8::99",), routing_type: int = 0) -> ExtHeader:
+    """Routing header: type, segments left, 4 reserved bytes, then the addresses."""
+    body = bytes((routing_type, len(addresses))) + b"\0" * 4 + b"".join(ip_bytes(a) for a in addresses)
+    return ExtHeader(IPPROTO_ROUTING, body)
+
+
+def fragment(offset: int = 0, more: bool = True, ident: int = 0x1234) -> ExtHeader:
+    """Fragment header; ``offset`` in 8-byte units."""
+    return ExtHeader(IPPROTO_FRAGMENT, struct.pack("!HI", (offset << 3) | int(more), ident))
+
+
+def auth_header(icv: bytes = b"\0" * 12, spi: int = 1, seq: int = 1) -> ExtHeader:
+    return ExtHeader(IPPROTO_AH, b"\0\0" + struct.pack("!II", spi, seq) + icv)
+
+
+def ipv6(
+    src: str | bytes,
+    dst: str | bytes,
+    next_header: int,
+    payload: bytes,
+    *,
+    ext_headers: Sequence[ExtHeader] = (),
+    hop_limit: int = 64,
+    payload_length: int | None = None,
+    flow_label: int = 0,
+) -> bytes:
+    chain = b""
+    nxt = next_header
+    for ext in reversed(ext_headers):
+        chain = ext.build(nxt) + chain
+        nxt = ext.kind
+    body = chain + payload
+    plen = len(body) if payload_length is None else payload_length
+    head = struct.pack("!IHBB16s16s", (6 << 28) | flow_label, plen, nxt, hop_limit, ip_bytes(src), ip_bytes(dst))
+    return head + body
+
+
+def ipv6_tcp(
+    src: str | bytes,
+    dst: str | bytes,
+    sport: int,
+    dport: int,
+    seq: int,
+    ack: int,
+    flags: int,
+    options: bytes = b"",
+    payload: bytes = b"",
+    *,
+    window: int = 65535,
+    data_offset: int | None = None,
+    ext_headers: Sequence[ExtHeader] = (),
+    **ip_kwargs: object,
+) -> bytes:
+    """An IPv6 packet (optionally with extension headers) carrying one TCP segment."""
+    seg = tcp_header(sport, dport, seq, ack, flags, options, window=window, data_offset=data_offset) + payload
+    pseudo = ip_bytes(src) + ip_bytes(dst) + struct.pack("!I3xB", len(seg), IPPROTO_TCP)
+    return ipv6(src, dst, IPPROTO_TCP, _with_tcp_checksum(seg, pseudo), ext_headers=ext_headers, **ip_kwargs)  # type: ignore[arg-type]
+
+
+def ip_tcp(src: str | bytes, dst: str | bytes, *args: object, **kwargs: object) -> bytes:
+    """:func:`ipv4_tcp` or :func:`ipv6_tcp`, by the address family of ``src``."""
+    v6 = len(ip_bytes(src)) == 16
+    return (ipv6_tcp if v6 else ipv4_tcp)(src, dst, *args, **kwargs)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------- link layers
+
+MAC_A = bytes.fromhex("020000000001")
+MAC_B = bytes.fromhex("020000000002")
+
+
+def _ethertype_of(packet: bytes) -> int:
+    return ETH_IPV6 if packet and packet[0] >> 4 == 6 else ETH_IPV4
+
+
+def ethernet(
+    frame: bytes,
+    vlan_tags: Sequence[int | tuple[int, int]] = (),
+    *,
+    ethertype: int | None = None,
+    src_mac: bytes = MAC_A,
+    dst_mac: bytes = MAC_B,
+) -> bytes:
+    """Ethernet II around ``frame``. ``vlan_tags`` outermost first: a VLAN id (TPID 0x8100) or a
+    ``(tpid, vid)`` pair, e.g. QinQ ``[(0x88a8, 100), (0x8100, 200)]``."""
+    out = dst_mac + src_mac
+    for tag in vlan_tags:
+        tpid, vid = tag if isinstance(tag, tuple) else (TPID_8021Q, tag)
+        out += struct.pack("!HH", tpid, vid & 0x0FFF)
+    return out + struct.pack("!H", _ethertype_of(frame) if ethertype is None else ethertype) + frame
+
+
+def arp(sender_ip: str = "10.0.0.1", target_ip: str = "10.0.0.2") -> bytes:
+    """An Ethernet frame carrying an ARP request."""
+    body = struct.pack(
+        "!HHBBH6s4s6s4s", 1, ETH_IPV4, 6, 4, 1, MAC_A, ip_bytes(sender_ip), b"\0" * 6, ip_bytes(target_ip)
+    )
+    return ethernet(body, ethertype=ETH_ARP, dst_mac=b"\xff" * 6)
+
+
+def sll(frame: bytes, *, protocol: int | None = None, packet_type: int = 0, arphrd: int = 1,
+        address: bytes = MAC_A) -> bytes:  # fmt: skip
+    """Linux cooked capture v1 (LINKTYPE_LINUX_SLL, 16-byte header)."""
+    proto = _ethertype_of(frame) if protocol is None else protocol
+    return struct.pack("!HHH8sH", packet_type, arphrd, len(address), address.ljust(8, b"\0"), proto) + frame
+
+
+def sll2(frame: bytes, *, protocol: int | None = None, ifindex: int = 2, packet_type: int = 0,
+         arphrd: int = 1, address: bytes = MAC_A) -> bytes:  # fmt: skip
+    """Linux cooked capture v2 (LINKTYPE_LINUX_SLL2, 20-byte header)."""
+    proto = _ethertype_of(frame) if protocol is None else protocol
+    return (
+        struct.pack("!HHIHBB8s", proto, 0, ifindex, arphrd, packet_type, len(address), address.ljust(8, b"\0")) + frame
+    )
+
+
+def null_loopback(frame: bytes, family: int | None = None, byte_order: str = "little") -> bytes:
+    """BSD loopback (LINKTYPE_NULL): a 4-byte address family in the *writer's* byte order."""
+    if family is None:
+        family = AF_INET6_DARWIN if frame and frame[0] >> 4 == 6 else AF_INET
+    fmt = {"little": "<I", "big": ">I", "<": "<I", ">": ">I"}[byte_order]
+    return struct.pack(fmt, family) + frame
+
+
+def loop(frame: bytes, family: int | None = None) -> bytes:
+    """OpenBSD loopback (LINKTYPE_LOOP): the address family in network byte order."""
+    return null_loopback(frame, family, "big")
+
+
+def encapsulate(linktype: int, ip_packet: bytes) -> bytes:
+    """Wrap an IP packet in a default header of ``linktype``."""
+    if linktype == LINKTYPE_ETHERNET:
+        return ethernet(ip_packet)
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6, 12, 14):
+        return ip_packet
+    if linktype == LINKTYPE_LINUX_SLL:
+        return sll(ip_packet)
+    if linktype == LINKTYPE_LINUX_SLL2:
+        return sll2(ip_packet)
+    if linktype == LINKTYPE_NULL:
+        return null_loopback(ip_packet, byte_order=sys.byteorder)
+    if linktype == LINKTYPE_LOOP:
+        return loop(ip_packet)
+    raise ValueError(f"no default encapsulation for link type {linktype}")
+
+
+# ----------------------------------------------------------------------------------------- records
+
+
+@dataclass
+class Packet:
+    """One captured frame. ``orig_len`` (wire length) defaults to ``len(data)``; the writer's
+    snaplen cuts ``data`` but keeps ``orig_len``. ``interface`` is the pcapng interface id."""
+
+    data: bytes
+    ts: float | tuple[int, int] = DEFAULT_START
+    orig_len: int | None = None
+    interface: int = 0
+
+    @property
+    def wire_len(self) -> int:
+        return len(self.data) if self.orig_len is None else self.orig_len
+
+
+PacketLike = Packet | bytes | tuple[float | tuple[int, int], bytes]
+
+
+def as_packets(packets: Iterable[PacketLike], start: float = DEFAULT_START, step: float = DEFAULT_STEP) -> list[Packet]:
+    """Normalise bytes / ``(ts, bytes)`` / :class:`Packet` items; bare bytes get increasing times."""
+    out = []
+    for i, item in enumerate(packets):
+        if isinstance(item, Packet):
+            out.append(item)
+        elif isinstance(item, bytes | bytearray):
+            out.append(Packet(bytes(item), ts=round(start + i * step, 6)))
+        else:
+            ts, data = item
+            out.append(Packet(bytes(data), ts=ts))
+    return out
+
+
+def ts_units(ts: float | tuple[int, int], resolution: int) -> tuple[int, int]:
+    """(seconds, fraction in 1/resolution units) for a float or an exact pair."""
+    if isinstance(ts, tuple):
+        return ts
+    sec = int(ts)
+    frac = round((ts - sec) * resolution)
+    if frac >= resolution:
+        sec, frac = sec + 1, frac - resolution
+    return sec, frac
+
+
+# ----------------------------------------------------------------------------------------- pcap
+
+PCAP_MAGIC_US, PCAP_MAGIC_NS = 0xA1B2C3D4, 0xA1B23C4D
+
+
+def pcap_file_header(linktype: int, *, nano: bool = False, big_endian: bool = False,
+                     snaplen: int = DEFAULT_SNAPLEN) -> bytes:  # fmt: skip
+    order = ">" if big_endian else "<"
+    magic = PCAP_MAGIC_NS if nano else PCAP_MAGIC_US
+    return struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
+
+
+def pcap_record(packet: Packet, *, nano: bool = False, big_endian: bool = False,
+                snaplen: int = DEFAULT_SNAPLEN, caplen: int | None = None) -> bytes:  # fmt: skip
+    """One record: 16-byte header + captured bytes. ``caplen`` overrides the header field only
+    (to fake corrupt headers); the data written is always ``data[:snaplen]``."""
+    order = ">" if big_endian else "<"
+    data = packet.data[:snaplen]
+    sec, frac = ts_units(packet.ts, 10**9 if nano else 10**6)
+    head = struct.pack(order + "IIII", sec, frac, len(data) if caplen is None else caplen, packet.wire_len)
+    return head + data
+
+
+def pcap_bytes(packets: Iterable[PacketLike], linktype: int = LINKTYPE_ETHERNET, *, nano: bool = False,
+               big_endian: bool = False, snaplen: int = DEFAULT_SNAPLEN) -> bytes:  # fmt: skip
+    """A whole pcap file, written with ``struct`` (any byte order, exact timestamps, snaplen)."""
+    kw = {"nano": nano, "big_endian": big_endian, "snaplen": snaplen}
+    head = pcap_file_header(linktype, **kw)  # type: ignore[arg-type]
+    return head + b"".join(pcap_record(p, **kw) for p in as_packets(packets))  # type: ignore[arg-type]
+
+
+def write_pcap(
+    path: str | Path,
+    packets: Iterable[PacketLike],
+    linktype: int = LINKTYPE_ETHERNET,
+    *,
+    nano: bool = False,
+    big_endian: bool = False,
+    snaplen: int = DEFAULT_SNAPLEN,
+    writer: str = "auto",
+) -> Path:
+    """Write a pcap file. ``writer``: ``"dpkt"`` (dpkt.pcap.Writer: host byte order, whole packets,
+    float timestamps), ``"struct"``, or ``"auto"`` (dpkt whenever it can represent the file)."""
+    path = Path(path)
+    pkts = as_packets(packets)
+    dpkt_ok = (
+        not big_endian
+        and _LITTLE_HOST
+        and all(isinstance(p.ts, float | int) and p.orig_len is None and len(p.data) <= snaplen for p in pkts)
+    )
+    if writer == "dpkt" and not dpkt_ok:
+        raise ValueError("dpkt.pcap.Writer cannot write this file (byte order, exact ts or snaplen)")
+    if writer == "dpkt" or (writer == "auto" and dpkt_ok):
+        with path.open("wb") as fh:
+            w = dpkt.pcap.Writer(fh, snaplen=snaplen, linktype=linktype, nano=nano)
+            for p in pkts:
+                w.writepkt(p.data, ts=float(p.ts))  # type: ignore[arg-type]
+    else:
+        path.write_bytes(pcap_bytes(pkts, linktype, nano=nano, big_endian=big_endian, snaplen=snaplen))
+    return path
+
+
+# ----------------------------------------------------------------------------------------- pcapng
+
+
+@dataclass
+class Iface:
+    """A pcapng interface. ``tsresol`` is the raw if_tsresol byte (None = option absent, µs)."""
+
+    linktype: int
+    snaplen: int = DEFAULT_SNAPLEN
+    tsresol: int | None = None
+    name: str | None = None
+    tsoffset: int | None = None
+
+    @property
+    def resolution(self) -> int:
+        if self.tsresol is None:
+            return 10**6
+        base = 2 if self.tsresol & 0x80 else 10
+        return int(base ** (self.tsresol & 0x7F))
+
+    def options(self) -> list[tuple[int, bytes]]:
+        opts: list[tuple[int, bytes]] = []
+        if self.name is not None:
+            opts.append((dpkt_pcapng.PCAPNG_OPT_IF_NAME, self.name.encode()))
+        if self.tsresol is not None:
+            opts.append((dpkt_pcapng.PCAPNG_OPT_IF_TSRESOL, bytes((self.tsresol,))))
+        return opts
+
+
+def _iface(spec: Iface | int) -> Iface:
+    return spec if isinstance(spec, Iface) else Iface(spec)
+
+
+def _block(btype: int, body: bytes, big_endian: bool) -> bytes:
+    order = ">" if big_endian else "<"
+    body += b"\0" * (-len(body) % 4)
+    length = len(body) + 12
+    return struct.pack(order + "II", btype, length) + body + struct.pack(order + "I", length)
+
+
+def _options(opts: Sequence[tuple[int, bytes]], big_endian: bool) -> bytes:
+    if not opts:
+        return b""
+    order = ">" if big_endian else "<"
+    out = b"".join(struct.pack(order + "HH", code, len(v)) + v + b"\0" * (-len(v) % 4) for code, v in opts)
+    return out + b"\0\0\0\0"  # opt_endofopt
+
+
+def pcapng_shb(*, big_endian: bool = False) -> bytes:
+    order = ">" if big_endian else "<"
+    return _block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), big_endian)
+
+
+def pcapng_idb(iface: Iface | int, *, big_endian: bool = False) -> bytes:
+    iface = _iface(iface)
+    order = ">" if big_endian else "<"
+    opts = list(iface.options())
+    if iface.tsoffset is not None:
+        opts.append((dpkt_pcapng.PCAPNG_OPT_IF_TSOFFSET, struct.pack(order + "q", iface.tsoffset)))
+    body = struct.pack(order + "HHI", iface.linktype, 0, iface.snaplen) + _options(opts, big_endian)
+    return _block(1, body, big_endian)
+
+
+def pcapng_epb(packet: Packet, iface: Iface | int, *, big_endian: bool = False,
+               caplen: int | None = None) -> bytes:  # fmt: skip
+    """Enhanced packet block for ``packet`` on ``iface`` (its snaplen and time resolution)."""
+    iface = _iface(iface)
+    order = ">" if big_endian else "<"
+    data = packet.data[: iface.snaplen] if iface.snaplen else packet.data
+    sec, frac = ts_units(packet.ts, iface.resolution)
+    units = sec * iface.resolution + frac
+    head = struct.pack(
+        order + "IIIII", packet.interface, units >> 32, units & 0xFFFFFFFF,
+        len(data) if caplen is None else caplen, packet.wire_len,
+    )  # fmt: skip
+    return _block(6, head + data, big_endian)
+
+
+def pcapng_spb(packet: Packet, iface: Iface | int = 0, *, big_endian: bool = False) -> bytes:
+    """Simple packet block (no timestamp, no interface id; the data is cut to the snaplen)."""
+    iface = _iface(iface)
+    order = ">" if big_endian else "<"
+    data = packet.data[: iface.snaplen] if iface.snaplen else packet.data
+    return _block(3, struct.pack(order + "I", packet.wire_len) + data, big_endian)
+
+
+def pcapng_section(interfaces: Sequence[Iface | int], packets: Iterable[PacketLike], *,
+                   big_endian: bool = False, simple: bool = False) -> bytes:  # fmt: skip
+    """SHB + IDBs + one EPB per packet (or SPBs with ``simple``), written with ``struct``."""
+    ifaces = [_iface(i) for i in interfaces]
+    out = pcapng_shb(big_endian=big_endian) + b"".join(pcapng_idb(i, big_endian=big_endian) for i in ifaces)
+    for p in as_packets(packets):
+        iface = ifaces[p.interface] if p.interface < len(ifaces) else Iface(LINKTYPE_ETHERNET)
+        if simple:
+            out += pcapng_spb(p, iface, big_endian=big_endian)
+        else:
+            out += pcapng_epb(p, iface, big_endian=big_endian)
+    return out
+
+
+def write_pcapng(
+    path: str | Path,
+    interfaces: Sequence[Iface | int],
+    packets: Iterable[PacketLike],
+    *,
+    big_endian: bool = False,
+    writer: str = "auto",
+) -> Path:
+    """Write a one-section pcapng file; ``packets[i].interface`` picks the interface.
+
+    ``writer="dpkt"`` uses dpkt.pcapng.Writer (host byte order) with one IDB per interface and
+    dpkt's EPB class; records cut by a snaplen or with an ``orig_len`` are written with ``struct``
+    (dpkt's EPB forces orig_len == caplen). ``"struct"`` writes every block with ``struct``.
+    """
+    path = Path(path)
+    ifaces = [_iface(i) for i in interfaces]
+    pkts = as_packets(packets)
+    use_dpkt = writer == "dpkt" or (writer == "auto" and big_endian != _LITTLE_HOST)
+    use_dpkt = use_dpkt and (big_endian != _LITTLE_HOST) and all(i.tsoffset is None for i in ifaces)
+    if writer == "dpkt" and not use_dpkt:
+        raise ValueError("dpkt.pcapng.Writer writes host byte order only (and no if_tsoffset here)")
+    if not use_dpkt:
+        path.write_bytes(pcapng_section(ifaces, pkts, big_endian=big_endian))
+        return path
+    opt_cls = dpkt_pcapng.PcapngOptionLE if _LITTLE_HOST else dpkt_pcapng.PcapngOption
+    idb_cls = dpkt_pcapng.InterfaceDescriptionBlockLE if _LITTLE_HOST else dpkt_pcapng.InterfaceDescriptionBlock
+    epb_cls = dpkt_pcapng.EnhancedPacketBlockLE if _LITTLE_HOST else dpkt_pcapng.EnhancedPacketBlock
+    idbs = []
+    for iface in ifaces:
+        opts = [opt_cls(code=code, data=value) for code, value in iface.options()]
+        idb = idb_cls(linktype=iface.linktype, snaplen=iface.snaplen)
+        if opts:
+            idb.opts = [*opts, opt_cls(code=dpkt_pcapng.PCAPNG_OPT_ENDOFOPT)]
+        idbs.append(idb)
+    with path.open("wb") as fh:
+        dpkt_pcapng.Writer(fh, idb=idbs)
+        for p in pkts:
+            iface = ifaces[p.interface]
+            if p.orig_len is not None or (iface.snaplen and len(p.data) > iface.snaplen):
+                fh.write(pcapng_epb(p, iface, big_endian=big_endian))
+                continue
+            sec, frac = ts_units(p.ts, iface.resolution)
+            units = sec * iface.resolution + frac
+            epb = epb_cls(iface_id=p.interface, ts_high=units >> 32, ts_low=units & 0xFFFFFFFF, pkt_data=p.data)
+            fh.write(bytes(epb))
+    return path
+
+
+def gzip_file(path: str | Path, dest: str | Path | None = None) -> Path:
+    """Gzip ``path`` to ``dest`` (default ``path + ".gz"``)."""
+    path = Path(path)
+    dest = Path(dest) if dest is not None else path.with_name(path.name + ".gz")
+    dest.write_bytes(gzip.compress(path.read_bytes()))
+    return dest
+
+
+# ----------------------------------------------------------------------------------------- flows
+
+
+class Capture:
+    """Packets in capture order with increasing timestamps; :meth:`add` returns the 1-based frame."""
+
+    def __init__(
+        self,
+        linktype: int = LINKTYPE_ETHERNET,
+        *,
+        encap: Callable[[bytes], bytes] | None = None,
+        start: float = DEFAULT_START,
+        step: float = DEFAULT_STEP,
+    ) -> None:
+        """``encap`` wraps each IP packet (default: :func:`encapsulate` for ``linktype``), e.g.
+        ``lambda ip: ethernet(ip, vlan_tags=[7])``."""
+        self.linktype = linktype
+        self.encap = encap or (lambda ip: encapsulate(linktype, ip))
+        self.start = start
+        self.step = step
+        self.packets: list[Packet] = []
+
+    def add(self, ip_packet: bytes, *, link_frame: bytes | None = None, orig_len: int | None = None) -> int:
+        """Append an IP packet (wrapped for the capture's link type) or a ready ``link_frame``."""
+        data = self.encap(ip_packet) if link_frame is None else link_frame
+        ts = round(self.start + len(self.packets) * self.step, 6)
+        self.packets.append(Packet(data, ts=ts, orig_len=orig_len))
+        return len(self.packets)
+
+    def flow(self, **kwargs: object) -> Flow:
+        return Flow(capture=self, **kwargs)  # type: ignore[arg-type]
+
+    def write_pcap(self, path: str | Path, **kwargs: object) -> Path:
+        return write_pcap(path, self.packets, self.linktype, **kwargs)  # type: ignore[arg-type]
+
+    def write_pcapng(self, path: str | Path, **kwargs: object) -> Path:
+        return write_pcapng(path, [Iface(self.linktype)], self.packets, **kwargs)  # type: ignore[arg-type]
+
+
+@dataclass
+class Flow:
+    """One TCP connection between ``client`` and ``server`` ((ip, port) pairs).
+
+    Tracks the next sequence number of each side, so ``send`` needs only the payload. With
+    :meth:`mptcp_handshake` it also tracks the MPTCP keys and each side's next data sequence
+    number, so :meth:`mptcp_send` attaches a DSS (Data ACK + one mapping per segment). Every
+    sending method returns the frame number. ``from_client=False`` sends from the server.
+    """
+
+    capture: Capture = field(default_factory=Capture)
+    client: tuple[str, int] = ("10.0.0.1", 40000)
+    server: tuple[str, int] = ("10.0.0.2", 80)
+    client_isn: int = 1000
+    server_isn: int = 5000
+    window: int = 65535
+    # state
+    next_seq: list[int] = field(init=False)
+    frames: list[int] = field(init=False, default_factory=list)
+    version: int | None = field(init=False, default=None)
+    keys: list[int | None] = field(init=False, default_factory=lambda: [None, None])
+    checksum: bool = field(init=False, default=False)
+    next_dsn: list[int] = field(init=False, default_factory=lambda: [0, 0])  # 64-bit, per sender
+
+    def __post_init__(self) -> None:
+        self.next_seq = [self.client_isn, self.server_isn]
+
+    @property
+    def packets(self) -> list[Packet]:
+        return self.capture.packets
+
+    def isn(self, from_client: bool = True) -> int:
+        return self.client_isn if from_client else self.server_isn
+
+    # ---- plain TCP
+    def segment(
+        self,
+        flags: int,
+        *,
+        from_client: bool = True,
+        options: bytes = b"",
+        payload: bytes = b"",
+        seq: int | None = None,
+        ack: int | None = None,
+        advance: bool = True,
+        orig_len: int | None = None,
+        **ip_kwargs: object,
+    ) -> int:
+        """Send one segment with explicit flags; seq/ack default to the tracked values."""
+        d = 0 if from_client else 1
+        (src, sport), (dst, dport) = (self.client, self.server) if from_client else (self.server, self.client)
+        seq = self.next_seq[d] if seq is None else seq
+        if ack is None:
+            ack = self.next_seq[1 - d] if flags & ACK else 0
+        packet = ip_tcp(src, dst, sport, dport, seq, ack, flags, options, payload, window=self.window, **ip_kwargs)
+        if advance:
+            self.next_seq[d] = (seq + len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & 0xFFFFFFFF
+        frame = self.capture.add(packet, orig_len=orig_len)
+        self.frames.append(frame)
+        return frame
+
+    def syn(self, options: bytes = b"", *, mss: int | None = 1460) -> int:
+        return self.segment(SYN, options=(opt_mss(mss) if mss else b"") + options)
+
+    def syn_ack(self, options: bytes = b"", *, mss: int | None = 1460) -> int:
+        return self.segment(SYN | ACK, from_client=False, options=(opt_mss(mss) if mss else b"") + options)
+
+    def ack(self, options: bytes = b"", *, from_client: bool = True) -> int:
+        return self.segment(ACK, from_client=from_client, options=options)
+
+    def handshake(self, syn_options: bytes = b"", synack_options: bytes = b"",
+                  ack_options: bytes = b"") -> tuple[int, int, int]:  # fmt: skip
+        return self.syn(syn_options), self.syn_ack(synack_options), self.ack(ack_options)
+
+    def send(self, payload: bytes, *, from_client: bool = True, options: bytes = b"",
+             flags: int = ACK | PSH, **kw: object) -> int:  # fmt: skip
+        return self.segment(flags, from_client=from_client, options=options, payload=payload, **kw)  # type: ignore[arg-type]
+
+    def fin(self, *, from_client: bool = True, options: bytes = b"") -> int:
+        return self.segment(FIN | ACK, from_client=from_client, options=options)
+
+    def rst(self, *, from_client: bool = True, options: bytes = b"") -> int:
+        return self.segment(RST | ACK, from_client=from_client, options=options)
+
+    # ---- MPTCP
+    def mptcp_handshake(
+        self,
+        client_key: int,
+        server_key: int,
+        *,
+        version: int = 1,
+        checksum: bool = False,
+        flags: int | None = None,
+        syn_options: bytes = b"",
+        synack_options: bytes = b"",
+        ack_options: bytes = b"",
+    ) -> tuple[int, int, int]:
+        """SYN / SYN-ACK / ACK with MP_CAPABLE (v1: key in SYN/ACK, both keys in the ACK; v0: the
+        client's key in the SYN too). Sets up each side's first DSN (IDSN + 1)."""
+        if flags is None:
+            flags = 0x01 | (0x80 if checksum else 0)  # H (HMAC-SHA256/SHA1), A if checksums
+        self.version, self.keys, self.checksum = version, [client_key, server_key], checksum
+        syn_key = client_key if version == 0 else None
+        frames = (
+            self.syn(MpCapable(version, flags, sender_key=syn_key).build() + syn_options),
+            self.syn_ack(MpCapable(version, flags, sender_key=server_key).build() + synack_options),
+            self.ack(MpCapable(version, flags, sender_key=client_key, receiver_key=server_key).build() + ack_options),
+        )
+        self.next_dsn = [
+            (crypto.idsn_from_key(client_key, version) + 1) & 0xFFFF_FFFF_FFFF_FFFF,
+            (crypto.idsn_from_key(server_key, version) + 1) & 0xFFFF_FFFF_FFFF_FFFF,
+        ]
+        return frames
+
+    def token(self, from_client: bool = True) -> int:
+        key = self.keys[0 if from_client else 1]
+        assert key is not None and self.version is not None, "no MPTCP handshake yet"
+        return crypto.token_from_key(key, self.version)
+
+    def idsn(self, from_client: bool = True) -> int:
+        key = self.keys[0 if from_client else 1]
+        assert key is not None and self.version is not None, "no MPTCP handshake yet"
+        return crypto.idsn_from_key(key, self.version)
+
+    def dss(
+        self,
+        payload: bytes = b"",
+        *,
+        from_client: bool = True,
+        data_ack: bool = True,
+        mapping: bool = True,
+        dsn64: bool = True,
+        ack64: bool = True,
+        data_fin: bool = False,
+        advance: bool = True,
+    ) -> Dss:
+        """The DSS the next segment of this side would carry for ``payload`` (advances the DSN)."""
+        d = 0 if from_client else 1
+        flags = 0
+        ack_value = None
+        if data_ack:
+            flags |= 0x01 | (0x02 if ack64 else 0)
+            ack_value = self.next_dsn[1 - d] if ack64 else self.next_dsn[1 - d] & 0xFFFFFFFF
+        dsn = ssn = length = csum = None
+        if mapping or data_fin:
+            flags |= 0x04 | (0x08 if dsn64 else 0) | (0x10 if data_fin else 0)
+            full_dsn = self.next_dsn[d]
+            dsn = full_dsn if dsn64 else full_dsn & 0xFFFFFFFF
+            ssn = ((self.next_seq[d] - self.isn(from_client)) & 0xFFFFFFFF) if payload else 0
+            length = len(payload) + (1 if data_fin else 0)
+            if self.checksum:
+                csum = crypto.dss_checksum(full_dsn, ssn, length, payload)
+            if advance:
+                self.next_dsn[d] = (full_dsn + length) & 0xFFFF_FFFF_FFFF_FFFF
+        return Dss(flags, data_ack=ack_value, dsn=dsn, ssn=ssn, data_len=length, checksum=csum)
+
+    def mptcp_send(self, payload: bytes, *, from_client: bool = True, options: bytes = b"",
+                   **dss_kwargs: object) -> int:  # fmt: skip
+        """A data segment carrying ``DSS`` (Data ACK + mapping for exactly this payload)."""
+        dss = self.dss(payload, from_client=from_client, **dss_kwargs)  # type: ignore[arg-type]
+        return self.send(payload, from_client=from_client, options=dss.build() + options)
+
+    def mptcp_data_fin(self, *, from_client: bool = True, with_fin: bool = False) -> int:
+        """A DATA_FIN (mapping of length 1, SSN 0) on a bare ACK, optionally with the TCP FIN."""
+        dss = self.dss(b"", from_client=from_client, data_fin=True)
+        flags = ACK | (FIN if with_fin else 0)
+        return self.segment(flags, from_client=from_client, options=dss.build())
