@@ -101,7 +101,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         else:
             skipped[seg] = skipped.get(seg, 0) + 1
         if progress is not None and frame % PROGRESS_EVERY == 0:
-            progress(info.bytes_read, info.size)
+            progress(info.progress(), info.size)
     if frame and link_types_seen and not (link_types_seen & SUPPORTED_LINK_TYPES):
         names = ", ".join(str(lt) for lt in sorted(link_types_seen))
         raise UnsupportedLinkType(f"{info.path}: unsupported link type {names}; nothing could be decoded")

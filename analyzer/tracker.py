@@ -243,7 +243,8 @@ class Tracker:
                     seg, sf, extra_frames=[record.key_frame],
                 )  # fmt: skip
             return
-        version = conn.version if conn.version is not None else 1
+        # Versions above 1 are not defined; Linux answers them with v1, so hash as v1 does.
+        version = 0 if conn.version == 0 else 1
         record.key = key
         record.key_frame = seg.frame
         record.token = crypto.token_from_key(key, version)
@@ -507,7 +508,7 @@ class Tracker:
         )  # fmt: skip
 
     def _verify_join_hmacs(self, conn: Connection) -> None:
-        version = conn.version if conn.version is not None else 1
+        version = 0 if conn.version == 0 else 1
         for sf in conn.subflows:
             if sf.kind != "join":
                 continue

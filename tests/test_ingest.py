@@ -730,12 +730,6 @@ def test_unsupported_link_type_raises_capture_error(tmp_path):
         analyze(str(path))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="tracker bug: an MP_CAPABLE version other than 0/1 reaches crypto.token_from_key, which raises "
-    "(analyzer/tracker.py _on_mp_capable -> _learn_key); found by fuzzing crafted MPTCP conversations",
-)
 @pytest.mark.parametrize("handshake", [True, False], ids=["syn-synack", "third-ack-only"])
 def test_unknown_mptcp_version_does_not_crash(tmp_path, handshake):
     cap = Capture(g.LINKTYPE_RAW)

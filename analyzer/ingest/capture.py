@@ -98,7 +98,17 @@ class CaptureInfo:
     size: int | None = None
     interfaces: list[Interface] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    bytes_read: int = 0
+    bytes_read: int = 0  # of the (uncompressed) capture
+    source: BinaryIO | None = None  # the file on disk, whose position tracks progress through it
+
+    def progress(self) -> int:
+        """Bytes of the file on disk consumed so far (compressed bytes for a .gz)."""
+        if self.compressed and self.source is not None:
+            try:
+                return self.source.tell()
+            except (OSError, ValueError):
+                return self.bytes_read
+        return self.bytes_read
 
 
 def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
@@ -124,6 +134,7 @@ def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
         if path != "-":
             stream.close()
         raise CaptureError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    info.source = stream
     if head[:2] == GZIP_MAGIC:
         info.compressed = True
         # Closing the returned reader must close the file too (not stdin, which is not ours).
