@@ -218,6 +218,7 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
     interfaces: list[Interface] = []
     read = stream.read
     offset = 0
+    last_ts = 0.0
     block_type_raw = first
     while True:
         rest = read(4)
@@ -279,6 +280,7 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                 else:
                     iface = interfaces[if_id]
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
+                    last_ts = ts
                     yield ts, iface.link_type, body[20 : 20 + caplen], origlen
         elif block_type == SPB:
             if not interfaces:
@@ -287,13 +289,15 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                 (origlen,) = struct.unpack_from(order + "I", body, 0)
                 iface = interfaces[0]
                 caplen = min(origlen, iface.snaplen or origlen, len(body) - 8)
-                yield 0.0, iface.link_type, body[4 : 4 + caplen], origlen
+                # Simple packet blocks carry no timestamp: keep time running from the last packet.
+                yield last_ts, iface.link_type, body[4 : 4 + caplen], origlen
         elif block_type == OBSOLETE_PB:
             if len(body) >= 24:
                 if_id, _drops, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "HHIIII", body, 0)
                 if if_id < len(interfaces) and caplen <= len(body) - 24:
                     iface = interfaces[if_id]
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
+                    last_ts = ts
                     yield ts, iface.link_type, body[20 : 20 + caplen], origlen
         elif block_type == IDB:
             # Always append, even for a damaged block: packet blocks name interfaces by position.
