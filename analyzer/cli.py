@@ -77,7 +77,7 @@ def report_command(
     ] = None,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
-    extra = []
+    extra: list[SegmentObserver] = []
     if csv_path is not None or parquet_path is not None:
         from analyzer.export import PacketExporter
 
@@ -140,7 +140,146 @@ def follow_command(
         err.print(note, markup=False)
 
 
-COMMANDS = {"report", "follow"}
+@app.command("rules")
+def rules_command(
+    rule_id: Annotated[str | None, typer.Argument(help="explain this rule (e.g. DSS-004)", show_default=False)] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """List every RFC 8684 rule the checker applies, or explain one."""
+    import json
+
+    from analyzer.ci import render, rulebook
+
+    console = Console(highlight=False)
+    if rule_id is None:
+        if json_output:
+            families = [
+                {"family": fam, "name": rulebook.FAMILY_NAMES.get(fam, fam),
+                 "rules": [rulebook.rule_to_json(rule) for rule in rules]}
+                for fam, rules in rulebook.rules_by_family()
+            ]  # fmt: skip
+            print(json.dumps({"families": families}, indent=2))
+        else:
+            render.rules_table(console)
+        return
+    rule = rulebook.find_rule(rule_id)
+    if rule is None:
+        close = rulebook.suggest(rule_id)
+        hint = f"; did you mean {', '.join(close)}?" if close else "; `mptcp-analyze rules` lists them"
+        raise _fail(f"unknown rule {rule_id!r}{hint}")
+    if json_output:
+        print(json.dumps(rulebook.rule_to_json(rule), indent=2))
+    else:
+        render.explain_rule(console, rule)
+
+
+@app.command("check")
+def check_command(
+    traces: Annotated[
+        list[str], typer.Argument(help="capture files, or directories (searched for *.pcap, *.pcapng, *.cap, *.gz)")
+    ],
+    fail_on: Annotated[
+        str, typer.Option("--fail-on", help="lowest severity that fails the check: error, warning or info")
+    ] = "error",
+    expect: Annotated[
+        Path | None,
+        typer.Option(
+            "--expect", help="expectations TOML (default: \\[tool.mptcp-analyze] in the nearest pyproject.toml)"
+        ),
+    ] = None,
+    no_expect: Annotated[
+        bool, typer.Option("--no-expect", help="ignore \\[tool.mptcp-analyze] in pyproject.toml")
+    ] = False,
+    junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML report here")] = None,
+    sarif: Annotated[Path | None, typer.Option("--sarif", help="write a SARIF 2.1.0 report here")] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="print JSON (each trace's mptcp-analyze/1 document plus a verdict)")
+    ] = False,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="check traces in N parallel processes")] = 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list every finding, not only failing ones")] = False,
+) -> None:
+    """Check traces for RFC 8684 violations (CI): exit 0 clean, 1 findings or unmet expectations, 2 input errors.
+
+    Expectations (--expect FILE, or \\[tool.mptcp-analyze] in pyproject.toml), globally or per trace
+    under \\[traces."name-or-glob"]: connections, subflows, min_subflows, max_subflows, version,
+    checksum, fallback, min_bytes = {c2s, s2c}, ignore = \\["RULE", "FAMILY-*"], downgrade = {"RULE" = "info"},
+    require = \\["join", "add_addr", "add_addr_echo", "remove_addr", "mp_prio", "mp_fail", "fastclose",
+    "mp_tcprst", "data_fin", "reinjection", "backup"].
+    """
+    import json
+
+    from analyzer.ci import check, render
+    from analyzer.ci import expect as expect_mod
+    from analyzer.ci import junit as junit_mod
+    from analyzer.ci import sarif as sarif_mod
+    from analyzer.findings import Severity
+
+    try:
+        threshold = Severity.parse(fail_on)
+    except KeyError:
+        raise _fail(f"--fail-on must be error, warning or info, not {fail_on!r}") from None
+    try:
+        if expect is not None:
+            expectations: expect_mod.ExpectationSet | None = expect_mod.load(expect)
+        elif no_expect:
+            expectations = None
+        else:
+            expectations = expect_mod.discover()
+    except expect_mod.ExpectationError as exc:
+        raise _fail(str(exc)) from None
+    entries = check.expand_inputs(traces)
+    results = check.check_inputs(entries, expectations, threshold, want_document=json_output, workers=jobs)
+    for result in results:
+        if result.status in (check.Status.ERROR, check.Status.INTERNAL):
+            print(f"mptcp-analyze: error: {result.error}", file=sys.stderr)
+    code = check.exit_code(results)
+    if junit is not None:
+        junit_mod.write(results, junit)
+    if sarif is not None:
+        sarif_mod.write(results, sarif)
+    if json_output:
+        print(json.dumps(check.report_json(results, threshold, code), indent=2))
+    else:
+        render.check_summary(Console(highlight=False), results, threshold, verbose)
+    raise typer.Exit(code)
+
+
+@app.command("xcheck")
+def xcheck_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")],
+    two_pass: Annotated[
+        bool, typer.Option("--two-pass", help="let tshark dissect in two passes (-2), as Wireshark's GUI does")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
+    show_known: Annotated[
+        bool, typer.Option("--all", "-a", help="also list every disagreement explained by a known Wireshark bug")
+    ] = False,
+) -> None:
+    """Cross-check our decode against Wireshark's (pyshark/tshark), packet by packet.
+
+    Exit 0 when every disagreement is a known Wireshark bug, 1 otherwise, 2 when tshark, pyshark or
+    the trace is unavailable.
+    """
+    import json
+
+    from analyzer.ci import render, xcheck
+
+    if trace == "-":
+        raise _fail("xcheck hands the file to tshark, so it needs a file, not stdin")
+    try:
+        report = xcheck.xcheck(trace, two_pass=two_pass)
+    except CaptureError as exc:
+        raise _fail(str(exc)) from None
+    except xcheck.XcheckError as exc:
+        raise _fail(str(exc)) from None
+    if json_output:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        render.xcheck_report(Console(highlight=False), report, show_known)
+    raise typer.Exit(report.exit_code)
+
+
+COMMANDS = {"report", "follow", "rules", "check", "xcheck"}
 
 
 def main(argv: list[str] | None = None) -> None:
