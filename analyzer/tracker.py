@@ -18,6 +18,7 @@ from typing import Any
 
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from analyzer.tcp_options import TcpOptions
 from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import (
@@ -113,15 +114,29 @@ class Tracker:
                 half.mptcp_packets += 1
                 sf.mptcp_seen = True
                 handlers = self._handlers
-                for opt in opts.mptcp:
+                options = opts.mptcp
+                # The option that stopped a malformed walk is already reported as OPT-001.
+                walk_stopper = options[-1] if opts.malformed is not None else None
+                for opt in options:
+                    if opt is walk_stopper and type(opt) is MalformedOption:
+                        continue
                     handler = handlers.get(type(opt))
                     if handler is not None:
                         handler(opt, sf, direction, seg)
-            elif flags & TH_SYN and flags & TH_ACK and sf.mpc_syn and not sf.mpc_synack:
-                self._fallback(sf, seg, "the SYN/ACK did not carry MP_CAPABLE", "FALLBACK-001")
-        elif flags & TH_SYN and flags & TH_ACK and sf.mpc_syn and not sf.mpc_synack:
-            self._fallback(sf, seg, "the SYN/ACK did not carry MP_CAPABLE", "FALLBACK-001")
+        if flags & TH_SYN and flags & TH_ACK and sf.mpc_syn and not sf.mpc_synack and sf.connection is not None:
+            self._fallback(sf, seg, self._synack_refusal(opts), "FALLBACK-001")
         return entry
+
+    @staticmethod
+    def _synack_refusal(opts: TcpOptions | None) -> str:
+        """Why the SYN/ACK does not accept MPTCP (Linux ignores an unacceptable MP_CAPABLE entirely)."""
+        mpc = [opt for opt in (opts.mptcp if opts else []) if getattr(opt, "subtype", None) == Subtype.MP_CAPABLE]
+        if not mpc:
+            return "the SYN/ACK did not carry MP_CAPABLE"
+        opt = mpc[0]
+        if isinstance(opt, MalformedOption):
+            return f"the SYN/ACK's MP_CAPABLE is malformed ({opt.reason}), so the client ignores it"
+        return f"the SYN/ACK's MP_CAPABLE is not acceptable ({_mpc_synack_problem(opt)}), so the client ignores it"
 
     def _starts_new_incarnation(self, entry: tuple[Subflow, int], seg: Segment) -> bool:
         sf, direction = entry
@@ -193,8 +208,10 @@ class Tracker:
             return
         if flags & TH_SYN:
             sf.kind = "initial"
-            sf.mpc_synack = True
             conn = self._connection_for(sf, seg)
+            if _mpc_synack_problem(opt, conn.version) is not None:
+                return  # ignored like Linux does: the connection falls back (see on_segment)
+            sf.mpc_synack = True
             conn.version = opt.version
             conn.sides[SERVER].checksum_flag = opt.checksum_required
             conn.checksum = bool(conn.sides[SERVER].checksum_flag) or bool(conn.sides[CLIENT].checksum_flag)
@@ -384,7 +401,7 @@ class Tracker:
             sf.reset_transient = opt.transient
 
     def _on_malformed(self, opt: MalformedOption, sf: Subflow, direction: int, seg: Segment) -> None:
-        rule = "OPT-002"
+        rule = "OPT-001"  # shorter than 3 bytes: no subtype byte (§3)
         if opt.subtype is not None:
             rule = MALFORMED_RULE_BY_SUBTYPE.get(opt.subtype, "OPT-002")  # type: ignore[call-overload]
         name = _subtype_name(opt.subtype)
@@ -559,6 +576,19 @@ class Tracker:
                     f"{expected:016x} (rightmost 64 bits of HMAC(sender key‖receiver key, id‖address‖port)){hint}",
                     [ann.frame], conn.id, ann.subflow,
                 )  # fmt: skip
+
+
+def _mpc_synack_problem(opt: MpCapable, syn_version: int | None = None) -> str | None:
+    """What makes a SYN/ACK's MP_CAPABLE unacceptable to the client (RFC 8684 §3.1; Linux checks the same)."""
+    if opt.sender_key is None or opt.receiver_key is not None:
+        return f"length {opt.length}, a SYN/ACK's MP_CAPABLE is 12 bytes"
+    if opt.version > 1 or (syn_version is not None and opt.version > syn_version):
+        return f"version {opt.version} was not offered"
+    if opt.flags & 0x40:
+        return "the extensibility bit B is set"
+    if opt.flags & 0x1F != 0x01:
+        return f"crypto algorithm bits {opt.flags & 0x1F:#04x}; only H (HMAC-SHA256) is defined"
+    return None
 
 
 def _add_addr_hmac_hint(key_s: int, key_r: int, ann: Announcement) -> str:

@@ -84,7 +84,6 @@ def test_opt_001_an_mptcp_option_running_past_the_tcp_header_is_malformed(tmp_pa
     assert (finding.severity, finding.frames) == (Severity.ERROR, [frame])
 
 
-@pytest.mark.xfail(strict=True, reason="the tracker files a 2-byte MPTCP option under OPT-002 (change requested)")
 def test_opt_001_an_mptcp_option_too_short_for_its_subtype_byte_is_malformed(tmp_path: Path) -> None:
     """§3: an MPTCP option needs at least 3 bytes (kind, length, subtype)."""
     sc = Scenario()
