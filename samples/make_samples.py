@@ -78,13 +78,26 @@ SAMPLES: dict[str, dict[str, Any]] = {
                     "c2s drops happen after the capture point (lost segment visible), s2c drops "
                     "before it (hole in the capture).",
         mode="subflow", c2s_bytes=80_000, s2c_bytes=80_000, rate=SHAPED, loss={1: 3.0, 2: 3.0}),
+    "path-failure": dict(
+        description="Two subflows, both paths paced to 1 Mbit/s; 50 ms into the client's bulk data "
+                    "path 2 fails (nftables drops everything on it, both ways, in the server "
+                    "namespace) and recovers 950 ms later. The join subflow's segments reach the "
+                    "capture and are lost after it; the kernel reinjects the unacknowledged data on "
+                    "the initial subflow; once the path is back the join retransmits its queue "
+                    "(already delivered) and both subflows close with FIN.",
+        mode="subflow", c2s_bytes=85_000, s2c_bytes=10_000, rate={1: "1mbit", 2: "1mbit"},
+        link_down=[(2, 0.05, 1.0)], link_down_method="nft"),
 }
+
+# Fixed per sample, so that adding a sample never changes another one's payload.
+SEEDS = {"add-addr": 1, "checksum": 2, "fallback": 3, "ipv6": 4, "lossy": 5, "multi-conn": 6,
+         "single-subflow": 7, "two-subflows": 8, "path-failure": 9}
 
 
 def make(name: str, out_dir: Path) -> dict[str, Any]:
     """Build one sample and return its sidecar."""
     params = dict(SAMPLES[name])
-    cfg = lab.LabConfig(name=name, out_dir=out_dir, seed=sorted(SAMPLES).index(name) + 1,
+    cfg = lab.LabConfig(name=name, out_dir=out_dir, seed=SEEDS[name],
                         command=f"sudo python3 samples/make_samples.py --only {name}", **params)
     return dict(lab.run_lab(cfg))
 
@@ -99,6 +112,9 @@ def summary_line(side: dict[str, Any]) -> str:
             sfs = kernel["client"]["at_end"]["subflows"]
             per_sf = " [" + ", ".join(f"{s['local']} tx={s.get('bytes_sent')} rx={s.get('bytes_received')}"
                                      for s in sfs) + "]"
+            reinjected = kernel["client"]["at_end"]["info"].get("bytes_retrans")
+            if reinjected:
+                per_sf += f" mptcp_bytes_retrans={reinjected}"
         parts.append(f"mptcp={conn['mptcp']} subflows={conn['subflows']}{per_sf}")
     cap = side["capture"]
     return (f"{side['name']:15s} {cap['file_bytes']:8d} B {cap['packets']:5d} pkts {side['link_type']:10s} "

@@ -13,6 +13,8 @@ Topology (everything lives in two namespaces created and destroyed by this modul
 
 Offloads (TSO/GSO/GRO and TX checksum) are turned off on every veth so that the capture shows
 wire-sized segments with valid TCP checksums.  tcpdump runs in the client namespace.
+``--link-down PATH=START:END`` fails a path mid-transfer (link down/up, or an nftables drop-all
+with ``--link-down-method nft``) so that the kernel reinjects data on the other subflow.
 
 Importable (``run_lab(LabConfig(...))``) and usable as a CLI (``python3 mptcp_lab.py --help``).
 The hidden sub-commands ``_server``, ``_client`` and ``_offload`` are the programs that this
@@ -65,6 +67,7 @@ SEND_CHUNK = 64 * 1024
 LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 Mode = Literal["single", "subflow", "signal"]
+LinkDownMethod = Literal["link", "nft"]
 CaptureMode = Literal["any", "eth"]
 
 _lab_counter = itertools.count()
@@ -99,6 +102,10 @@ class LabConfig:
     link_type: str | None = None
     rate: dict[int, str] = field(default_factory=dict)
     loss: dict[int, float] = field(default_factory=dict)
+    # (path, start, end): the path fails ``start`` seconds after the client starts its bulk data
+    # (after the first 1000 bytes and the extra subflow) and recovers at ``end`` (Lab.set_path)
+    link_down: list[tuple[int, float, float]] = field(default_factory=list)
+    link_down_method: LinkDownMethod = "link"
     capture_filter: str = ""
     port: int = DEFAULT_PORT
     wait_subflows: bool = True
@@ -134,6 +141,10 @@ class LabConfig:
             args += ["--rate", f"{path}={rate}"]
         for path, pct in sorted(self.loss.items()):
             args += ["--loss", f"{path}={pct}"]
+        for path, start, end in self.link_down:
+            args += ["--link-down", f"{path}={start:g}:{end:g}"]
+        if self.link_down and self.link_down_method != "link":
+            args += ["--link-down-method", self.link_down_method]
         if self.capture_filter:
             args += ["--filter", self.capture_filter]
         if not self.wait_subflows:
@@ -314,10 +325,12 @@ def subflow_details(sock: socket.socket) -> list[dict[str, Any]]:
                 state=ti[0],
                 snd_mss=struct.unpack_from("=I", ti, 16)[0],
                 total_retrans=struct.unpack_from("=I", ti, 100)[0],
+                unacked=struct.unpack_from("=I", ti, 24)[0],
                 bytes_acked=struct.unpack_from("=Q", ti, 120)[0],
                 bytes_received=struct.unpack_from("=Q", ti, 128)[0],
                 segs_out=struct.unpack_from("=I", ti, 136)[0],
                 segs_in=struct.unpack_from("=I", ti, 140)[0],
+                notsent_bytes=struct.unpack_from("=I", ti, 144)[0],
                 bytes_sent=struct.unpack_from("=Q", ti, 200)[0],
                 bytes_retrans=struct.unpack_from("=Q", ti, 208)[0],
             )
@@ -406,6 +419,8 @@ def _server_main(params: dict[str, Any]) -> int:
             # snapshot while every subflow is still up but all our data is through, so the
             # per-subflow counters are final (after our DATA_FIN the client tears down at once)
             _wait_all_acked(conn, timeout)
+            if params["settle"]:
+                _wait_subflows_idle(conn, timeout)
             snap_acked = kernel_snapshot(conn)
             conn.shutdown(socket.SHUT_WR)
             tail = conn.recv(1)  # EOF: the client's DATA_FIN (it shut down before we answered)
@@ -450,6 +465,28 @@ def _wait_all_acked(sock: socket.socket, timeout: float) -> None:
         time.sleep(0.005)
 
 
+def _wait_subflows_idle(sock: socket.socket, timeout: float) -> bool:
+    """Wait until no connected subflow has data unacknowledged or unsent at the TCP level.
+
+    Data-level acks say nothing about a subflow that failed: its TCP queue still holds the data
+    the kernel has since reinjected elsewhere, and it re-sends it only once its path is back (at
+    its next RTO). Shutting down before that would leave the subflow to be reset by the peer
+    (an orphaned socket that receives data answers with RST), so the lab waits for it.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            infos = _subflow_array(sock, MPTCP_TCPINFO, 256)
+        except OSError:
+            return True
+        busy = [ti for ti in infos if len(ti) >= 148 and ti[0] not in TCP_NOT_CONNECTED
+                and (struct.unpack_from("=I", ti, 24)[0] or struct.unpack_from("=I", ti, 144)[0])]
+        if not busy:  # tcpi_unacked (packets in flight) and tcpi_notsent_bytes both zero
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def _wait_subflows(sock: socket.socket, want: int, timeout: float) -> int:
     """Poll the kernel until the connection has ``want`` subflows (or time runs out)."""
     deadline = time.monotonic() + timeout
@@ -467,6 +504,15 @@ def _client_main(params: dict[str, Any]) -> int:
     results: list[dict[str, Any] | None] = [None] * params["connections"]
     errors: list[str] = []
     start = threading.Barrier(params["connections"], timeout=timeout)
+    bulk_announced = threading.Event()
+    announce_lock = threading.Lock()
+
+    def announce_bulk() -> None:
+        """Tell the lab (once) that bulk data starts now: --link-down windows count from here."""
+        with announce_lock:
+            if params.get("announce_bulk") and not bulk_announced.is_set():
+                bulk_announced.set()
+                print("BULK", flush=True)
 
     def one(index: int) -> None:
         sock = socket.socket(fam, socket.SOCK_STREAM, IPPROTO_MPTCP)
@@ -483,8 +529,11 @@ def _client_main(params: dict[str, Any]) -> int:
                 # The in-kernel PM opens/accepts extra subflows only once the connection is fully
                 # established, i.e. after the server's first DSS (the ack of FIRST_CHUNK).
                 waited = _wait_subflows(sock, params["expected_subflows"], min(timeout, 10.0))
+            announce_bulk()
             sent += _send_stream(sock, stream, h)
             _wait_all_acked(sock, timeout)
+            if params["settle"]:
+                _wait_subflows_idle(sock, timeout)
             snap_acked = kernel_snapshot(sock)
             sock.shutdown(socket.SHUT_WR)
             rx_n, rx_sha = _recv_all(sock)
@@ -715,6 +764,9 @@ class Lab:
             self.ip(ns, "link", "set", "lo", "up")
             sysctls = {"net.ipv4.conf.all.rp_filter": "0", "net.ipv4.conf.default.rp_filter": "0",
                        "net.ipv6.conf.all.accept_dad": "0", "net.ipv6.conf.default.accept_dad": "0",
+                       # a path taken down by --link-down keeps its IPv6 addresses, like IPv4 does
+                       "net.ipv6.conf.all.keep_addr_on_down": "1",
+                       "net.ipv6.conf.default.keep_addr_on_down": "1",
                        "net.mptcp.checksum_enabled": "1" if cfg.checksum else "0"}
             for key, val in sysctls.items():
                 self.run("sysctl", "-qw", f"{key}={val}", ns=ns)
@@ -736,11 +788,95 @@ class Lab:
             for fam in (4, 6):
                 self.ip(self.cli, f"-{fam}", "rule", "add", "from", addr(p, CLIENT_HOST, fam),
                         "table", table, "pref", table)
-                self.ip(self.cli, f"-{fam}", "route", "add", "default", "via", addr(p, SERVER_HOST, fam),
-                        "dev", f"cli{p}", "table", table)
+                self._path_route(p, fam)
+                # While the path is down (--link-down) the kernel deletes the route above; this one
+                # then answers "unreachable", so the path's packets are not sent at all instead of
+                # leaking onto the other path through the main table.
+                self.ip(self.cli, f"-{fam}", "route", "add", "unreachable", "default", "metric", "65535",
+                        "table", table)
         self.notes["offloads"] = self._offloads_off()
         self._configure_pm()
         self._shaping()
+
+    def _path_route(self, path: int, family: int) -> None:
+        """The client's source-routing default route for ``path`` (re-added after a link-down)."""
+        self.ip(self.cli, f"-{family}", "route", "replace", "default", "via", addr(path, SERVER_HOST, family),
+                "dev", f"cli{path}", "table", str(100 + path))
+
+    def set_path(self, path: int, up: bool) -> None:
+        """Fail ``path`` or bring it back (``--link-down-method nft``: see _path_blackhole).
+
+        Down: both veths go down; the kernel drops the path's routes and qdisc backlog, and every send on its subflows
+        fails locally (the client's table answers "unreachable", the server has no route), so
+        nothing is sent on the path: the subflows' TCP retransmissions fail until the path is back,
+        and the MPTCP retransmit timer reinjects the unacknowledged data on the other subflow.
+        Up: links up, the client's source route is added again (connected routes come back by
+        themselves; addresses are kept, for IPv6 through keep_addr_on_down).
+        """
+        if self.cfg.link_down_method == "nft":
+            self._path_blackhole(path, up)
+            return
+        state = "up" if up else "down"
+        self.ip(self.cli, "link", "set", "dev", f"cli{path}", state)
+        self.ip(self.srv, "link", "set", "dev", f"srv{path}", state)
+        if up:
+            for fam in (4, 6):
+                self._path_route(path, fam)
+
+    def _path_blackhole(self, path: int, up: bool) -> None:
+        """``--link-down-method nft``: the path stays up but the server namespace drops all of its
+        traffic, both ways (client-to-server after the capture point: the capture shows the lost
+        segments; server-to-client before it: the capture shows nothing)."""
+        table = f"madown{path}"
+        if up:
+            self.run("nft", "delete", "table", "inet", table, ns=self.srv)
+            return
+        ruleset = (f"table inet {table} {{\n"
+                   "  chain pre { type filter hook prerouting priority -310; policy accept;\n"
+                   f'    iifname "srv{path}" drop; }}\n'
+                   "  chain post { type filter hook postrouting priority 310; policy accept;\n"
+                   f'    oifname "srv{path}" drop; }}\n'
+                   "}\n")
+        self.run("nft", "-f", "-", ns=self.srv, input_text=ruleset)
+
+    def _link_schedule(self, t0: float, stop: threading.Event, log: list[dict[str, Any]],
+                       failures: list[BaseException]) -> None:
+        """Run the --link-down windows on time (seconds after ``t0``); always leaves paths up."""
+        events = sorted([(start, p, False) for p, start, _ in self.cfg.link_down]
+                        + [(end, p, True) for p, _, end in self.cfg.link_down])
+        down: set[int] = set()
+        try:
+            for at, path, up in events:
+                # a stop request only skips ahead to the "up" events, so no path is left down
+                if not up and stop.wait(max(0.0, t0 + at - time.monotonic())):
+                    continue
+                if up and path not in down:
+                    continue
+                if up:
+                    time.sleep(max(0.0, t0 + at - time.monotonic()))
+                self.set_path(path, up)
+                (down.add if not up else down.discard)(path)
+                log.append({"path": path, "state": "up" if up else "down", "planned_s": at,
+                            "at_s": round(time.monotonic() - t0, 4), "epoch": round(time.time(), 6)})
+        except BaseException as exc:  # reported by traffic(); make sure nothing stays down
+            failures.append(exc)
+            for path in sorted(down):
+                with contextlib.suppress(LabError, subprocess.SubprocessError):
+                    self.set_path(path, True)
+
+    def _drain(self, timeout: float) -> bool:
+        """Wait until neither namespace has a TCP socket left other than listeners and TIME-WAIT.
+
+        The programs have exited by now, but the kernel may still be finishing orphaned subflows
+        (a subflow that was down retransmits its data and its FIN only at its next RTO).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            busy = [self.run("ss", "-Htan", "state", "all", "exclude", "listening", "exclude", "time-wait",
+                             ns=ns, check=False).stdout.strip() for ns in (self.cli, self.srv)]
+            if not any(busy) or time.monotonic() >= deadline:
+                return not any(busy)
+            time.sleep(0.05)
 
     def _offloads_off(self) -> dict[str, Any]:
         """TSO/GSO/GRO/TX-csum off on every veth (ethtool if present, else SIOCETHTOOL ioctl)."""
@@ -859,7 +995,8 @@ class Lab:
         params = {"family": cfg.family, "port": cfg.port, "seed": cfg.seed, "connections": cfg.connections,
                   "c2s_bytes": cfg.c2s_bytes, "s2c_bytes": cfg.s2c_bytes, "timeout": cfg.timeout,
                   "expected_subflows": cfg.expected_subflows, "wait_subflows": cfg.wait_subflows,
-                  "server": server_ip, "mptcp": not cfg.fallback}
+                  "server": server_ip, "mptcp": not cfg.fallback, "settle": bool(cfg.link_down),
+                  "announce_bulk": bool(cfg.link_down)}
         if cfg.capture == "any":
             parts = [("any", pcap)]
         else:
@@ -873,16 +1010,42 @@ class Lab:
             server.kill()
             _, err = server.communicate(timeout=5)
             raise LabError(f"server did not start: {err.decode(errors='replace')}")
-        t0 = time.monotonic()
+        t0, start_epoch = time.monotonic(), time.time()
         client = self.spawn([sys.executable, me, "_client", json.dumps(params)], self.cli)
+        traffic_done = threading.Event()
+        link_log: list[dict[str, Any]] = []
+        link_failures: list[BaseException] = []
+        cbuf = bytearray()
+        bulk_at: float | None = None
+        links: threading.Thread | None = None
+        if cfg.link_down:
+            # the windows count from the moment the client starts its bulk data (connection up,
+            # first 1000 bytes through, extra subflow established), not from process start-up
+            assert client.stdout is not None
+            if _read_until(client.stdout.fileno(), b"BULK\n", cfg.timeout, cbuf):
+                t_bulk = time.monotonic()
+                bulk_at = t_bulk - t0
+                links = threading.Thread(target=self._link_schedule,
+                                         args=(t_bulk, traffic_done, link_log, link_failures), daemon=True)
+                links.start()
         try:
             c_out, c_err = client.communicate(timeout=cfg.timeout * 3)
+            c_out = bytes(cbuf) + c_out
             if client.returncode != 0:
                 server.kill()  # it would only sit in accept() until its timeout
             s_out, s_err = server.communicate(timeout=cfg.timeout)
         except subprocess.TimeoutExpired as exc:
             raise LabError(f"traffic timed out: {exc}") from exc
+        finally:
+            traffic_done.set()
         elapsed = time.monotonic() - t0
+        drained = None
+        if links is not None:
+            links.join()  # at the latest at the end of the last window: every path is up again
+            if link_failures:
+                raise LabError(f"--link-down failed: {link_failures[0]}")
+            # a subflow that was down finishes (data, FIN) only at its next RTO after recovery
+            drained = self._drain(min(cfg.timeout, 20.0))
         # let the last FIN/ACKs reach the capture (without immediate mode, TPACKET_V3 hands packets
         # over in blocks with a ~1 s timeout, and SIGINT discards a block not yet handed over)
         time.sleep(0.3 if cfg.immediate else 2.0)
@@ -901,7 +1064,9 @@ class Lab:
             raise LabError(f"traffic failed: client={c_rep['errors']} {c_err.decode()[-2000:]} "
                            f"server={s_rep['errors']} {s_err.decode()[-2000:]}")
         return {"client": c_rep["connections"], "server": s_rep["connections"], "tcpdump": stats,
-                "interfaces": [iface for iface, _ in parts], "elapsed_s": round(elapsed, 3)}
+                "interfaces": [iface for iface, _ in parts], "elapsed_s": round(elapsed, 3),
+                "start_epoch": round(start_epoch, 6), "link_events": link_log, "drained": drained,
+                "bulk_start_s": None if bulk_at is None else round(bulk_at, 4)}
 
 
 def _connection_record(cfg: LabConfig, cli: dict[str, Any], srv: dict[str, Any]) -> dict[str, Any]:
@@ -956,6 +1121,20 @@ def _pair(cfg: LabConfig, clients: list[dict[str, Any]],
     return out
 
 
+def check_link_down(windows: Sequence[tuple[int, float, float]]) -> None:
+    """Reject --link-down windows that are malformed or overlap on one path."""
+    by_path: dict[int, list[tuple[float, float]]] = {}
+    for path, start, end in windows:
+        if path not in Lab.PATHS or not 0 <= start < end:
+            raise LabError(f"bad --link-down window {path}={start}:{end} (need PATH 1 or 2, 0 <= START < END)")
+        by_path.setdefault(path, []).append((start, end))
+    for path, spans in by_path.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            if start <= end:
+                raise LabError(f"--link-down windows on path {path} overlap")
+
+
 def run_lab(cfg: LabConfig) -> dict[str, Any]:
     """Build the lab, capture one trace, write ``<name>.pcap`` + ``<name>.json``; return the sidecar."""
     preflight()
@@ -965,6 +1144,9 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
         raise LabError("port must be 1..65535; connections, c2s_bytes and s2c_bytes at least 1")
     for rate in cfg.rate.values():
         rate_bps(rate)
+    check_link_down(cfg.link_down)
+    if cfg.link_down and cfg.link_down_method == "nft" and shutil.which("nft") is None:
+        raise LabError("--link-down-method nft needs nftables (nft) installed")
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pcap = out_dir / f"{cfg.name}.pcap"
@@ -976,6 +1158,18 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
         namespaces = {"client": lab.cli, "server": lab.srv}
     connections = _pair(cfg, rep["client"], rep["server"])
     if cfg.strict:
+        dropped = sum(int(t.get("dropped") or 0) for t in rep["tcpdump"])
+        if dropped:
+            # seen with 8 concurrent connections on unshaped veths: a burst overflows tcpdump's
+            # ring (in immediate mode its slots are presumably sized for the full snaplen)
+            raise LabError(f"{cfg.name}: tcpdump dropped {dropped} packets, the capture is incomplete: "
+                           "pace the paths with --rate or raise --buffer-kib")
+        for event in rep["link_events"]:
+            if event["state"] == "down" and event["at_s"] + rep["bulk_start_s"] >= rep["elapsed_s"]:
+                raise LabError(f"{cfg.name}: path {event['path']} went down at {event['at_s']} s, after the "
+                               f"traffic ended ({rep['elapsed_s']} s): start earlier or lower --rate")
+        if len([e for e in rep["link_events"] if e["state"] == "down"]) != len(cfg.link_down):
+            raise LabError(f"{cfg.name}: the traffic ended before every --link-down window began")
         for c in connections:
             if c["mptcp"] == cfg.fallback:
                 raise LabError(f"{cfg.name}: connection {c['client']} mptcp={c['mptcp']} unexpected")
@@ -1004,13 +1198,28 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
             "paths": {str(p): {"client": [addr(p, CLIENT_HOST, 4), addr(p, CLIENT_HOST, 6)],
                                "server": [addr(p, SERVER_HOST, 4), addr(p, SERVER_HOST, 6)],
                                "client_dev": f"cli{p}", "server_dev": f"srv{p}",
-                               "rate": cfg.rate.get(p), "loss_pct": cfg.loss.get(p)} for p in Lab.PATHS},
+                               "rate": cfg.rate.get(p), "loss_pct": cfg.loss.get(p),
+                               "link_down": [[s, e] for q, s, e in cfg.link_down if q == p]} for p in Lab.PATHS},
             "pm": notes.get("pm", {}), "namespaces": namespaces,
             "traffic_seconds": rep["elapsed_s"],
+            "traffic_start_epoch": rep["start_epoch"],
             "data": "random.Random(seed).randbytes in 1 MiB pieces; c2s seed per connection, "
                     "s2c seed derived from the SHA-256 the server received",
         },
     }
+    if cfg.link_down:
+        sidecar["lab"]["link_down"] = {
+            "method": cfg.link_down_method,
+            "how": ("ip link set dev cli<P>/srv<P> down, later up (+ client source route re-added)"
+                    if cfg.link_down_method == "link" else
+                    "nftables table in the server namespace dropping everything in and out of srv<P>"),
+            "times": "at_s = seconds after the client started its bulk data (bulk_start_s after the "
+                     "client program was started), epoch = wall clock (comparable with capture "
+                     "timestamps)",
+            "bulk_start_s": rep["bulk_start_s"],
+            "events": rep["link_events"],
+            "sockets_drained": rep["drained"],
+        }
     (out_dir / f"{cfg.name}.json").write_text(json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
     return sidecar
 
@@ -1018,6 +1227,22 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # CLI
 # --------------------------------------------------------------------------------------------
+
+
+def _link_windows(items: Sequence[str]) -> list[tuple[int, float, float]]:
+    """Parse repeated ``PATH=START:END`` options (seconds after the client starts its bulk data)."""
+    out: list[tuple[int, float, float]] = []
+    for item in items:
+        path, _, span = item.partition("=")
+        start, sep, end = span.partition(":")
+        try:
+            window = (int(path), float(start), float(end))
+        except ValueError:
+            window = None
+        if window is None or not sep or path not in ("1", "2"):
+            raise argparse.ArgumentTypeError(f"expected PATH=START:END with PATH 1 or 2, got {item!r}")
+        out.append(window)
+    return out
 
 
 def _kv(items: Sequence[str], conv: type) -> dict[int, Any]:
@@ -1053,6 +1278,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--link-type", help="tcpdump -y for -i any, e.g. LINUX_SLL or LINUX_SLL2")
     p.add_argument("--rate", action="append", default=[], metavar="PATH=RATE", help="tbf, e.g. 2=20mbit")
     p.add_argument("--loss", action="append", default=[], metavar="PATH=PCT", help="nft random loss")
+    p.add_argument("--link-down", action="append", default=[], metavar="PATH=START:END",
+                   help="path failure: take the path down START seconds after the client starts its bulk "
+                        "data and back up at END (the kernel reinjects on the other subflow); repeatable. "
+                        "Pace the transfer with --rate so the failure falls mid-transfer")
+    p.add_argument("--link-down-method", choices=("link", "nft"), default="link",
+                   help="link: ip link set down/up on both veths (sends fail locally, nothing of the "
+                        "path is captured meanwhile); nft: the path stays up but the server namespace "
+                        "drops all its packets (client retransmissions stay visible)")
     p.add_argument("--filter", default="", help="tcpdump capture filter")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--no-wait-subflows", action="store_true",
@@ -1072,6 +1305,7 @@ def config_from_args(ns: argparse.Namespace) -> LabConfig:
         fallback=ns.fallback, checksum=ns.checksum, connections=ns.connections, c2s_bytes=ns.c2s_bytes,
         s2c_bytes=ns.s2c_bytes, seed=ns.seed, snaplen=ns.snaplen, capture=ns.capture,
         link_type=ns.link_type, rate=_kv(ns.rate, str), loss=_kv(ns.loss, float),
+        link_down=_link_windows(ns.link_down), link_down_method=ns.link_down_method,
         capture_filter=ns.filter, port=ns.port, wait_subflows=not ns.no_wait_subflows,
         buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict)
 
@@ -1093,10 +1327,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _client_main(json.loads(args[1]))
     if args and args[0] == "_offload":
         return _offload_main(args[1:])
-    ns = build_parser().parse_args(args)
+    parser = build_parser()
+    ns = parser.parse_args(args)
+    try:
+        cfg = config_from_args(ns)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
     _install_signal_handlers()
     try:
-        sidecar = run_lab(config_from_args(ns))
+        sidecar = run_lab(cfg)
     except LabError as exc:
         print(f"mptcp_lab: error: {exc}", file=sys.stderr)
         return 2
