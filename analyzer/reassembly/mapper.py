@@ -323,9 +323,10 @@ class Reassembler:
                 stream = state.stream or self._stream_for(state, sf, direction, last.dsn)
                 offset = (last.dsn + (rel - last.start) - stream.base) & MASK64
                 stats.mapped_bytes += length
-                dup = stream.add(offset, payload, seg.ts, seg.frame, sf.id) if captured else 0
+                rtx = retrans_end > 0
+                dup = stream.add(offset, payload, seg.ts, seg.frame, sf.id, rtx) if captured else 0
                 if captured < length:
-                    dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id)
+                    dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id, rtx)
                 if dup > retrans_end:
                     stats.reinjected_bytes += dup - retrans_end
                 return
@@ -370,9 +371,10 @@ class Reassembler:
         retrans_end: int,
     ) -> None:
         stats.mapped_bytes += length
-        dup = stream.add(offset, data[:captured], seg.ts, seg.frame, sf.id) if captured else 0
+        rtx = retrans_end > start_in_segment
+        dup = stream.add(offset, data[:captured], seg.ts, seg.frame, sf.id, rtx) if captured else 0
         if captured < length:
-            dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id)
+            dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id, rtx)
         # Bytes that repeat an earlier DSN but are new on this subflow are a reinjection.
         retrans_here = max(0, min(length, retrans_end - start_in_segment))
         reinjected = max(0, dup - retrans_here)

@@ -100,8 +100,14 @@ class DataStream:
         if self.highest_dsn is None or ((dsn_end - self.highest_dsn) & MASK64) < (1 << 63):
             self.highest_dsn = dsn_end & MASK64
 
-    def add(self, offset: int, data: bytes, time: float, frame: int, subflow: int) -> int:
-        """Add captured bytes at ``offset``; returns how many of them were duplicates."""
+    def add(
+        self, offset: int, data: bytes, time: float, frame: int, subflow: int, retransmission: bool = False
+    ) -> int:
+        """Add captured bytes at ``offset``; returns how many of them were duplicates.
+
+        ``retransmission``: the carrier already sent these bytes itself (TCP retransmission), so a
+        duplicate is not credited as a reinjection from another subflow.
+        """
         if offset == self.next_offset and not self._heap:  # the common case: the next bytes, in order
             if data:
                 self._deliver(data, time, subflow)
@@ -116,7 +122,7 @@ class DataStream:
         dup = 0
         if offset < nxt:
             overlap = min(end, nxt) - offset
-            self._compare_delivered(offset, data[:overlap], frame, subflow)
+            self._compare_delivered(offset, data[:overlap], frame, subflow, retransmission)
             dup = overlap
             if end <= nxt:
                 return dup
@@ -130,7 +136,9 @@ class DataStream:
             self._buffer(_Piece(offset, data, len(data), time, frame, subflow))
         return dup
 
-    def add_missing(self, offset: int, length: int, time: float, frame: int, subflow: int) -> int:
+    def add_missing(
+        self, offset: int, length: int, time: float, frame: int, subflow: int, retransmission: bool = False
+    ) -> int:
         """Bytes that were on the wire but not in the capture (snaplen): a hole when reached.
 
         Returns how many of them lie behind the stream's position (already seen: duplicates).
@@ -141,14 +149,16 @@ class DataStream:
         if end <= self.next_offset:
             self.duplicate_bytes += length
             self.unverified_duplicate_bytes += length
-            self._attribute(offset, length, subflow)
+            if not retransmission:
+                self._attribute(offset, length, subflow)
             return length
         dup = 0
         if offset < self.next_offset:
             dup = self.next_offset - offset
             self.duplicate_bytes += dup
             self.unverified_duplicate_bytes += dup
-            self._attribute(offset, dup, subflow)
+            if not retransmission:
+                self._attribute(offset, dup, subflow)
             length -= dup
             offset = self.next_offset
         if offset == self.next_offset and not self._heap:
@@ -306,9 +316,12 @@ class DataStream:
                     self.hol_wait_max = wait
             self._deliver(piece.data[skip:], piece.time, piece.subflow)
 
-    def _compare_delivered(self, offset: int, data: bytes, frame: int, subflow: int) -> None:
+    def _compare_delivered(
+        self, offset: int, data: bytes, frame: int, subflow: int, retransmission: bool = False
+    ) -> None:
         self.duplicate_bytes += len(data)
-        self._attribute(offset, len(data), subflow)
+        if not retransmission:
+            self._attribute(offset, len(data), subflow)
         start = offset - self._recent_start
         if start < 0 or offset + len(data) > self.next_offset:
             self.unverified_duplicate_bytes += len(data)
