@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from analyzer.endpoint.cli import register as register_simulate
 from analyzer.ingest.capture import CaptureError
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
@@ -280,6 +281,7 @@ def xcheck_command(
 
 
 COMMANDS = {"report", "follow", "rules", "check", "xcheck"}
+register_simulate(app, COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> None:

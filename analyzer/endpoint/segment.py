@@ -1,0 +1,209 @@
+"""The endpoint's view of one TCP segment, and its IPv4/IPv6 + TCP wire encoding.
+
+A :class:`Segment` carries header fields, the TCP options the endpoint uses (MSS, window scale)
+and MPTCP options as values of :mod:`analyzer.mptcp.options`; building the option bytes goes
+through each option's ``build()`` and parsing through :func:`analyzer.tcp_options.walk_tcp_options`,
+so the endpoint and the analyzer share one codec. A :class:`RawOption` carries exact bytes (used to
+inject malformed options on purpose).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import Final, TypeAlias
+
+from analyzer.mptcp.options import Dss, MpPrio, MptcpOption
+from analyzer.tcp_options import walk_tcp_options
+
+__all__ = [
+    "ACK",
+    "FIN",
+    "PSH",
+    "RST",
+    "SYN",
+    "Address",
+    "DecodeError",
+    "OutOption",
+    "RawOption",
+    "Segment",
+    "decode_packet",
+    "encode_packet",
+    "internet_checksum",
+]
+
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_NOP: Final = b"\x01"
+_KIND_MSS: Final = 2
+_KIND_WSCALE: Final = 3
+_KIND_TIMESTAMP: Final = 8
+_MAX_OPTION_SPACE: Final = 40  # RFC 9293: data offset is 4 bits of 32-bit words
+_IPPROTO_TCP: Final = 6
+_TCP_HEAD = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, offset, flags, window, checksum, urgent
+_IPV4_HEAD = struct.Struct("!BBHHHBBH4s4s")
+_IPV6_HEAD = struct.Struct("!IHBB16s16s")
+
+
+class DecodeError(ValueError):
+    """Bytes that are not an IPv4/IPv6 TCP packet this endpoint can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawOption:
+    """Exact option bytes, written as given (kind and length included); for fault injection."""
+
+    raw: bytes
+
+    @property
+    def length(self) -> int:
+        return len(self.raw)
+
+    def build(self) -> bytes:
+        return self.raw
+
+
+OutOption: TypeAlias = MptcpOption | RawOption
+"""What a segment may carry as MPTCP options: a codec value, or raw bytes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One TCP segment between two endpoints (addresses, ports, header, options, payload)."""
+
+    src: Address
+    sport: int
+    dst: Address
+    dport: int
+    seq: int  # 32-bit sequence number as on the wire
+    ack: int  # 32-bit acknowledgment number (meaningful when ACK is set)
+    flags: int  # FIN SYN RST PSH ACK bits
+    window: int  # 16-bit window field as on the wire (unscaled)
+    payload: bytes = b""
+    mptcp: tuple[OutOption, ...] = ()  # MPTCP options in header order
+    mss: int | None = None  # MSS option (SYN / SYN-ACK)
+    wscale: int | None = None  # window-scale option (SYN / SYN-ACK)
+    timestamp: tuple[int, int] | None = None  # RFC 7323 (TSval, TSecr)
+    malformed: str | None = field(default=None, compare=False)  # set by decode when the option list was broken
+
+    @property
+    def syn(self) -> bool:
+        return bool(self.flags & SYN)
+
+    @property
+    def has_ack(self) -> bool:
+        return bool(self.flags & ACK)
+
+    @property
+    def fin(self) -> bool:
+        return bool(self.flags & FIN)
+
+    @property
+    def rst(self) -> bool:
+        return bool(self.flags & RST)
+
+    @property
+    def seq_space(self) -> int:
+        """Sequence numbers the segment occupies: payload plus one each for SYN and FIN."""
+        return len(self.payload) + (1 if self.flags & SYN else 0) + (1 if self.flags & FIN else 0)
+
+    def options_bytes(self) -> bytes:
+        """The TCP option list, padded with NOPs to a multiple of 4 (Linux-style NOPs after DSS/MP_PRIO)."""
+        out = bytearray()
+        if self.mss is not None:
+            out += struct.pack("!BBH", _KIND_MSS, 4, self.mss)
+        if self.timestamp is not None:
+            out += _NOP + _NOP + struct.pack("!BBII", _KIND_TIMESTAMP, 10, *self.timestamp)
+        if self.wscale is not None:
+            out += _NOP + bytes((_KIND_WSCALE, 3, self.wscale))
+        for opt in self.mptcp:
+            raw = opt.build()
+            out += raw
+            # Linux pads DSS (without checksum) and MP_PRIO to keep 4-byte alignment (shared rules §1.1).
+            if isinstance(opt, Dss | MpPrio) and len(raw) % 4:
+                out += _NOP * (4 - len(raw) % 4)
+        if len(out) % 4:
+            out += _NOP * (4 - len(out) % 4)
+        if len(out) > _MAX_OPTION_SPACE:
+            raise ValueError(f"TCP options need {len(out)} bytes, more than the {_MAX_OPTION_SPACE} available")
+        return bytes(out)
+
+
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 ones'-complement sum of 16-bit words (odd length padded with a zero byte), complemented."""
+    if len(data) % 2:
+        data += b"\x00"
+    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def encode_packet(seg: Segment, ip_id: int = 0, ttl: int = 64) -> bytes:
+    """IPv4 or IPv6 packet (by the address family) carrying the segment, with correct checksums."""
+    options = seg.options_bytes()
+    offset = (20 + len(options)) // 4
+    header = _TCP_HEAD.pack(
+        seg.sport, seg.dport, seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF, offset << 4, seg.flags,
+        seg.window, 0, 0,
+    )  # fmt: skip
+    tcp = header + options + seg.payload
+    if seg.src.version == 4:
+        pseudo = seg.src.packed + seg.dst.packed + struct.pack("!BBH", 0, _IPPROTO_TCP, len(tcp))
+    else:
+        pseudo = seg.src.packed + seg.dst.packed + struct.pack("!IxxxB", len(tcp), _IPPROTO_TCP)
+    checksum = internet_checksum(pseudo + tcp)
+    tcp = tcp[:16] + struct.pack("!H", checksum) + tcp[18:]
+    if seg.src.version == 4:
+        ip = _IPV4_HEAD.pack(0x45, 0, 20 + len(tcp), ip_id & 0xFFFF, 0x4000, ttl, _IPPROTO_TCP, 0,
+                             seg.src.packed, seg.dst.packed)  # fmt: skip
+        ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
+        return ip + tcp
+    return _IPV6_HEAD.pack(6 << 28, len(tcp), _IPPROTO_TCP, ttl, seg.src.packed, seg.dst.packed) + tcp
+
+
+def decode_packet(data: bytes) -> Segment:
+    """Parse an IPv4/IPv6 TCP packet; MPTCP options through the analyzer's option walker."""
+    if not data:
+        raise DecodeError("empty packet")
+    version = data[0] >> 4
+    src: Address
+    dst: Address
+    if version == 4:
+        if len(data) < 20:
+            raise DecodeError("IPv4 header cut short")
+        ihl = (data[0] & 0x0F) * 4
+        total = struct.unpack_from("!H", data, 2)[0]
+        if data[9] != _IPPROTO_TCP:
+            raise DecodeError(f"IP protocol {data[9]} is not TCP")
+        src, dst = ipaddress.IPv4Address(data[12:16]), ipaddress.IPv4Address(data[16:20])
+        tcp_start, end = ihl, min(total, len(data))
+    elif version == 6:
+        if len(data) < 40:
+            raise DecodeError("IPv6 header cut short")
+        plen, nxt = struct.unpack_from("!HB", data, 4)
+        if nxt != _IPPROTO_TCP:
+            raise DecodeError(f"IPv6 next header {nxt} is not TCP")
+        src, dst = ipaddress.IPv6Address(data[8:24]), ipaddress.IPv6Address(data[24:40])
+        tcp_start, end = 40, min(40 + plen, len(data))
+    else:
+        raise DecodeError(f"IP version {version}")
+    if end < tcp_start + 20:
+        raise DecodeError("TCP header cut short")
+    sport, dport, seq, ack, off, flags, window, _csum, _urg = _TCP_HEAD.unpack_from(data, tcp_start)
+    hdr_end = tcp_start + (off >> 4) * 4
+    if hdr_end > end or (off >> 4) < 5:
+        raise DecodeError("bad TCP data offset")
+    opts = walk_tcp_options(data, tcp_start + 20, hdr_end)
+    return Segment(
+        src=src, sport=sport, dst=dst, dport=dport, seq=seq, ack=ack, flags=flags & 0x3F, window=window,
+        payload=bytes(data[hdr_end:end]), mptcp=tuple(opts.mptcp), mss=opts.mss, wscale=opts.wscale,
+        timestamp=opts.timestamp, malformed=opts.malformed,
+    )  # fmt: skip
