@@ -76,8 +76,12 @@ def report_command(
     parquet_path: Annotated[
         Path | None, typer.Option("--parquet", help="the same per-packet rows as Parquet (needs pyarrow)")
     ] = None,
+    tui: Annotated[bool, typer.Option("--tui", help="open the interactive inspector instead")] = False,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
+    if tui:
+        tui_command(trace)
+        return
     extra: list[SegmentObserver] = []
     if csv_path is not None or parquet_path is not None:
         from analyzer.export import PacketExporter
@@ -280,7 +284,17 @@ def xcheck_command(
     raise typer.Exit(report.exit_code)
 
 
-COMMANDS = {"report", "follow", "rules", "check", "xcheck"}
+@app.command("tui")
+def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")]) -> None:
+    """Open the interactive inspector (a Wireshark-like terminal UI) on TRACE."""
+    try:
+        from tui.app import run
+    except ImportError:
+        raise _fail("the inspector needs the tui extra: pip install 'mptcp-analyze[tui]'") from None
+    run(trace)  # an unreadable file: one line on stderr, exit 2
+
+
+COMMANDS = {"report", "follow", "rules", "check", "xcheck", "tui"}
 register_simulate(app, COMMANDS)
 
 

@@ -1,1 +1,14 @@
-"""Terminal UI for mptcp-analyze (textual). Built in its own issue; thin over :mod:`analyzer.model`."""
+"""Terminal UI for mptcp-analyze: a Wireshark-like MPTCP inspector built with textual.
+
+``tui.app.run(path)`` opens it. The modules below the app import no textual:
+
+* :mod:`tui.records`: where each record sits in the capture file (read packets back later);
+* :mod:`tui.index`: the compact per-frame column index, filled by a pipeline observer;
+* :mod:`tui.store`: packets read back and decoded on demand (LRU cached);
+* :mod:`tui.session`: one trace: runs the analysis with the inspector's observers;
+* :mod:`tui.filter`: the filter language; :mod:`tui.describe` / :mod:`tui.dissect`: the packet list's
+  one-line summaries and the detail tree; :mod:`tui.collect`: plot series and the follow spool;
+  :mod:`tui.flows`: the connections pane's model.
+
+``tui.widgets`` and ``tui.screens`` hold the textual parts; ``inspector.tcss`` their looks.
+"""

@@ -1,0 +1,36 @@
+"""Resizing a line-API widget's scrollable area without relaying out the whole screen."""
+
+from __future__ import annotations
+
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.widget import Widget
+
+
+def set_virtual_size(widget: ScrollView, size: Size) -> None:
+    """Set ``widget.virtual_size``; skip the screen-wide layout when no scrollbar appears or goes.
+
+    Assigning ``virtual_size`` always lays out the screen again (tens of milliseconds), which the
+    packet list, hex view and stream view would otherwise pay on every new packet shown.
+    """
+    old = widget.virtual_size
+    if size == old:
+        return
+    region = widget.scrollable_content_region
+    styles = widget.styles
+    same_v = styles.overflow_y != "auto" or (old.height > region.height) == (size.height > region.height)
+    same_h = styles.overflow_x != "auto" or (old.width > region.width) == (size.width > region.width)
+    same_bars = same_v and same_h
+    if widget.is_mounted and region.height and same_bars:
+        widget.set_reactive(Widget.virtual_size, size)
+        widget._scroll_update(size)
+        widget.refresh()
+    else:
+        widget.virtual_size = size
+
+
+def sync_scrollbars(widget: Widget) -> None:
+    """Bring the scrollbars up to date with the virtual size (after changes made without a layout)."""
+    if widget.is_mounted:
+        widget._scroll_update(widget.virtual_size)
+        widget.refresh()
