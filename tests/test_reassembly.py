@@ -332,3 +332,20 @@ def test_follow_writer_sees_every_byte_in_order(tmp_path: Path) -> None:
 
 def test_flag_constant_for_data_fin_is_what_the_builder_uses() -> None:
     assert DSS_DATA_FIN == 0x10
+
+
+def test_a_retransmission_far_behind_the_newest_mapping_keeps_its_own_mapping(tmp_path: Path) -> None:
+    sc = Scenario()
+    sf = sc.initial()
+    c = sc.side("c")
+    first_dsn, first_seq = c.dsn, sf.nxt["c"]
+    for index in range(300):  # more mappings than the reassembler keeps per subflow
+        sf.send("c", bytes([index % 256]) * 10)
+    sf.raw("c", ACK | PSH, [Dss(MAP64, data_ack=c.acked, dsn=first_dsn, ssn=1, data_len=10)], b"\x00" * 10,
+           seq=first_seq)  # fmt: skip
+    sf.ack("s")
+    sc.close()
+    analysis = analyze(sc.write(tmp_path))
+    assert "DSS-004" not in [f.rule for f in analysis.findings]
+    c2s, _ = analysis.streams[analysis.connections[0].id]
+    assert c2s.complete and c2s.bytes == 3000

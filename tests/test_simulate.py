@@ -156,11 +156,6 @@ def test_random_networks_never_break_byte_exactness(
     check_trace(result)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="analyzer reassembler (reassembly/mapper.py, MAX_MAPPINGS=64) evicts the mapping of a TCP retransmission "
-    "that lies more than 64 mappings behind the newest one, then reports its bytes as unmapped (DSS-004)",
-)
 def test_issue_example_with_a_large_window_is_clean(tmp_path: Path) -> None:
     """The issue's command line: 1 MiB over 10 ms / 40 ms paths with 1 % loss (retransmissions far behind)."""
     paths = [LinkSpec(delay=0.010, loss=0.01), LinkSpec(delay=0.040, loss=0.01)]

@@ -22,7 +22,7 @@ from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, S
 from analyzer.seqnum import expand32
 
 MASK32 = 0xFFFFFFFF
-MAX_MAPPINGS = 64  # recent mappings kept per subflow direction
+MAX_MAPPINGS = 256  # recent mappings kept per subflow direction (bounded memory per subflow)
 DSN_LINK_DISTANCE = 1 << 40
 MAX_CHECKSUM_FRAMES = 8
 
@@ -234,8 +234,11 @@ class Reassembler:
         mappings.insert(index, mapping)
         starts.insert(index, mapping.start)
         if len(mappings) > MAX_MAPPINGS:
-            del starts[0]
-            _retire(mappings.pop(0), state.stats)
+            # Retire the oldest mapping, but never the one just added: a retransmission far behind the
+            # newest data carries its own (old) mapping and needs it for this very segment.
+            victim = 1 if index == 0 else 0
+            del starts[victim]
+            _retire(mappings.pop(victim), state.stats)
         return mapping
 
     def _check_overlaps(self, mapping: Mapping, sf: Subflow, state: SubflowState) -> int:
@@ -420,6 +423,11 @@ class Reassembler:
                 if id(stream) not in finished:
                     stream.finish()
                     finished.add(id(stream))
+                idsn = conn.sides[side].idsn
+                if not stream.base_known and idsn is not None and stream.base == (idsn + 1) & MASK64:
+                    # Mappings arrived before the key did (third ACK not captured), but the stream
+                    # did start at IDSN + 1: its start is known after all.
+                    stream.base_known = True
                 pair.append(_summary(stream))
                 self._report_stream(conn, side, stream)
             analysis.streams[conn.id] = (pair[0], pair[1])
