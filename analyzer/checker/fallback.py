@@ -1,0 +1,566 @@
+"""FALLBACK family: fallback to regular TCP and the infinite mapping (RFC 8684 §3.7, §3.1).
+
+A host *falls back* when it stops using MPTCP on a connection: its SYN/ACK did not carry
+MP_CAPABLE, it sent or received an infinite mapping (a DSS mapping with data-level length 0), or
+the first data of the initial subflow arrived without any MPTCP option. From then on it must not
+send MPTCP signalling any more. The family keeps, per connection, the fallback points it has seen
+and judges every later MPTCP option against them; it also checks each infinite mapping (only on
+the initial subflow, only when it is the sole established subflow, at the right data sequence
+number) and notices MPTCP options disappearing from a data direction (option stripping).
+
+Evidence, not timestamps, decides whether a host had *learned* of a fallback before it sent a
+segment (H-REORD): a host that sent the fallback signal is judged by its own TCP sequence numbers,
+a host that received it by the TCP acknowledgment that covers the signal; only when the signal
+carried no payload does one round trip (measured on the subflow's handshake) stand in for that.
+
+The module also holds :class:`Observations`, the per-subflow facts that the FALLBACK, FC, FAIL and
+ADDR families share (handshake round trip, recent mappings, coverage of subflow bytes), fed by this
+family, the only one of them that looks at every segment; the others are dispatched by option type
+and register a watcher for the connections they need to follow after an event. Recording a
+mapping costs one dictionary lookup and a few attribute stores.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from analyzer.checker.base import GRACE_SECONDS, MASK64, Context, Family
+from analyzer.findings import Severity
+from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.model import CLIENT, SERVER, Analysis, Connection, Subflow
+from analyzer.mptcp.options import (
+    DSS_DATA_FIN,
+    DSS_DSN64,
+    DSS_MAPPING,
+    AddAddr,
+    Dss,
+    MpCapable,
+    MpFail,
+    MpJoinAck,
+    MpJoinSyn,
+    MpJoinSynAck,
+    MpPrio,
+    MptcpOption,
+    RemoveAddr,
+)
+from analyzer.rules import Rule
+from analyzer.seqnum import serial_lt
+
+E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
+
+MASK32 = 0xFFFFFFFF
+RECENT_MAPPINGS = 64  # mappings kept per subflow direction (MP_FAIL names a recent one)
+MIN_ALLOWANCE = 0.010  # seconds: the smallest in-flight allowance, for captures on one host
+SIGNALLING = (AddAddr, RemoveAddr, MpPrio, MpCapable, MpJoinSyn, MpJoinSynAck, MpJoinAck)
+OPTION_NAMES: dict[type, str] = {
+    Dss: "DSS", AddAddr: "ADD_ADDR", RemoveAddr: "REMOVE_ADDR", MpPrio: "MP_PRIO", MpCapable: "MP_CAPABLE",
+    MpJoinSyn: "MP_JOIN", MpJoinSynAck: "MP_JOIN", MpJoinAck: "MP_JOIN",
+}  # fmt: skip
+
+
+def seq_le(a: int, b: int) -> bool:
+    """``a <= b`` for 32-bit TCP sequence numbers."""
+    return a == b or serial_lt(a, b, 32)
+
+
+def side_name(side: int) -> str:
+    return "client" if side == CLIENT else "server"
+
+
+# ---------------------------------------------------------------------------------------------
+# Facts shared by the FALLBACK, FC and FAIL families
+
+
+Watcher = Callable[[Segment, Subflow, int], None]
+
+
+@dataclass(slots=True)
+class HalfLog:
+    """The DSS mappings one subflow direction carried, as far as the shared rules need them.
+
+    Mappings are kept as carried (a 32-bit DSN is expanded only when a rule needs it): recording
+    one must cost next to nothing, since nearly every data segment brings a new one.
+    """
+
+    last: Dss | None = None  # newest mapping
+    last_frame: int = 0
+    recent: deque[Dss] = field(default_factory=lambda: deque(maxlen=RECENT_MAPPINGS))
+    covered_end: int | None = None  # absolute TCP sequence number just past the furthest mapped byte
+
+
+class Observations:
+    """Per-subflow facts several families need; fed by :class:`FallbackRules` for every segment.
+
+    One instance exists per checker :class:`Context` (see :func:`observations`). Families that are
+    dispatched by option type (``Family.WANTS``) but must follow a connection after an event
+    (MP_FASTCLOSE, MP_FAIL, REMOVE_ADDR) register a *watcher* for it: :class:`FallbackRules` hands
+    every later non-SYN segment of that connection to it, so only one family pays for looking at
+    every segment.
+    """
+
+    def __init__(self) -> None:
+        self.halves: dict[int, HalfLog] = {}  # id(subflow) * 2 + direction
+        self.syn_time: dict[int, float] = {}  # id(subflow) -> time of its (last) SYN
+        self.awaiting_ack: set[int] = set()  # subflows whose SYN/ACK was seen, third ACK not yet
+        self.rtt: dict[int, float] = {}  # id(subflow) -> SYN-to-third-ACK time at the capture point
+        self.watchers: dict[int, list[Watcher]] = {}  # id(connection) -> callbacks
+
+    # ---------------------------------------------------------------- watchers
+    def watch(self, conn: Connection, watcher: Watcher) -> None:
+        """Call ``watcher(seg, sf, direction)`` for every later non-SYN segment of ``conn``."""
+        self.watchers.setdefault(id(conn), []).append(watcher)
+
+    # ---------------------------------------------------------------- round trip
+    def on_syn(self, seg: Segment, sf: Subflow, direction: int) -> None:
+        if seg.flags & TH_ACK:
+            if id(sf) in self.syn_time:
+                self.awaiting_ack.add(id(sf))
+        elif direction == CLIENT:
+            self.syn_time[id(sf)] = seg.ts
+
+    def on_third_ack(self, seg: Segment, sf: Subflow, direction: int) -> None:
+        if direction == CLIENT:
+            self.awaiting_ack.discard(id(sf))
+            self.rtt[id(sf)] = max(seg.ts - self.syn_time[id(sf)], 0.0)
+
+    def allowance(self, sf: Subflow) -> float:
+        """How long a segment may still be in flight on ``sf``: two handshake round trips (H-REORD).
+
+        Without a captured handshake on this subflow, the slowest handshake of its connection is used;
+        without any, :data:`GRACE_SECONDS`.
+        """
+        rtt = self.rtt.get(id(sf))
+        if rtt is None and sf.connection is not None:
+            known = [r for other in sf.connection.subflows if (r := self.rtt.get(id(other))) is not None]
+            rtt = max(known) if known else None
+        return GRACE_SECONDS if rtt is None else max(2 * rtt, MIN_ALLOWANCE)
+
+    # ---------------------------------------------------------------- mappings
+    def peek(self, sf: Subflow, direction: int) -> HalfLog | None:
+        return self.halves.get(id(sf) * 2 + direction)
+
+    def note(self, seg: Segment, sf: Subflow, direction: int, dss: Dss) -> None:
+        """Remember a mapping (data-level length > 0) that ``seg`` carried."""
+        key = id(sf) * 2 + direction
+        log = self.halves.get(key)
+        if log is None:
+            log = self.halves[key] = HalfLog()
+        log.last = dss
+        log.last_frame = seg.frame
+        log.recent.append(dss)
+        ssn = dss.ssn
+        if ssn:  # relative SSN 0 is a DATA_FIN-only mapping: no subflow bytes
+            isn = sf.halves[direction].isn
+            if isn is not None:
+                length = dss.data_len
+                assert length is not None
+                if dss.flags & DSS_DATA_FIN:
+                    length -= 1
+                end = (isn + ssn + length) & MASK32
+                covered = log.covered_end
+                if covered is None or 0 < (end - covered) & MASK32 < 0x80000000:
+                    log.covered_end = end
+
+    @staticmethod
+    def dsn64(ctx: Context, sf: Subflow, direction: int, dss: Dss) -> int | None:
+        """The 64-bit DSN of a mapping ``sf`` carried in ``direction`` (None: a 32-bit DSN without reference)."""
+        assert dss.dsn is not None
+        if dss.flags & DSS_DSN64:
+            return dss.dsn
+        conn = sf.connection
+        return None if conn is None else ctx.expand_dsn(conn, direction ^ sf.reversed, dss.dsn, False)
+
+
+SHARED_KEY = "_fallback_observations"
+
+
+def observations(ctx: Context) -> Observations:
+    """The :class:`Observations` of ``ctx``, created on first use.
+
+    It is kept in the context's instance dictionary, so it lives exactly as long as the checker run
+    (watchers refer back to the families, a module-level registry would keep every run alive).
+    """
+    shared = vars(ctx)
+    obs = shared.get(SHARED_KEY)
+    if not isinstance(obs, Observations):
+        obs = shared[SHARED_KEY] = Observations()
+    return obs
+
+
+LOSS_NOTE = "; the capture itself lost data of this connection, so the missing packet may be among the losses"
+
+
+def capture_lost_packets(analysis: Analysis, conn: Connection) -> bool:
+    """H-LOSS evidence: a data stream of ``conn`` has holes the capture never filled."""
+    streams = analysis.streams.get(conn.id)
+    return streams is not None and any(stream.holes for stream in streams)
+
+
+def established(sf: Subflow) -> bool:
+    """The subflow completed its handshake (or was captured without one but carried traffic)."""
+    if not sf.syn_seen:
+        return sf.halves[0].packets > 0 and sf.halves[1].packets > 0
+    if sf.kind == "join":
+        return sf.join_ack_hmac is not None
+    return sf.mpc_ack or (sf.synack_seen and sf.halves[0].payload_bytes > 0)
+
+
+def live_subflows(conn: Connection) -> list[Subflow]:
+    """Established subflows of ``conn`` not yet ended by a RST or by FINs both ways (as captured so far)."""
+    live = []
+    for sf in conn.subflows:
+        client, server = sf.halves
+        if client.rst_frame is not None or server.rst_frame is not None:
+            continue
+        if client.fin_frame is not None and server.fin_frame is not None:
+            continue
+        if established(sf):
+            live.append(sf)
+    return live
+
+
+# ---------------------------------------------------------------------------------------------
+# The family
+
+
+@dataclass(slots=True)
+class FallbackPoint:
+    """From when on one host of a connection counts as fallen back, and how we know it learned of it."""
+
+    sf: Subflow  # the subflow the fallback happened on (later options are judged on it)
+    direction: int  # subflow direction of the host that fell back
+    kind: str  # "handshake" | "infinite" | "first-data"
+    frame: int  # the segment that caused it
+    reason: str
+    rule: str  # FALLBACK-002, or FALLBACK-008 for first data while the third ACK was not seen
+    severity: Severity | None = None  # override (H-MBOX)
+    seq_from: int | None = None  # the host's own segments from this TCP sequence number on are "after"
+    ack_from: int | None = None  # ... or those that acknowledge up to here (it received the signal)
+    time_from: float | None = None  # ... or those sent after this time (signal without payload)
+    after_fail: bool = False  # the infinite mapping answered an MP_FAIL (mappings are FAIL-006's)
+    reported: bool = False
+
+    def covers(self, seg: Segment) -> bool:
+        """Was ``seg`` (sent by this point's host on its subflow) sent after the host fell back?"""
+        if seg.frame <= self.frame:
+            return False
+        if self.seq_from is not None:
+            return seq_le(self.seq_from, seg.seq)
+        if self.ack_from is not None:
+            return bool(seg.flags & TH_ACK) and seq_le(self.ack_from, seg.ack)
+        return self.time_from is not None and seg.ts >= self.time_from
+
+
+class FallbackRules(Family):
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule("FALLBACK-001", INFO, "§3.1", "Connection fell back to TCP during the handshake",
+             "The SYN offered MP_CAPABLE but the SYN/ACK did not carry it, so the connection is plain TCP. A "
+             "middlebox stripping the option on the path looks the same."),
+        Rule("FALLBACK-002", E, "§3.7", "MPTCP signalling after the host fell back to TCP",
+             "Once a host has fallen back to regular TCP it sends no more MPTCP signalling on that connection: "
+             "after its handshake failed (SYN/ACK without MP_CAPABLE), after it sent or received an infinite "
+             "mapping (no more data mappings or address signalling; a bare Data ACK is not judged), or after the "
+             "first data of the initial subflow arrived without any MPTCP option before any Data ACK. MP_FAIL, "
+             "MP_TCPRST and MP_FASTCLOSE are exempt. Whether a host had learned of the fallback is decided by "
+             "its own sequence numbers or by the acknowledgment that covers the signal, so segments in flight "
+             "are not reported. When only the responder's captured SYN/ACK lacked MP_CAPABLE, a middlebox may "
+             "have stripped it after the responder sent it: a warning."),
+        Rule("FALLBACK-003", E, "§3.7", "Infinite mapping while several subflows are established",
+             "An infinite mapping (fallback to TCP inside an MPTCP connection) is only possible while a single "
+             "subflow is in use; with several, the subflow with the problem is reset instead. Subflows already "
+             "closed by FIN both ways or by a RST do not count."),
+        Rule("FALLBACK-004", E, "§3.7", "Infinite mapping on an MP_JOIN subflow",
+             "Only the initial (MP_CAPABLE) subflow can fall back to TCP; a join subflow that cannot continue as "
+             "MPTCP must be reset."),
+        Rule("FALLBACK-005", W, "§3.7, §6", "MPTCP options disappeared from a data direction",
+             "Data segments arrive without any MPTCP option, and not covered by an earlier mapping, after that "
+             "direction had carried DSS options, with no infinite mapping or MP_FAIL: likely a middlebox "
+             "stripping options mid-connection, or a broken stack. Segments covered by an earlier multi-segment "
+             "mapping (TSO/GRO, other stacks) are fine, and so is data after a gap the capture did not see (the "
+             "mapping may have been in it)."),
+        Rule("FALLBACK-006", W, "§3.7", "Infinite mapping with data still unacknowledged",
+             "The sender falls back with an infinite mapping at a data sequence number above the last Data ACK "
+             "it had received, so data-level data is outstanding. A fallback is only safe when everything before "
+             "it was acknowledged in order. (Data ACKs on uncaptured subflows would make this wrong.)"),
+        Rule("FALLBACK-007", INFO, "§3.7", "Connection fell back to TCP",
+             "The connection stopped using MPTCP (infinite mapping, or data without any DSS after the handshake); "
+             "the cause is recorded."),
+        Rule("FALLBACK-008", W, "§3.1, §3.7", "MPTCP continues although the first data arrived without MPTCP",
+             "In v1, the initiator's first data carried neither MP_CAPABLE with data nor a DSS mapping while the "
+             "responder had not seen the third ACK (no MP_CAPABLE after the SYN/ACK was captured). The responder "
+             "then lacks the initiator's key and should fall back to TCP; it keeps sending MPTCP options "
+             "instead. The third ACK may only have escaped the capture, so this is a warning."),
+        Rule("FALLBACK-009", W, "§3.7", "Infinite mapping at an unexpected data sequence number",
+             "The infinite mapping's DSN does not continue the subflow's earlier mappings at its relative subflow "
+             "sequence number (Linux keeps the current mapping's DSN and SSN). The exact RFC requirement for "
+             "these fields is not settled, so this is a warning."),
+    )  # fmt: skip
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.obs = observations(ctx)
+        self._points: dict[int, list[FallbackPoint]] = {}  # id(conn) -> fallback points
+        self._infinite: set[tuple[int, int]] = set()  # (id(conn), side) that sent an infinite mapping
+        self._failed: set[int] = set()  # id(conn) with an MP_FAIL seen
+        self._first_data: dict[int, Subflow] = {}  # id(sf) * 2 + direction still waiting for its first payload
+        self._stripped: set[int] = set()  # id(sf) * 2 + direction reported for FALLBACK-005
+
+    # ------------------------------------------------------------------ per segment
+    def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
+        obs = self.obs
+        if seg.flags & TH_SYN:
+            obs.on_syn(seg, sf, direction)
+            self._on_syn(seg, sf, direction)
+            return
+        if obs.awaiting_ack and id(sf) in obs.awaiting_ack:
+            obs.on_third_ack(seg, sf, direction)
+        conn = sf.connection
+        if conn is None:
+            return
+        if obs.watchers:
+            watchers = obs.watchers.get(id(conn))
+            if watchers:
+                for watcher in watchers:
+                    watcher(seg, sf, direction)
+        opts = seg.options
+        mptcp = opts.mptcp if opts is not None else None
+        if self._first_data and seg.payload_len and id(sf) * 2 + direction in self._first_data:
+            self._check_first_data(seg, sf, direction, conn, mptcp)
+        if not mptcp:
+            if seg.payload_len and not conn.fallback and sf.halves[direction].dss_packets:
+                self._optionless_data(seg, sf, direction, conn)
+            return
+        dss: Dss | None = None
+        other = False
+        if len(mptcp) == 1 and type(mptcp[0]) is Dss:  # the common case: one DSS
+            dss = mptcp[0]
+        else:
+            dss, other = self._scan(seg, sf, direction, conn, mptcp)
+        if dss is not None:
+            data_len = dss.data_len
+            if data_len:
+                obs.note(seg, sf, direction, dss)
+            elif data_len == 0:
+                self._on_infinite(seg, sf, direction, conn, dss)
+        if self._points and not seg.flags & TH_RST:  # a RST ends the subflow: nothing it carries is judged
+            points = self._points.get(id(conn))
+            if points:
+                self._check_points(seg, sf, direction, points, mptcp, dss, other)
+
+    def _scan(self, seg: Segment, sf: Subflow, direction: int, conn: Connection,
+              mptcp: list[MptcpOption]) -> tuple[Dss | None, bool]:  # fmt: skip
+        """The DSS among several options, and whether other signalling rides along."""
+        dss: Dss | None = None
+        other = False
+        for opt in mptcp:
+            if isinstance(opt, Dss):
+                dss = opt
+            elif isinstance(opt, MpCapable):
+                other = True
+                if opt.data_len and opt.sender_key is not None and not seg.flags & TH_RST:
+                    self._note_mpc_data(seg, sf, direction, opt)
+            elif isinstance(opt, MpFail):
+                self._failed.add(id(conn))
+            else:
+                other = True
+        return dss, other
+
+    def _note_mpc_data(self, seg: Segment, sf: Subflow, direction: int, mpc: MpCapable) -> None:
+        """MP_CAPABLE with data maps (IDSN(A) + 1, relative 1, length): its bytes are covered."""
+        conn = sf.connection
+        idsn = conn.sides[direction ^ sf.reversed].idsn if conn is not None else None
+        if idsn is None or not mpc.data_len:
+            return
+        implied = Dss(DSS_MAPPING | DSS_DSN64, dsn=(idsn + 1) & MASK64, ssn=1, data_len=mpc.data_len)
+        self.obs.note(seg, sf, direction, implied)
+
+    # ------------------------------------------------------------------ SYN/ACK without MP_CAPABLE
+    def _on_syn(self, seg: Segment, sf: Subflow, direction: int) -> None:
+        if not seg.flags & TH_ACK or direction != SERVER or not sf.mpc_syn:
+            return
+        conn = sf.connection
+        opts = seg.options
+        has_mpc = opts is not None and any(type(opt) is MpCapable for opt in opts.mptcp)
+        if has_mpc:
+            if sf.syn_seen and sf.kind == "initial":
+                self._first_data[id(sf) * 2 + CLIENT] = sf
+                self._first_data[id(sf) * 2 + SERVER] = sf
+            return
+        if conn is None or sf.mpc_synack or id(conn) in self._points:
+            return  # an earlier SYN/ACK accepted MPTCP, or this one was already handled
+        if len(seg.data) < seg.payload_offset or (opts is not None and opts.truncated):
+            return  # H-SNAP: the snaplen cut the options, MP_CAPABLE may be among them
+        reason = f"its SYN/ACK (frame {seg.frame}) did not carry MP_CAPABLE"
+        synack_end = (seg.seq + 1) & MASK32
+        self._points[id(conn)] = [
+            # The client learned of it from the SYN/ACK it acknowledges.
+            FallbackPoint(sf, CLIENT, "handshake", seg.frame, f"the client fell back to TCP because {reason}",
+                          "FALLBACK-002", ack_from=synack_end),
+            # The server chose not to answer with MP_CAPABLE, unless a middlebox stripped it (H-MBOX).
+            FallbackPoint(sf, SERVER, "handshake", seg.frame,
+                          f"the server fell back to TCP: {reason} (or a middlebox stripped the option after the "
+                          "server sent it, if the capture was taken on the client's side)",
+                          "FALLBACK-002", severity=W, seq_from=synack_end),
+        ]  # fmt: skip
+
+    # ------------------------------------------------------------------ first data without MPTCP
+    def _check_first_data(self, seg: Segment, sf: Subflow, direction: int, conn: Connection,
+                          mptcp: list[MptcpOption] | None) -> None:  # fmt: skip
+        key = id(sf) * 2 + direction
+        if self._first_data.pop(key, None) is None:
+            return
+        isn = sf.halves[direction].isn
+        if mptcp or isn is None or seg.seq != (isn + 1) & MASK32 or conn.fallback or conn.version == 0:
+            return  # carries MPTCP options, or is not the first data (H-LOSS), or v0 (other rules)
+        if len(seg.data) < seg.payload_offset:
+            return  # H-SNAP: the options were not captured
+        log = self.obs.peek(sf, direction)
+        end = (seg.seq + seg.payload_len) & MASK32
+        if log is not None and log.covered_end is not None and seq_le(end, log.covered_end):
+            return  # an earlier mapping (sent ahead of the data) covers it
+        peer = 1 - direction
+        if sf.halves[peer].data_ack_last is not None:
+            return  # the peer had already sent Data ACKs: missing mappings are DSS-004's business
+        third_ack = sf.mpc_ack
+        sender = side_name(direction ^ sf.reversed)
+        if third_ack:
+            rule, note = "FALLBACK-002", ""
+        elif direction == CLIENT:
+            rule, note = "FALLBACK-008", " and the third ACK was not seen, so it lacks the client's key"
+        else:
+            return
+        reason = (
+            f"the {side_name(peer ^ sf.reversed)} received the {sender}'s first data (frame {seg.frame}) without any "
+            f"MPTCP option{note}, so it should have fallen back to TCP"
+        )
+        self._points.setdefault(id(conn), []).append(
+            FallbackPoint(sf, peer, "first-data", seg.frame, reason, rule, ack_from=end)
+        )
+
+    # ------------------------------------------------------------------ FALLBACK-005
+    def _optionless_data(self, seg: Segment, sf: Subflow, direction: int, conn: Connection) -> None:
+        key = id(sf) * 2 + direction
+        if key in self._stripped or len(seg.data) < seg.payload_offset:
+            return  # already reported, or the header was cut by the snaplen (H-SNAP)
+        if sf.halves[direction].isn is None or id(conn) in self._failed or id(conn) in self._points:
+            return  # H-MID, or MP_FAIL / a fallback explains missing options
+        log = self.obs.peek(sf, direction)
+        if log is None or log.covered_end is None:
+            return
+        end = (seg.seq + seg.payload_len) & MASK32
+        if seq_le(end, log.covered_end):
+            return  # covered by an earlier mapping (multi-segment mapping, retransmission)
+        if not seq_le(seg.seq, log.covered_end):
+            return  # H-LOSS: bytes between the last mapping and this segment were not captured
+        self._stripped.add(key)
+        sender = side_name(direction ^ sf.reversed)
+        self.ctx.report(
+            "FALLBACK-005",
+            f"the {sender} sends data on subflow {sf.id} without any MPTCP option, right after the bytes of its "
+            f"last mapping (frame {log.last_frame}) and not covered by it, after that direction had carried DSS "
+            "options, with no infinite mapping or MP_FAIL: MPTCP options were probably stripped by a middlebox",
+            [log.last_frame, seg.frame], sf,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ infinite mapping
+    def _on_infinite(self, seg: Segment, sf: Subflow, direction: int, conn: Connection, dss: Dss) -> None:
+        ctx = self.ctx
+        side = direction ^ sf.reversed
+        marker = (id(conn), side)
+        if marker in self._infinite:
+            return  # a retransmission of the infinite mapping
+        self._infinite.add(marker)
+        assert dss.dsn is not None and dss.ssn is not None
+        who = side_name(side)
+        if sf.kind == "join":
+            ctx.report(
+                "FALLBACK-004",
+                f"the {who} sent an infinite mapping on join subflow {sf.id}; only the initial subflow may fall "
+                "back, a join subflow must be reset",
+                seg.frame, sf,
+            )  # fmt: skip
+        others = [other for other in live_subflows(conn) if other is not sf]
+        if others:
+            names = ", ".join(str(other.id) for other in others)
+            ctx.report(
+                "FALLBACK-003",
+                f"the {who} sent an infinite mapping on subflow {sf.id} while subflow(s) {names} of the connection "
+                "were still established; with several subflows the failing one must be reset instead",
+                [seg.frame, *(other.first_frame for other in others)], sf,
+            )  # fmt: skip
+        dsn = ctx.expand_dsn(conn, side, dss.dsn, dss.dsn64)
+        acked = ctx.side_state(conn, 1 - side).last_data_ack
+        if dsn is not None and acked is not None and serial_lt(acked, dsn):
+            ctx.report(
+                "FALLBACK-006",
+                f"the {who} falls back at DSN {dsn} although the peer had only acknowledged up to {acked} "
+                f"({(dsn - acked) & MASK64} bytes of data-level data still unacknowledged)",
+                seg.frame, sf,
+            )  # fmt: skip
+        log = self.obs.peek(sf, direction)
+        last = log.last if log is not None else None
+        last_dsn = None if last is None else self.obs.dsn64(ctx, sf, direction, last)
+        if dsn is not None and log is not None and last is not None and last_dsn is not None:
+            assert last.ssn is not None and last.data_len is not None
+            offset = (dss.ssn - last.ssn) & MASK32
+            if offset <= last.data_len:
+                expected = (last_dsn + offset) & MASK64
+                if expected != dsn:
+                    ctx.report(
+                        "FALLBACK-009",
+                        f"the infinite mapping names DSN {dsn} for relative subflow sequence {dss.ssn}, but the "
+                        f"mapping of frame {log.last_frame} puts that subflow byte at DSN {expected}",
+                        [log.last_frame, seg.frame], sf,
+                    )  # fmt: skip
+        after_fail = id(conn) in self._failed
+        reason = f"the {who} sent an infinite mapping at frame {seg.frame}"
+        end = (seg.seq + seg.payload_len) & MASK32
+        receiver = FallbackPoint(sf, 1 - direction, "infinite", seg.frame,
+                                 f"the {side_name(1 - side)} fell back to TCP: {reason}", "FALLBACK-002",
+                                 after_fail=after_fail)  # fmt: skip
+        if seg.payload_len:
+            receiver.ack_from = end
+        else:
+            receiver.time_from = seg.ts + self.obs.allowance(sf)
+        self._points.setdefault(id(conn), []).extend((
+            FallbackPoint(sf, direction, "infinite", seg.frame, f"{reason} and so fell back to TCP",
+                          "FALLBACK-002", seq_from=seg.seq, after_fail=after_fail),
+            receiver,
+        ))  # fmt: skip
+
+    # ------------------------------------------------------------------ FALLBACK-002 / -008
+    def _check_points(self, seg: Segment, sf: Subflow, direction: int, points: list[FallbackPoint],
+                      mptcp: list[MptcpOption], dss: Dss | None, other: bool) -> None:  # fmt: skip
+        for point in points:
+            if point.reported or point.sf is not sf or point.direction != direction or not point.covers(seg):
+                continue
+            offending = self._offending(point, mptcp, dss, other)
+            if offending is None:
+                continue
+            point.reported = True
+            self.ctx.report(
+                point.rule,
+                f"{point.reason}, yet it sends {offending} afterwards on subflow {sf.id}",
+                [point.frame, seg.frame], sf, severity=point.severity,
+            )  # fmt: skip
+
+    @staticmethod
+    def _offending(point: FallbackPoint, mptcp: list[MptcpOption], dss: Dss | None, other: bool) -> str | None:
+        """The MPTCP signalling in ``mptcp`` that a host fallen back at ``point`` must not send."""
+        if other:
+            for opt in mptcp:
+                if isinstance(opt, SIGNALLING):
+                    return OPTION_NAMES[type(opt)]
+        if dss is None:
+            return None
+        if point.kind != "infinite":
+            return "a DSS option"
+        if dss.data_len and not point.after_fail:  # after MP_FAIL, mappings are FAIL-006's
+            return "a DSS mapping"
+        return None
+
+    def finish(self, analysis: Analysis) -> None:
+        return None
