@@ -123,7 +123,14 @@ class Tracker:
                     handler = handlers.get(type(opt))
                     if handler is not None:
                         handler(opt, sf, direction, seg)
-        if flags & TH_SYN and flags & TH_ACK and sf.mpc_syn and not sf.mpc_synack and sf.connection is not None:
+        if (
+            flags & TH_SYN
+            and flags & TH_ACK
+            and sf.mpc_syn
+            and not sf.mpc_synack
+            and sf.connection is not None
+            and not (opts is not None and opts.truncated)  # H-SNAP: options cut by the capture prove nothing
+        ):
             self._fallback(sf, seg, self._synack_refusal(opts), "FALLBACK-001")
         return entry
 

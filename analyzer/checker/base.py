@@ -42,6 +42,8 @@ class Context:
 
     sink: FindingSink
     sides: dict[int, SideState] = field(default_factory=dict)  # id(conn) * 2 + side
+    # State that several families share for one run (it dies with the run, unlike module globals).
+    shared: dict[str, object] = field(default_factory=dict)
     last_time: float = 0.0
 
     # ------------------------------------------------------------------ reporting

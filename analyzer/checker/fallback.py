@@ -257,8 +257,9 @@ class FallbackPoint:
 class FallbackRules(Family):
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("FALLBACK-001", INFO, "§3.1", "Connection fell back to TCP during the handshake",
-             "The SYN offered MP_CAPABLE but the SYN/ACK did not carry it, so the connection is plain TCP. A "
-             "middlebox stripping the option on the path looks the same."),
+             "The SYN offered MP_CAPABLE but the SYN/ACK did not carry it (or carried one the client must ignore: "
+             "wrong length, version, flags), so the connection is plain TCP. A middlebox stripping the option on "
+             "the path looks the same."),
         Rule("FALLBACK-002", E, "§3.7", "MPTCP signalling after the host fell back to TCP",
              "Once a host has fallen back to regular TCP it sends no more MPTCP signalling on that connection: "
              "after its handshake failed (SYN/ACK without MP_CAPABLE), after it sent or received an infinite "

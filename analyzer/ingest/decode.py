@@ -266,7 +266,8 @@ def decode_segment(frame: int, ts: float, link_type: int, data: bytes) -> Segmen
     options: TcpOptions | None = None
     if hdr_len > 20:
         opt_start = tcp + 20
-        if flags & TH_SYN or data.find(MPTCP_KIND, opt_start, payload_offset) >= 0:
+        # Walk when the options may hold MPTCP, and when the capture cut them (so "truncated" is known).
+        if flags & TH_SYN or n < payload_offset or data.find(MPTCP_KIND, opt_start, payload_offset) >= 0:
             options = walk_tcp_options(data, opt_start, payload_offset, min(n, payload_offset))
     return Segment(
         frame, ts, version, src, dst, sport, dport, seq, ack, flags, window,

@@ -80,6 +80,7 @@ class SubflowState:
     starts: list[int] = field(default_factory=list)  # mapping starts, for bisect
     seq_ref: int | None = None  # highest unwrapped relative sequence number seen
     longest: int = 0  # longest mapping kept: bounds the search for overlapping neighbours
+    options_cut: bool = False  # a segment's options were cut by the snaplen: mappings may be unknown
     stream: DataStream | None = None
     max_seq_end: int | None = None  # highest relative sequence end seen, for retransmission detection
     stats: HalfStats = field(default_factory=HalfStats)
@@ -333,6 +334,11 @@ class Reassembler:
                 if dup > retrans_end:
                     stats.reinjected_bytes += dup - retrans_end
                 return
+        if seg.options is not None and seg.options.truncated:
+            # H-SNAP: the capture cut this segment's options, so its mapping (which may also cover
+            # later segments) cannot be known; from now on uncovered bytes prove nothing.
+            state.options_cut = True
+            return
         covered = 0
         index = bisect_right(state.starts, rel) - 1
         if index > 0:
@@ -355,7 +361,7 @@ class Reassembler:
                 self._checksum(mapping, lo, hi, piece, seg, sf, state)
             if covered >= length:
                 break
-        if covered < length:
+        if covered < length and not state.options_cut:
             stats.unmapped_bytes += length - covered
             if len(stats.unmapped_frames) < 20:
                 stats.unmapped_frames.append(seg.frame)
