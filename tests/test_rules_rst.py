@@ -115,9 +115,6 @@ def test_rst_005_reset_reason_and_transient_flag_are_reported(tmp_path: Path) ->
     assert conn.subflows[0].end == "mp_tcprst"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="rst.py does not yet say whether the address pair was retried (catalogue RST-005)"
-)
 def test_rst_005_says_whether_a_transient_reset_was_retried(tmp_path: Path) -> None:
     """Catalogue RST-005: the summary tells whether the same address pair is tried again after a transient reset."""
     sc = Scenario()

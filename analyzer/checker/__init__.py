@@ -44,6 +44,7 @@ for _family in FAMILY_CLASSES:
 
 
 Hook = Callable[[Segment, Subflow, int], None]
+_NO_HOOKS: list = []  # type: ignore[type-arg]  # shared empty list, never mutated
 
 
 class Checker:
@@ -65,18 +66,19 @@ class Checker:
             return  # plain TCP: no MPTCP rule applies
         conn = subflow.connection
         dss = None
-        wanted: list[Hook] = []
-        if seg.options is not None and seg.options.mptcp:
+        wanted: list[Hook] = _NO_HOOKS
+        options = seg.options.mptcp if seg.options is not None else _NO_HOOKS
+        if options:
             by_type = self._by_type
-            for opt in seg.options.mptcp:
+            for opt in options:
                 kind = type(opt)
                 if kind is Dss:
                     dss = opt
                     if conn is not None and opt.dsn is not None and opt.data_len:
                         ctx.note_mapping(conn, direction ^ subflow.reversed, opt)
                 hooks = by_type.get(kind)
-                if hooks:
-                    wanted.extend(hook for hook in hooks if hook not in wanted)
+                if hooks:  # the usual single option needs no list of its own
+                    wanted = wanted + [h for h in hooks if h not in wanted] if wanted else hooks
         for hook in self._hooks:
             hook(seg, subflow, direction)
         for hook in wanted:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from analyzer.checker.base import Family
+from analyzer.checker.base import Context, Family
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_RST, Segment
 from analyzer.model import Analysis, Subflow
@@ -32,6 +32,11 @@ class TcpRstRules(Family):
              "A RST should carry at most one MP_TCPRST option."),
     )  # fmt: skip
 
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        # (subflow, frame, sender side, reason, transient) of each reset, summarised at the end (RST-005)
+        self.resets: list[tuple[Subflow, int, int, int, bool]] = []
+
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         opts = seg.options
         if opts is None or not opts.mptcp:
@@ -41,25 +46,48 @@ class TcpRstRules(Family):
             return
         ctx = self.ctx
         if not seg.flags & TH_RST:
-            ctx.report("RST-001", "MP_TCPRST on a segment without the RST flag", seg.frame, sf)
-            return
+            ctx.report("RST-001", "MP_TCPRST on a segment without the RST flag (receivers ignore it)", seg.frame, sf)
         if len(resets) > 1:
             ctx.report("RST-006", f"{len(resets)} MP_TCPRST options on one RST", seg.frame, sf)
-        rst = resets[0]
-        if rst.reason not in REASON_NAMES:
-            ctx.report("RST-002", f"MP_TCPRST reason {rst.reason:#04x} is not a registered code", seg.frame, sf)
-        if rst.flags & MPTCPRST_RESERVED_FLAGS:
-            ctx.report("RST-003", f"MP_TCPRST reserved flags set ({rst.flags:#x})", seg.frame, sf)
+        for rst in resets:
+            if rst.reason not in REASON_NAMES:
+                ctx.report("RST-002", f"MP_TCPRST reason {rst.reason:#04x} is not a registered code", seg.frame, sf)
+            if rst.flags & MPTCPRST_RESERVED_FLAGS:
+                ctx.report("RST-003", f"MP_TCPRST reserved flags set ({rst.flags:#x})", seg.frame, sf)
         conn = sf.connection
         if conn is not None and conn.version == 0:
             ctx.report("RST-004", "MP_TCPRST in a connection that negotiated MPTCP v0", seg.frame, sf)
-        sender = "client" if ctx.side_of(sf, direction) == 0 else "server"
-        transient = "transient (a new subflow may be tried)" if rst.transient else "not transient"
-        ctx.report(
-            "RST-005",
-            f"the {sender} reset subflow {sf.id}: {REASON_NAMES.get(rst.reason, 'unknown reason')}, {transient}",
-            seg.frame, sf,
-        )  # fmt: skip
+        if seg.flags & TH_RST:
+            rst = resets[0]
+            self.resets.append((sf, seg.frame, ctx.side_of(sf, direction), rst.reason, rst.transient))
 
     def finish(self, analysis: Analysis) -> None:
+        for sf, frame, sender, reason, transient in self.resets:
+            who = "client" if sender == 0 else "server"
+            text = f"the {who} reset subflow {sf.id}: {REASON_NAMES.get(reason, 'unknown reason')}"
+            if transient:
+                retry = _retry_of(sf)
+                text += ", transient (a new subflow may be tried); " + (
+                    f"the same address pair was retried by subflow {retry.id} (frame {retry.first_frame})"
+                    if retry is not None
+                    else "the same address pair was not retried in the capture"
+                )
+            else:
+                text += ", not transient"
+            self.ctx.report("RST-005", text, frame, sf)
+
+
+def _retry_of(sf: Subflow) -> Subflow | None:
+    """A later subflow of the same connection between the same two addresses."""
+    conn = sf.connection
+    if conn is None:
         return None
+    return next(
+        (
+            other
+            for other in conn.subflows
+            if other.first_frame > sf.first_frame
+            and {other.client_ip, other.server_ip} == {sf.client_ip, sf.server_ip}
+        ),
+        None,
+    )
