@@ -231,11 +231,16 @@ def tshark_version() -> str:
 
 def wireshark_packets(path: str, two_pass: bool = False) -> Iterator[WsPacket]:
     """Wireshark's decode of every frame with an MPTCP option, in frame order (pyshark, JSON output)."""
+    import asyncio
+
     import pyshark
 
+    # pyshark drives tshark through asyncio; give it a loop of its own so an earlier user of the
+    # default loop (closed or running elsewhere, e.g. a textual app in the same process) cannot break it.
+    loop = asyncio.new_event_loop()
     capture = pyshark.FileCapture(
         path, use_json=True, display_filter=DISPLAY_FILTER, keep_packets=False, override_prefs=PREFERENCES,
-        custom_parameters=["-2"] if two_pass else None,
+        custom_parameters=["-2"] if two_pass else None, eventloop=loop,
     )  # fmt: skip
     try:
         for packet in _guarded(capture, path):
@@ -256,6 +261,7 @@ def wireshark_packets(path: str, two_pass: bool = False) -> Iterator[WsPacket]:
             )
     finally:
         capture.close()
+        loop.close()
 
 
 def _guarded(capture: Any, path: str) -> Iterator[Any]:
