@@ -11,6 +11,7 @@ import csv
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Sequence
 from typing import IO
 
 from analyzer.ingest.decode import Segment
@@ -138,7 +139,7 @@ class PacketExporter:
 def _table(rows: list[list[str]], schema, ints: set[str]):  # type: ignore[no-untyped-def]
     import pyarrow as pa
 
-    columns = []
+    columns: list[Sequence[object]] = []
     for index, name in enumerate(COLUMNS):
         values = [row[index] for row in rows]
         if name in ints:

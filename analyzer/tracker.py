@@ -18,7 +18,6 @@ from typing import Any
 
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
-from analyzer.tcp_options import TcpOptions
 from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import (
@@ -38,6 +37,7 @@ from analyzer.mptcp.options import (
     Subtype,
     UnknownMptcpOption,
 )
+from analyzer.tcp_options import TcpOptions
 
 FlowKey = tuple[bytes, int, bytes, int]
 MALFORMED_RULE_BY_SUBTYPE = {Subtype.DSS: "DSS-001", Subtype.MP_FAIL: "FAIL-001", Subtype.MP_PRIO: "PRIO-001"}
@@ -141,9 +141,11 @@ class Tracker:
         if not mpc:
             return "the SYN/ACK did not carry MP_CAPABLE"
         opt = mpc[0]
-        if isinstance(opt, MalformedOption):
-            return f"the SYN/ACK's MP_CAPABLE is malformed ({opt.reason}), so the client ignores it"
-        return f"the SYN/ACK's MP_CAPABLE is not acceptable ({_mpc_synack_problem(opt)}), so the client ignores it"
+        if isinstance(opt, MpCapable):
+            problem = _mpc_synack_problem(opt)
+            return f"the SYN/ACK's MP_CAPABLE is not acceptable ({problem}), so the client ignores it"
+        reason = opt.reason if isinstance(opt, MalformedOption) else "unknown layout"
+        return f"the SYN/ACK's MP_CAPABLE is malformed ({reason}), so the client ignores it"
 
     def _starts_new_incarnation(self, entry: tuple[Subflow, int], seg: Segment) -> bool:
         sf, direction = entry

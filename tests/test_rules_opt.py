@@ -9,7 +9,6 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import pytest
 from scenario import ACK, LINKTYPE_RAW, PSH, SYN, Scenario, SubflowBuilder
 
 from analyzer.checker.opt import OptionFormatRules

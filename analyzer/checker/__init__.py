@@ -65,22 +65,22 @@ class Checker:
         if subflow.connection is None and not subflow.mptcp_seen:
             return  # plain TCP: no MPTCP rule applies
         conn = subflow.connection
-        dss = None
+        dss: Dss | None = None
         wanted: list[Hook] = _NO_HOOKS
         options = seg.options.mptcp if seg.options is not None else _NO_HOOKS
         if options:
             by_type = self._by_type
             for opt in options:
                 kind = type(opt)
-                if kind is Dss:
+                if isinstance(opt, Dss):
                     dss = opt
                     if conn is not None and opt.dsn is not None and opt.data_len:
                         ctx.note_mapping(conn, direction ^ subflow.reversed, opt)
                 hooks = by_type.get(kind)
                 if hooks:  # the usual single option needs no list of its own
                     wanted = wanted + [h for h in hooks if h not in wanted] if wanted else hooks
-        for hook in self._hooks:
-            hook(seg, subflow, direction)
+        for every in self._hooks:
+            every(seg, subflow, direction)
         for hook in wanted:
             hook(seg, subflow, direction)
         if dss is not None and dss.data_ack is not None and conn is not None:
