@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 import os
 import tempfile
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import IO
 
 from analyzer.ingest.decode import Segment
