@@ -212,7 +212,7 @@ class DataAckRules(Family):
         fin = acked.fin_dsn
         stop = min((f for f in (acked.infinite_frame, self.bus.conn(conn).infinite_frame) if f is not None),
                    default=None)  # fmt: skip
-        certain = self.ctx.fully_captured(conn) and self.ctx.handshake_seen(conn) and not acked.gap and not acked.tfo
+        certain = self.ctx.fully_captured(conn) and self.ctx.handshake_seen(conn) and not acked.gap
         hazard = "" if certain else " (a subflow not captured from its SYN or a capture loss may hide that data)"
         who, peer = side_name(side), side_name(acked.side)
         reported: set[str] = set()
@@ -230,8 +230,8 @@ class DataAckRules(Family):
                         [frame, acked.fin_frame], sf, conn, severity=None if certain else W,
                     )  # fmt: skip
                 continue
-            if bound is None or not _gt(ack, bound):
-                continue  # the peer mapped that data later (capture reordering)
+            if bound is None or not _gt(ack, bound) or acked.tfo:
+                continue  # the peer mapped that data later (capture reordering), or sent it on its SYN (H-TFO)
             if ((ack - bound) & MASK64) <= acked.lost:
                 continue  # the capture lost at least that many of the peer's bytes (H-LOSS)
             rule = "DACK-004" if first and acked.base is not None else "DACK-001"

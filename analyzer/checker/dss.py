@@ -15,9 +15,13 @@ near the highest one seen. Monotonic properties are judged per subflow in TCP-se
 never across subflows by capture time (H-REORD).
 
 Hazards: coverage rules (DSS-005, DSS-006, DSS-011) need the subflow's ISN from its SYN (H-MID);
-a jump in a subflow's sequence numbers marks a capture loss (H-LOSS) that lowers errors to
-warnings; identical repeated mappings (TSO copies, retransmissions) are skipped (H-TSO, H-RTX);
-SYN payload (TCP Fast Open) is outside every mapping (H-TFO).
+a subflow grouped only at the end of the trace was never followed, so rules that need all of a
+host's mappings or Data ACKs skip its connection (:meth:`Bus.followed`). A jump in a subflow's
+sequence numbers, or a TCP ACK beyond every byte seen, is a capture loss (H-LOSS): its size is
+counted per host, a finding the lost bytes can explain is dropped and any other is lowered to a
+warning; options cut by the snaplen hide mappings, so rules that need them all are skipped (H-SNAP).
+Identical repeated mappings (TSO copies, retransmissions) are skipped (H-TSO, H-RTX); SYN payload
+(TCP Fast Open) is outside every mapping (H-TFO).
 
 The tracker reports DSS-001 (length vs flags); the reassembler reports DSS-002, DSS-003, DSS-004
 and DSS-012. They are listed here with their catalogue text and the same severities.
@@ -65,6 +69,7 @@ MAX_UNCOVERED = 16  # unmapped byte ranges remembered per subflow direction (DSS
 MAX_HOLES = 1024  # unmapped DSN ranges per side before giving up on hole detection (CLOSE-006)
 MAX_PENDING = 32
 MAX_FRAMES = 8  # frames listed in an aggregated finding
+CHECKPOINT_EVERY = 0.1  # seconds between (frame, time) checkpoints of a checksum connection (CSUM-005)
 
 BUS_KEY = "dss.bus"
 
@@ -90,7 +95,7 @@ class ConnData:
         self.csum_negotiated = False  # decided by the captured MP_CAPABLE SYN and SYN/ACK (else inferred)
         self.infinite_frame: int | None = None  # first infinite mapping on the connection
         self.fail_frames: list[tuple[int, int]] = []  # (frame, sender side) of MP_FAIL options
-        self.checkpoints: list[tuple[int, float]] = []  # (frame, time) every few ms, for checksum connections
+        self.checkpoints: list[tuple[int, float]] = []  # (frame, time) of checksum connections, CHECKPOINT_EVERY
 
 
 class SideData:
@@ -220,9 +225,8 @@ class Flow:
 
     __slots__ = (
         "ack", "ack_value", "ack_wide", "cd", "conn", "covered", "dack", "dack_last", "dack_seq", "dack_tcp_ack",
-        "dack_tsval",
-        "direction", "fin_rel", "gap", "guessed", "isn", "keyed", "map_dsn", "map_end", "map_start", "max_end", "peer",
-        "sd", "sf", "shift", "side", "track", "uncovered", "win",
+        "dack_tsval", "direction", "fin_rel", "gap", "guessed", "isn", "keyed", "map_dsn", "map_end", "map_start",
+        "max_end", "peer", "sd", "sf", "shift", "side", "track", "uncovered", "win",
     )  # fmt: skip
 
     def __init__(self, sf: Subflow, direction: int, conn: Connection, bus: Bus, seg: Segment) -> None:
@@ -324,7 +328,8 @@ class Bus:
         flows = self.flows
         for sf in conn.subflows:
             direction = side ^ sf.reversed
-            if sf.halves[direction].packets:
+            half = sf.halves[direction]
+            if half.mptcp_packets or half.payload_bytes:
                 flow = flows.get(sf.id * 2 + direction)
                 if flow is None or flow.conn is not conn:
                     return False
@@ -532,7 +537,7 @@ class DssRules(Family):
                 presence(seg, flow, opt.checksum is not None, False)
         if expect:  # checksum connection: remember when frames were seen (CSUM-005 waits a grace period)
             points = flow.cd.checkpoints
-            if not points or seg.ts - points[-1][1] >= 0.005:
+            if not points or seg.ts - points[-1][1] >= CHECKPOINT_EVERY:
                 points.append((seg.frame, seg.ts))
         if dll == 0:
             self._infinite(seg, flow, opt)
