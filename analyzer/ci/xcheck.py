@@ -230,17 +230,20 @@ def tshark_version() -> str:
 
 
 def wireshark_packets(path: str, two_pass: bool = False) -> Iterator[WsPacket]:
-    """Wireshark's decode of every frame with an MPTCP option, in frame order (pyshark, JSON output)."""
-    import asyncio
+    """Wireshark's decode of every frame with an MPTCP option, in frame order (pyshark, JSON output).
 
+    pyshark runs in a fresh process (see :func:`_decode_isolated`); the decode starts on first use, so
+    an unreadable capture is reported by our own reader first.
+    """
+    yield from _decode_isolated(path, two_pass)
+
+
+def _pyshark_packets(path: str, two_pass: bool = False) -> Iterator[WsPacket]:
     import pyshark
 
-    # pyshark drives tshark through asyncio; give it a loop of its own so an earlier user of the
-    # default loop (closed or running elsewhere, e.g. a textual app in the same process) cannot break it.
-    loop = asyncio.new_event_loop()
     capture = pyshark.FileCapture(
         path, use_json=True, display_filter=DISPLAY_FILTER, keep_packets=False, override_prefs=PREFERENCES,
-        custom_parameters=["-2"] if two_pass else None, eventloop=loop,
+        custom_parameters=["-2"] if two_pass else None,
     )  # fmt: skip
     try:
         for packet in _guarded(capture, path):
@@ -261,7 +264,6 @@ def wireshark_packets(path: str, two_pass: bool = False) -> Iterator[WsPacket]:
             )
     finally:
         capture.close()
-        loop.close()
 
 
 def _guarded(capture: Any, path: str) -> Iterator[Any]:
@@ -570,3 +572,17 @@ def xcheck(path: str, two_pass: bool = False) -> XcheckReport:
         if close is not None:
             close()
     return report
+
+
+def _decode_all(path: str, two_pass: bool) -> list[WsPacket]:
+    return list(_pyshark_packets(path, two_pass))
+
+
+def _decode_isolated(path: str, two_pass: bool) -> list[WsPacket]:
+    """Run pyshark in a fresh process: its asyncio subprocess handling must not depend on (or be broken
+    by) whatever event loops and child watchers the calling process has used before (a TUI, tests)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(_decode_all, path, two_pass).result()
