@@ -40,11 +40,15 @@ def _fail(message: str) -> typer.Exit:
 
 
 def run_analysis(
-    path: str, show_progress: bool = True, reassemble: bool = True, observers: list[SegmentObserver] | None = None
+    path: str,
+    show_progress: bool = True,
+    reassemble: bool = True,
+    observers: list[SegmentObserver] | None = None,
+    check: bool = True,
 ) -> Analysis:
     """Analyse with a progress bar on stderr when stderr is a terminal."""
     err = Console(stderr=True)
-    options = AnalysisOptions(reassemble=reassemble, observers=list(observers or []))
+    options = AnalysisOptions(reassemble=reassemble, observers=list(observers or []), check=check, stats=check)
     if not (show_progress and err.is_terminal and path != "-"):
         return analyze(path, options)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -77,6 +81,9 @@ def report_command(
         Path | None, typer.Option("--parquet", help="the same per-packet rows as Parquet (needs pyarrow)")
     ] = None,
     tui: Annotated[bool, typer.Option("--tui", help="open the interactive inspector instead")] = False,
+    checks: Annotated[
+        bool, typer.Option("--checks/--no-checks", help="run the RFC 8684 rules and statistics (default on)")
+    ] = True,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     if tui:
@@ -93,7 +100,7 @@ def report_command(
                 raise _fail("--parquet needs pyarrow: pip install 'mptcp-analyze[export]'")
             extra.append(PacketExporter(parquet_path, "parquet"))
     try:
-        analysis = run_analysis(trace, reassemble=reassembly, observers=extra)
+        analysis = run_analysis(trace, reassemble=reassembly, observers=extra, check=checks)
     except CaptureError as exc:
         raise _fail(str(exc)) from None
     out = output.open("w") if output else sys.stdout

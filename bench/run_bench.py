@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -45,16 +44,12 @@ def main() -> None:
     if not args.trace.exists():
         raise SystemExit(f"{args.trace} not found: run `sudo python3 bench/make_large_trace.py` first")
     packets = count_packets(args.trace)
+    trace = str(args.trace)
+    cli = shutil.which("mptcp-analyze") or "mptcp-analyze"
     tools: dict[str, list[str]] = {
-        "mptcp-analyze --json": [sys.executable, "-m", "analyzer.cli", "--json", str(args.trace)],
-        "mptcp-analyze --json (no reassembly)": [
-            sys.executable,
-            "-m",
-            "analyzer.cli",
-            "--json",
-            "--no-reassembly",
-            str(args.trace),
-        ],
+        "mptcp-analyze --json": [cli, "--json", trace],
+        "mptcp-analyze --json --no-checks": [cli, "--json", "--no-checks", trace],
+        "mptcp-analyze --json --no-checks --no-reassembly": [cli, "--json", "--no-checks", "--no-reassembly", trace],
     }
     tshark = shutil.which("tshark")
     if tshark:
@@ -83,7 +78,7 @@ def main() -> None:
         return
     print(f"{args.trace}: {packets:,} packets, best of {args.repeat}")
     for name, r in results.items():
-        print(f"  {name:40} {r['seconds']:7.2f} s  {r['pkt_per_s']:>9,} pkt/s  {r['peak_rss_mib']:7.1f} MiB")
+        print(f"  {name:50} {r['seconds']:7.2f} s  {r['pkt_per_s']:>9,} pkt/s  {r['peak_rss_mib']:7.1f} MiB")
 
 
 if __name__ == "__main__":
