@@ -83,7 +83,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     ts = 0.0
     records = read_records(stream, info)
     track = tracker.on_segment
-    observe = [observer.on_segment for observer in observers]
+    observe: list[Callable[[Segment, Subflow, int], None]] = [observer.on_segment for observer in observers]
     for ts, link_type, data, origlen in records:
         frame += 1
         if first_time is None:
@@ -96,8 +96,12 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
             if origlen > len(data) and seg.payload_len > seg.captured_payload_len:
                 truncated += 1
             subflow, direction = track(seg)
-            for on_segment in observe:
-                on_segment(seg, subflow, direction)
+            current = None
+            try:
+                for current in observe:
+                    current(seg, subflow, direction)
+            except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
+                observe = _drop_failed_stage(observe, current, exc, frame, trace)
         else:
             skipped[seg] = skipped.get(seg, 0) + 1
         if progress is not None and frame % PROGRESS_EVERY == 0:
@@ -116,7 +120,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     trace.last_time = ts if frame else None
     trace.link_types = sorted({LINK_TYPE_NAMES.get(lt, f"LINKTYPE_{lt}") for lt in link_types_seen})
     trace.skipped = {SKIP_LABELS[reason]: count for reason, count in sorted(skipped.items())}
-    trace.errors = list(info.errors)
+    trace.errors = list(info.errors) + trace.errors  # capture problems first, then internal errors
     snaplens = {iface.snaplen for iface in info.interfaces if iface.snaplen}
     trace.snaplen = min(snaplens) if snaplens else None
     for message in info.errors:
@@ -129,10 +133,31 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         findings=sink.findings,
     )
     for observer in observers:
-        observer.finish(analysis)
+        if observer.on_segment not in observe:
+            continue  # failed during the pass: its partial results are not reported
+        try:
+            observer.finish(analysis)
+        except Exception as exc:
+            trace.errors.append(f"internal error in {type(observer).__name__} at the end: {type(exc).__name__}: {exc}")
     analysis.suppressed_findings = dict(sink.suppressed)
     analysis.findings.sort(key=lambda f: (f.frames[0] if f.frames else 0, -f.severity))
     return analysis
+
+
+def _drop_failed_stage(
+    observe: list[Callable[[Segment, Subflow, int], None]],
+    failed: Callable[[Segment, Subflow, int], None] | None,
+    exc: Exception,
+    frame: int,
+    trace: TraceSummary,
+) -> list[Callable[[Segment, Subflow, int], None]]:
+    """Drop the stage that raised and record it as a trace error; the other stages go on."""
+    name = type(getattr(failed, "__self__", None)).__name__ if failed is not None else "a stage"
+    trace.errors.append(
+        f"internal error in {name} at frame {frame}: {type(exc).__name__}: {exc}; its results are left out "
+        "(please report this trace)"
+    )
+    return [hook for hook in observe if hook != failed]
 
 
 def _number_connections(connections: list[Connection], sink: FindingSink) -> list[Connection]:

@@ -32,6 +32,9 @@ _RULES: list[Rule] = [
     Rule("CAPTURE-001", W, "-", "Capture file problem",
          "The capture file itself is damaged (truncated record, corrupt header); analysis continued with what "
          "could be read."),
+    Rule("CHECKER-001", W, "-", "Internal error in a rule family",
+         "A rule family raised an unexpected error on this trace; the analysis went on without it. The other "
+         "results stand; please report the trace."),
     # Option format.
     Rule("OPT-001", E, "§3", "Malformed TCP option list",
          "A TCP option (MPTCP or not) has a length below 2, or an MPTCP option is shorter than 3 bytes, or an "

@@ -55,6 +55,7 @@ class Checker:
         self.families = [cls(self.ctx) for cls in FAMILY_CLASSES]
         self._hooks = [family.on_segment for family in self.families if family.WANTS is None]
         self._by_type: dict[type, list[Hook]] = {}
+        self._disabled: list[Family] = []
         for family in self.families:
             for option_type in family.WANTS or ():
                 self._by_type.setdefault(option_type, []).append(family.on_segment)
@@ -79,16 +80,42 @@ class Checker:
                 hooks = by_type.get(kind)
                 if hooks:  # the usual single option needs no list of its own
                     wanted = wanted + [h for h in hooks if h not in wanted] if wanted else hooks
-        for every in self._hooks:
-            every(seg, subflow, direction)
-        for hook in wanted:
-            hook(seg, subflow, direction)
+        current: Hook | None = None
+        try:
+            for current in self._hooks:
+                current(seg, subflow, direction)
+            for current in wanted:
+                current(seg, subflow, direction)
+        except Exception as exc:  # a bug in one family must not stop the analysis of the rest
+            self._disable(getattr(current, "__self__", None), exc, seg.frame)
         if dss is not None and dss.data_ack is not None and conn is not None:
             ctx.note_data_ack(conn, direction ^ subflow.reversed, dss)
 
     def finish(self, analysis: Analysis) -> None:
         for family in self.families:
-            family.finish(analysis)
+            if family in self._disabled:
+                continue
+            try:
+                family.finish(analysis)
+            except Exception as exc:  # see on_segment
+                self._disable(family, exc, None)
+
+    def _disable(self, family: object, exc: Exception, frame: int | None) -> None:
+        """Stop one rule family after an internal error, and say so as a finding."""
+        if not isinstance(family, Family) or family in self._disabled:
+            return
+        self._disabled.append(family)
+        hook = family.on_segment
+        self._hooks = [h for h in self._hooks if h != hook]
+        self._by_type = {kind: [h for h in hooks if h != hook] for kind, hooks in self._by_type.items()}
+        where = f"at frame {frame}" if frame is not None else "at the end of the trace"
+        ids = ", ".join(rule.id for rule in family.RULES[:3]) + ("…" if len(family.RULES) > 3 else "")
+        self.ctx.sink.add(
+            "CHECKER-001",
+            f"internal error in the {type(family).__name__} rules ({ids}) {where}: {type(exc).__name__}: {exc}; "
+            "those rules were not checked from there on (please report this trace)",
+            [frame] if frame is not None else [],
+        )
 
 
 __all__ = ["FAMILY_CLASSES", "Checker", "Context", "Family"]

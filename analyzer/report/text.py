@@ -56,7 +56,7 @@ def _trace_summary(analysis: Analysis) -> RenderableType:
             "Snaplen", f"{trace.truncated_packets:,} packets have payload cut by the capture (snaplen {trace.snaplen})"
         )
     for error in trace.errors:
-        grid.add_row(Text("Capture error", style="bold red"), error)
+        grid.add_row(Text("Error", style="bold red"), error)
     return Panel(grid, title="mptcp-analyze", title_align="left", box=box.ROUNDED)
 
 
