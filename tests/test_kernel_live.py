@@ -160,9 +160,11 @@ def test_path_failure(tmp_path: Path, method: str) -> None:
         # shows up as a second copy (samples/README.md, path-failure)
         kernel = truth["connections"][0]["kernel"]["client"]["at_end"]["info"]["bytes_retrans"]
         ours = sum(h.reinjected_bytes for sf in conn.subflows for h in sf.halves)
-        # Usually equal; a reinjected segment that is also partly a TCP retransmission of its carrier
-        # is split differently by the kernel's counter, so allow one MSS either way.
-        assert abs(ours - kernel) <= 1448, (ours, kernel)
+        # Every byte the kernel reinjected appears a second time in the capture (often exactly the
+        # kernel's count). Under load the recovered subflow may also transmit, for the first time at
+        # TCP level, data it had mapped before the failure and the other subflow already delivered:
+        # a second copy in the capture that the kernel's counter does not include. Hence "at least".
+        assert ours >= kernel - 1448, (ours, kernel)
     # the recovered subflow re-sent its queue and closed cleanly: nothing was reset
     assert [sf.end for sf in conn.subflows] == ["fin", "fin"]
 
