@@ -26,3 +26,32 @@ def serial_lt(a: int, b: int, bits: int = 64) -> bool:
     """``a < b`` in serial-number arithmetic modulo 2^bits (RFC 1982)."""
     half = 1 << (bits - 1)
     return a != b and ((b - a) & ((1 << bits) - 1)) < half
+
+
+def serial_gt(a: int, b: int) -> bool:
+    """``a > b`` for 64-bit serial numbers (the hot-path form of ``serial_lt(b, a)``)."""
+    return 0 < ((a - b) & MASK64) < 1 << 63
+
+
+def unwrap32(value: int, reference: int) -> int:
+    """A 32-bit relative sequence number as an unbounded integer, nearest ``reference``.
+
+    Unlike :func:`expand32` the result is not reduced modulo 2^64: relative subflow sequence numbers
+    start near 0 and may step just below it, and plain integer comparison must keep working.
+    """
+    unwrapped = (reference & ~MASK32) | value
+    if unwrapped - reference > 1 << 31:
+        unwrapped -= 1 << 32
+    elif reference - unwrapped > 1 << 31:
+        unwrapped += 1 << 32
+    return unwrapped
+
+
+# Two DSNs this close lie in one data stream: IDSNs are hash outputs, so unrelated connections are
+# 2^64 apart on average. Used to link subflows (and their bytes) whose handshake was not captured.
+DSN_LINK_DISTANCE = 1 << 40
+
+
+def dsn_near(value: int, reference: int) -> bool:
+    distance = (value - reference) & MASK64
+    return distance < DSN_LINK_DISTANCE or (1 << 64) - distance < DSN_LINK_DISTANCE

@@ -18,7 +18,7 @@ from typing import Any
 
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
-from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow
+from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow, format_ip
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import (
     AddAddr,
@@ -37,13 +37,11 @@ from analyzer.mptcp.options import (
     Subtype,
     UnknownMptcpOption,
 )
+from analyzer.seqnum import dsn_near
 from analyzer.tcp_options import TcpOptions
 
 FlowKey = tuple[bytes, int, bytes, int]
 MALFORMED_RULE_BY_SUBTYPE = {Subtype.DSS: "DSS-001", Subtype.MP_FAIL: "FAIL-001", Subtype.MP_PRIO: "PRIO-001"}
-# Two subflows whose 64-bit DSNs lie this close belong to one data stream: IDSNs are hash outputs,
-# so unrelated connections are 2^64 apart on average.
-DSN_LINK_DISTANCE = 1 << 40
 EPHEMERAL_PORT_FLOOR = 32768
 
 Handler = Callable[[Any, Subflow, int, Segment], None]
@@ -308,7 +306,7 @@ class Tracker:
         for conn, side in reversed(candidates):
             owner_ip = conn.server_ip if side == SERVER else conn.client_ip
             if sf.server_ip == owner_ip or any(
-                a.address == _ip_text(sf.server_ip) for a in conn.announcements if a.sender == side
+                a.address == format_ip(sf.server_ip) for a in conn.announcements if a.sender == side
             ):
                 return conn, side
         return candidates[-1]
@@ -629,11 +627,7 @@ def _side_dsn_refs(conn: Connection, side: int) -> list[int]:
 
 
 def _dsn_near(value: int, refs: list[int]) -> bool:
-    for ref in refs:
-        distance = (value - ref) & 0xFFFFFFFFFFFFFFFF
-        if distance < DSN_LINK_DISTANCE or (1 << 64) - distance < DSN_LINK_DISTANCE:
-            return True
-    return False
+    return any(dsn_near(value, ref) for ref in refs)
 
 
 def _guess_client_is_src(seg: Segment) -> bool:
@@ -689,7 +683,3 @@ def _subtype_name(subtype: int | None) -> str:
         return Subtype(subtype).name
     except ValueError:
         return f"subtype {subtype:#x}"
-
-
-def _ip_text(raw: bytes) -> str:
-    return str(ipaddress.ip_address(raw))

@@ -22,18 +22,15 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.checker.base import Context, Family
-from analyzer.checker.dss import HALF64, MASK64, ODD_FLAGS, REORDER_WINDOW, Flow, SideData, bus_for, side_name
+from analyzer.checker.dss import MASK64, ODD_FLAGS, REORDER_WINDOW, Flow, SideData, bus_for, side_name
 from analyzer.findings import Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection
 from analyzer.mptcp.options import Dss
 from analyzer.rules import Rule
+from analyzer.seqnum import serial_gt
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
-
-
-def _gt(a: int, b: int) -> bool:
-    return 0 < ((a - b) & MASK64) < HALF64
 
 
 class _EarlyClose:
@@ -122,7 +119,7 @@ class CloseRules(Family):
                 return  # this host still has a functioning subflow
         sd = flow.sd
         acked = flow.peer.max_ack
-        if sd.data_end is None or (acked is not None and not _gt(sd.data_end, acked)) or id(sd) in self.early:
+        if sd.data_end is None or (acked is not None and not serial_gt(sd.data_end, acked)) or id(sd) in self.early:
             return
         self.early[id(sd)] = _EarlyClose(sd, sd.data_end, seg.frame, seg.ts, flow.sf.id)
         sd.watch = True
@@ -130,11 +127,11 @@ class CloseRules(Family):
     def on_watched_ack(self, seg: Segment, flow: Flow, ack: int) -> None:
         sd = flow.peer  # the side whose data this Data ACK acknowledges
         fin = sd.fin_dsn
-        if fin is not None and sd.fin_ack_frame is None and not _gt((fin + 1) & MASK64, ack):
+        if fin is not None and sd.fin_ack_frame is None and not serial_gt((fin + 1) & MASK64, ack):
             sd.fin_ack_frame, sd.fin_ack_time, sd.fin_ack_sf = seg.frame, seg.ts, flow.sf.id
             self._hole_before_fin(seg, flow, sd, fin, ack)
         early = self.early.get(id(sd))
-        if early is not None and not early.confirmed and not _gt(early.data_end, ack):
+        if early is not None and not early.confirmed and not serial_gt(early.data_end, ack):
             if seg.ts - early.time <= REORDER_WINDOW:
                 del self.early[id(sd)]  # the Data ACK was only captured a moment after the FIN
             else:
@@ -221,7 +218,9 @@ class CloseRules(Family):
             acked = peer.max_ack if peer is not None else None
             last_fin = max(sf.halves[side ^ sf.reversed].fin_frame or 0 for sf in conn.subflows)
             if sd is not None and sd.fin_dsn is not None:
-                if sd.fin_ack_frame is not None or (acked is not None and not _gt((sd.fin_dsn + 1) & MASK64, acked)):
+                if sd.fin_ack_frame is not None or (
+                    acked is not None and not serial_gt((sd.fin_dsn + 1) & MASK64, acked)
+                ):
                     continue
                 hint = (
                     "; the Data ACK stops at the DATA_FIN's own DSN (early Linux 5.x acknowledged the data but not "
@@ -236,7 +235,9 @@ class CloseRules(Family):
                     [sd.fin_frame, last_fin], conn=conn,
                 )  # fmt: skip
                 continue
-            lost_fin = acked is not None and sd is not None and sd.data_end is not None and _gt(acked, sd.data_end)
+            lost_fin = (
+                acked is not None and sd is not None and sd.data_end is not None and serial_gt(acked, sd.data_end)
+            )
             if lost_fin or (sd is not None and sd.gap):
                 continue  # the peer acknowledged a DATA_FIN unit: the DATA_FIN was sent, the capture lost it
             self.ctx.report(

@@ -20,12 +20,13 @@ from bisect import bisect_left
 from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
-from analyzer.checker.dss import HALF64, MASK64, Bus, ConnData, Flow, bus_for, side_name
+from analyzer.checker.dss import MASK64, Bus, ConnData, Flow, bus_for, side_name
 from analyzer.findings import Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
 from analyzer.rules import Rule
+from analyzer.seqnum import serial_gt
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 MAX_FRAMES = 8
@@ -170,7 +171,7 @@ class ChecksumRules(Family):
                 continue  # the capture ended too soon for the reaction (H-END)
             acks = self.bus.sides.get(id(conn) * 2 + receiver)
             end = (dsn + length) & MASK64
-            if acks is None or acks.max_ack is None or not 0 < ((acks.max_ack - end) & MASK64) < HALF64:
+            if acks is None or acks.max_ack is None or not serial_gt(acks.max_ack, end):
                 continue  # data beyond the failed mapping was not data-acknowledged
             self.ctx.report(
                 "CSUM-005",

@@ -22,15 +22,11 @@ from analyzer.findings import Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import SERVER, Analysis, Connection
 from analyzer.rules import Rule
-from analyzer.seqnum import serial_lt
+from analyzer.seqnum import serial_gt, serial_lt
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 MASK32 = 0xFFFFFFFF
 MAX_CANDIDATES = 8
-
-
-def _gt(a: int, b: int) -> bool:
-    return 0 < ((a - b) & MASK64) < HALF64
 
 
 class _AckState:
@@ -119,10 +115,10 @@ class DataAckRules(Family):
                 )  # fmt: skip
             return
         bound = acked.ref if acked.ref is not None else base
-        if bound is not None and _gt(ack, bound):
+        if bound is not None and serial_gt(ack, bound):
             candidates = state.candidates
             if len(candidates) >= MAX_CANDIDATES:  # forget those the peer's data has caught up with
-                candidates[:] = [c for c in candidates if _gt(c[0], bound) or c[3]]
+                candidates[:] = [c for c in candidates if serial_gt(c[0], bound) or c[3]]
             if len(candidates) < MAX_CANDIDATES:
                 candidates.append(
                     (ack, seg.frame, flow.sf.id, first and acked.ref is None and not _sent_payload(acked))
@@ -155,7 +151,7 @@ class DataAckRules(Family):
         last = flow.dack_last
         opts = seg.options
         tsval = opts.timestamp[0] if opts is not None and opts.timestamp is not None else None
-        if last is not None and _gt(last, ack):
+        if last is not None and serial_gt(last, ack):
             # A lower Data ACK. Only a violation when this segment was provably sent after the one that carried
             # the higher value: it sends later bytes, acknowledges more at the TCP level, or has a later TCP
             # timestamp. Pure ACKs otherwise share their sequence number and may be reordered by the network.
@@ -220,7 +216,7 @@ class DataAckRules(Family):
             if stop is not None and frame > stop:
                 break  # after a fallback the data continues without mappings
             sf = next((s for s in conn.subflows if s.id == sf_id), None)
-            if fin is not None and _gt(ack, (fin + 1) & MASK64):
+            if fin is not None and serial_gt(ack, (fin + 1) & MASK64):
                 if "DACK-006" not in reported:
                     reported.add("DACK-006")
                     self.ctx.report(
@@ -230,7 +226,7 @@ class DataAckRules(Family):
                         [frame, acked.fin_frame], sf, conn, severity=None if certain else W,
                     )  # fmt: skip
                 continue
-            if bound is None or not _gt(ack, bound) or acked.tfo:
+            if bound is None or not serial_gt(ack, bound) or acked.tfo:
                 continue  # the peer mapped that data later (capture reordering), or sent it on its SYN (H-TFO)
             if ((ack - bound) & MASK64) <= acked.lost:
                 continue  # the capture lost at least that many of the peer's bytes (H-LOSS)

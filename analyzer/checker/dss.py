@@ -48,7 +48,7 @@ from analyzer.mptcp.options import (
     MpJoinAck,
 )
 from analyzer.rules import Rule
-from analyzer.seqnum import expand32
+from analyzer.seqnum import expand32, serial_gt, unwrap32
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -72,11 +72,6 @@ MAX_FRAMES = 8  # frames listed in an aggregated finding
 CHECKPOINT_EVERY = 0.1  # seconds between (frame, time) checkpoints of a checksum connection (CSUM-005)
 
 BUS_KEY = "dss.bus"
-
-
-def _gt(a: int, b: int) -> bool:
-    """``a > b`` for 64-bit serial numbers."""
-    return 0 < ((a - b) & MASK64) < HALF64
 
 
 def side_name(side: int) -> str:
@@ -272,13 +267,7 @@ class Flow:
 
     def unwrap(self, rel32: int) -> int:
         """A 32-bit relative sequence number as 64 bits, nearest the highest one seen."""
-        top = self.max_end
-        value = (top & ~MASK32) | rel32
-        if value - top > HALF32:
-            value -= TWO32
-        elif top - value > HALF32:
-            value += TWO32
-        return value
+        return unwrap32(rel32, self.max_end)
 
 
 AckHook = Callable[[Segment, Flow, int, bool], None]
@@ -520,7 +509,7 @@ class DssRules(Family):
                 presence(seg, flow, opt.checksum is not None, True)
         state = self.ctx.side_state(flow.conn, flow.side)  # the context only learns DSS mappings itself
         end = (base + opt.data_len) & MASK64
-        if state.max_dsn_end is None or _gt(end, state.max_dsn_end):
+        if state.max_dsn_end is None or serial_gt(end, state.max_dsn_end):
             state.max_dsn_end = end
         self._map(seg, flow, base, 1, opt.data_len, False, rel, plen)
 
@@ -596,7 +585,12 @@ class DssRules(Family):
             points.append((now, dsn))
         while len(points) > 1 and now - points[0][0] > MSL_SECONDS:
             del points[0]
-        if points and not sd.wrap_reported and ((dsn - points[0][1]) & MASK64) >= HALF32 and _gt(dsn, points[0][1]):
+        if (
+            points
+            and not sd.wrap_reported
+            and ((dsn - points[0][1]) & MASK64) >= HALF32
+            and serial_gt(dsn, points[0][1])
+        ):
             sd.wrap_reported = True
             self.ctx.report(
                 "DSS-013",
@@ -638,7 +632,7 @@ class DssRules(Family):
             if signed >= 0:
                 ref_offset = None if ref is None else (ref - base) & MASK64
                 sd.map_range(offset, offset + dll, ref_offset if ref_offset is None or ref_offset < HALF64 else 0)
-        if ref is None or _gt(end, ref):
+        if ref is None or serial_gt(end, ref):
             sd.ref = end
         data_end = (dsn + units) & MASK64
         if fin:
@@ -646,7 +640,7 @@ class DssRules(Family):
             if sd.fin_dsn is None:
                 sd.fin_dsn = fin_dsn
                 sd.fin_frame, sd.fin_time, sd.fin_sf = seg.frame, seg.ts, flow.sf.id
-                if sd.data_end is not None and _gt(sd.data_end, fin_dsn):
+                if sd.data_end is not None and serial_gt(sd.data_end, fin_dsn):
                     self.ctx.report(
                         "DSS-016",
                         f"the {side_name(flow.side)}'s DATA_FIN is at DSN {fin_dsn}, but it had already mapped data up "
@@ -657,14 +651,14 @@ class DssRules(Family):
                 data_fin(seg, flow, fin_dsn, ssn, dll)
         if not units:
             return
-        if not fin and sd.fin_dsn is not None and _gt(data_end, sd.fin_dsn):
+        if not fin and sd.fin_dsn is not None and serial_gt(data_end, sd.fin_dsn):
             self.ctx.report(
                 "DSS-016",
                 f"the {side_name(flow.side)} maps data DSN {dsn}–{(data_end - 1) & MASK64} after its DATA_FIN at DSN "
                 f"{sd.fin_dsn} (frame {sd.fin_frame}); nothing may follow the DATA_FIN",
                 [seg.frame, sd.fin_frame], flow.sf,
             )  # fmt: skip
-        if sd.data_end is None or _gt(data_end, sd.data_end):
+        if sd.data_end is None or serial_gt(data_end, sd.data_end):
             sd.data_end = data_end
         edge = sd.edge
         if edge is not None and 1 < ((data_end - edge) & MASK64) < HALF64:
@@ -785,7 +779,7 @@ class DssRules(Family):
             if ack is not None:
                 sd = flow.sd
                 sd.acks_sent = True
-                if sd.max_ack is None or _gt(ack, sd.max_ack):
+                if sd.max_ack is None or serial_gt(ack, sd.max_ack):
                     sd.max_ack = ack
                 bus = self.bus
                 if bus.ack_hooks:
@@ -950,7 +944,7 @@ class DssRules(Family):
             lo = (flow.map_dsn + unsent_from - flow.map_start) & MASK64
             hi = (flow.map_dsn + flow.map_end - flow.map_start) & MASK64
             acked = flow.peer.max_ack
-            if acked is not None and not _gt(hi, acked):
+            if acked is not None and not serial_gt(hi, acked):
                 continue  # the receiver got those bytes after all (another subflow, or lost by the capture)
             self.ctx.report(
                 "DSS-006",

@@ -19,11 +19,10 @@ from analyzer.model import Analysis, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.options import Dss, MpCapable
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, StreamWriter
-from analyzer.seqnum import expand32
+from analyzer.seqnum import dsn_near, expand32, unwrap32
 
 MASK32 = 0xFFFFFFFF
 MAX_MAPPINGS = 256  # recent mappings kept per subflow direction (bounded memory per subflow)
-DSN_LINK_DISTANCE = 1 << 40
 MAX_CHECKSUM_FRAMES = 8
 
 # Called once per data stream with the connection (None if not yet grouped), the side that sends the
@@ -91,13 +90,8 @@ class SubflowState:
         if self.seq_ref is None:
             self.seq_ref = rel
             return rel
-        ref = self.seq_ref
-        value = (ref & ~MASK32) | rel
-        if value - ref > 1 << 31:
-            value -= 1 << 32
-        elif ref - value > 1 << 31:
-            value += 1 << 32
-        if advance and value > ref:
+        value = unwrap32(rel, self.seq_ref)
+        if advance and value > self.seq_ref:
             self.seq_ref = value
         return value
 
@@ -177,7 +171,7 @@ class Reassembler:
             dsn = opt.dsn
         else:
             reference = stream.highest_dsn if stream.highest_dsn is not None else stream.base
-            dsn = _expand32(opt.dsn, reference)
+            dsn = expand32(opt.dsn, reference)
         if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
             state.mode = "infinite"
             state.infinite_delta = dsn - state.unwrap(opt.ssn, advance=False)
@@ -283,7 +277,7 @@ class Reassembler:
         if stream is None:
             hint = dsn_hint if dsn_hint is not None else 0
             stream = next(
-                (s for s in self.loose_streams if _near(hint, s.base)),
+                (s for s in self.loose_streams if dsn_near(hint, s.base)),
                 None,
             )
             if stream is None:
@@ -551,12 +545,3 @@ def _summary(stream: DataStream) -> StreamSummary:
         first_carrier=dict(stream.first_carrier),
         progress=dict(stream.progress),
     )
-
-
-def _expand32(value: int, reference: int | None) -> int:
-    return value if reference is None else expand32(value, reference)
-
-
-def _near(value: int, base: int) -> bool:
-    distance = (value - base) & MASK64
-    return distance < DSN_LINK_DISTANCE or (1 << 64) - distance < DSN_LINK_DISTANCE
