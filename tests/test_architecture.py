@@ -1,0 +1,116 @@
+"""The rules of the house (ARCHITECTURE.md, "Rules of the house"), checked by walking every import.
+
+Each rule names a group of modules and the groups it must never import. A rule broken here is a design
+regression even when every behaviour test passes.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("analyzer", "tui")
+
+# group name → module prefixes that belong to it
+GROUPS: dict[str, tuple[str, ...]] = {
+    "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
+    "wire": ("analyzer.ingest",),
+    "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow"),
+    "checker": ("analyzer.checker",),
+    "endpoint": ("analyzer.endpoint",),
+    "report": ("analyzer.report",),
+    "ci": ("analyzer.ci",),
+    "cli": ("analyzer.cli",),
+    "pipeline": ("analyzer.pipeline",),
+    "tui": ("tui",),
+}
+OURS = tuple(p for prefixes in GROUPS.values() for p in prefixes) + (
+    "analyzer.model",
+    "analyzer.findings",
+    "analyzer.rules",
+)
+
+# group → groups it never imports (why in ARCHITECTURE.md)
+NEVER: dict[str, set[str]] = {
+    "mptcp": {"*"},  # the protocol core imports nothing of ours
+    "wire": set(GROUPS) - {"wire", "mptcp"},
+    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui"},
+    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui"},
+    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui"},
+    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui"},
+    "ci": {"endpoint", "tui", "cli"},
+}
+# textual belongs to the inspector's views, never to its data side (session, index, dissect, filter, ...)
+TEXTUAL_ALLOWED = ("tui.app", "tui.messages", "tui.screenshot", "tui.screens", "tui.widgets")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports_of(path: Path) -> Iterator[str]:
+    """Absolute names of every module that ``path`` imports (relative imports resolved)."""
+    me = module_name(path)
+    package = me.split(".") if path.name == "__init__.py" else me.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            target = ".".join([*base, node.module] if node.module else base)
+            yield target
+            for alias in node.names:  # `from analyzer import checker` imports analyzer.checker
+                yield f"{target}.{alias.name}"
+
+
+def group_of(module: str) -> str | None:
+    for group, prefixes in GROUPS.items():
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return group
+    return None
+
+
+def all_modules() -> list[Path]:
+    return sorted(p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py"))
+
+
+def test_the_walk_sees_the_whole_package() -> None:
+    names = {module_name(p) for p in all_modules()}
+    assert {"analyzer.pipeline", "analyzer.mptcp.options", "analyzer.checker.dss", "tui.app"} <= names
+    assert len(names) > 80
+
+
+@pytest.mark.parametrize("group", sorted(NEVER))
+def test_group_never_imports_what_it_must_not(group: str) -> None:
+    broken: list[str] = []
+    for path in all_modules():
+        me = module_name(path)
+        if group_of(me) != group:
+            continue
+        for target in imports_of(path):
+            other = group_of(target)
+            if other is None or other == group:
+                if NEVER[group] == {"*"} and other is None and target.startswith(OURS):
+                    broken.append(f"{me} imports {target}")
+                continue
+            if "*" in NEVER[group] or other in NEVER[group]:
+                broken.append(f"{me} imports {target} ({other})")
+    assert not broken, "\n".join(sorted(set(broken)))
+
+
+def test_textual_only_in_the_inspector_views() -> None:
+    broken = []
+    for path in all_modules():
+        me = module_name(path)
+        if me.startswith(TEXTUAL_ALLOWED):
+            continue
+        if any(t == "textual" or t.startswith("textual.") for t in imports_of(path)):
+            broken.append(me)
+    assert not broken, f"textual imported outside the inspector's views: {broken}"
