@@ -28,11 +28,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "pipeline": ("analyzer.pipeline",),
     "tui": ("tui",),
 }
-OURS = tuple(p for prefixes in GROUPS.values() for p in prefixes) + (
-    "analyzer.model",
-    "analyzer.findings",
-    "analyzer.rules",
-)
+OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model", "analyzer.findings", "analyzer.rules")
 
 # group → groups it never imports (why in ARCHITECTURE.md)
 NEVER: dict[str, set[str]] = {
