@@ -28,8 +28,24 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("mptcp-analyze")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown"
+        print(f"mptcp-analyze {number}")
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=_print_version, help="print the version and exit")
+    ] = False,
+) -> None:
     """Analyse Multipath TCP captures. `mptcp-analyze TRACE` is short for `mptcp-analyze report TRACE`."""
 
 
@@ -84,6 +100,9 @@ def report_command(
     checks: Annotated[
         bool, typer.Option("--checks/--no-checks", help="run the RFC 8684 rules and statistics (default on)")
     ] = True,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="every finding in full, repeats not collapsed")
+    ] = False,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     if tui:
@@ -108,7 +127,7 @@ def report_command(
         if json_output:
             out.write(json_out.dumps(analysis) + "\n")
         else:
-            text.render(analysis, Console(file=out))
+            text.render(analysis, Console(file=out), verbose=verbose)
     finally:
         if output:
             out.close()
@@ -241,9 +260,13 @@ def check_command(
         raise _fail(str(exc)) from None
     entries = check.expand_inputs(traces)
     results = check.check_inputs(entries, expectations, threshold, want_document=json_output, workers=jobs)
-    for result in results:
-        if result.status in (check.Status.ERROR, check.Status.INTERNAL):
+    failed = [r for r in results if r.status in (check.Status.ERROR, check.Status.INTERNAL)]
+    if json_output:  # stdout is for the document: each input error goes to stderr, once
+        for result in failed:
             print(f"mptcp-analyze: error: {result.error}", file=sys.stderr)
+    elif failed:  # the summary on stdout already says why; stderr only names them, for scripts and logs
+        names = ", ".join(r.path for r in failed[:3]) + (", …" if len(failed) > 3 else "")
+        print(f"mptcp-analyze: error: {len(failed)} input(s) could not be checked: {names}", file=sys.stderr)
     code = check.exit_code(results)
     if junit is not None:
         junit_mod.write(results, junit)
@@ -309,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point; ``mptcp-analyze trace.pcap`` is short for ``mptcp-analyze report trace.pcap``."""
     args = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args if not a.startswith("-") or a == "-"), None)
-    if first is not None and first not in COMMANDS and not any(a in ("-h", "--help") for a in args[:1]):
+    if first is not None and first not in COMMANDS and not any(a in ("-h", "--help", "--version") for a in args[:1]):
         args.insert(0, "report")
     try:
         app(args=args, prog_name="mptcp-analyze", standalone_mode=True)

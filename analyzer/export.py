@@ -88,9 +88,7 @@ class PacketExporter:
 
     def finish(self, analysis: Analysis) -> None:
         self._file.close()
-        placement = {
-            sf.id: (conn.id, int(sf.reversed)) for conn in analysis.connections for sf in conn.subflows
-        }
+        placement = {sf.id: (conn.id, int(sf.reversed)) for conn in analysis.connections for sf in conn.subflows}
         try:
             if self.fmt == "csv":
                 self._write_csv(placement)

@@ -278,6 +278,7 @@ class StreamSummary:
     out_of_order: int = 0  # pieces that arrived ahead of a gap at the data level
     hol_wait_total: float = 0.0  # seconds data waited for an earlier gap (head-of-line blocking)
     hol_wait_max: float = 0.0
+    hol_blocked: float = 0.0  # seconds the head of the stream waited for a gap (waits overlapping counted once)
     conflicts: int = 0  # ranges carried twice with different bytes
     reinjections: dict[tuple[int, int], int] = field(default_factory=dict)  # (from sf, to sf) -> bytes
     first_carrier: dict[int, int] = field(default_factory=dict)  # subflow id -> bytes it carried first
@@ -294,7 +295,11 @@ class StreamSummary:
             "data_fin": self.data_fin,
             "duplicate_bytes": self.duplicate_bytes,
             "out_of_order": self.out_of_order,
-            "hol_wait": {"total_s": round(self.hol_wait_total, 6), "max_s": round(self.hol_wait_max, 6)},
+            "hol_wait": {
+                "total_s": round(self.hol_wait_total, 6),
+                "max_s": round(self.hol_wait_max, 6),
+                "blocked_s": round(self.hol_blocked, 6),
+            },
             "conflicts": self.conflicts,
             "reinjections": [
                 {"from_subflow": src, "to_subflow": dst, "bytes": n}

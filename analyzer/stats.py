@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -22,6 +23,10 @@ MASK64 = (1 << 64) - 1
 BUCKET = 0.1  # seconds
 MAX_OUTSTANDING = 4096  # unacknowledged segments remembered per direction for RTT samples
 SRTT_GAIN = 1 / 8  # RFC 6298
+# RTT quantiles come from a log-scale histogram: bounded memory per direction, each bucket 2 % wide.
+RTT_BUCKET_RATIO = 1.02
+_LOG_RATIO = math.log(RTT_BUCKET_RATIO)
+_MIN_RTT = 1e-6  # samples below 1 µs share the first bucket
 
 
 @dataclass(slots=True)
@@ -31,8 +36,13 @@ class RttEstimate:
     maximum: float | None = None
     srtt: float | None = None
     total: float = 0.0
+    histogram: dict[int, int] | None = None  # log bucket → samples; created on the first sample
 
     def add(self, sample: float) -> None:
+        if self.histogram is None:
+            self.histogram = {}
+        bucket = int(math.log(max(sample, _MIN_RTT) / _MIN_RTT) / _LOG_RATIO)
+        self.histogram[bucket] = self.histogram.get(bucket, 0) + 1
         self.samples += 1
         self.total += sample
         if self.minimum is None or sample < self.minimum:
@@ -50,7 +60,26 @@ class RttEstimate:
             "mean_ms": round(self.total / self.samples * 1000, 3),
             "max_ms": round((self.maximum or 0) * 1000, 3),
             "srtt_ms": round((self.srtt or 0) * 1000, 3),
+            "median_ms": round(self.quantile(0.5) * 1000, 3),
+            "p95_ms": round(self.quantile(0.95) * 1000, 3),
         }
+
+    def quantile(self, q: float) -> float:
+        """The q-quantile of the samples, to within one bucket (2 %), clamped to the exact min and max."""
+        if not self.histogram or self.minimum is None or self.maximum is None:
+            return 0.0
+        if q <= 0.0:
+            return self.minimum
+        if q >= 1.0:
+            return self.maximum
+        rank = q * (self.samples - 1)
+        seen = 0
+        for bucket in sorted(self.histogram):
+            seen += self.histogram[bucket]
+            if seen > rank:
+                middle: float = _MIN_RTT * RTT_BUCKET_RATIO ** (bucket + 0.5)
+                return min(max(middle, self.minimum), self.maximum)
+        return self.maximum
 
 
 @dataclass(slots=True)

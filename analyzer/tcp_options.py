@@ -90,8 +90,7 @@ def walk_tcp_options(buf: bytes, start: int, end: int, captured_end: int | None 
         nxt = i + length
         if nxt > end:
             out.malformed = (
-                f"option kind {kind} length {length} at offset {i - start} runs past the header "
-                f"({end - i} bytes left)"
+                f"option kind {kind} length {length} at offset {i - start} runs past the header ({end - i} bytes left)"
             )
             if kind == KIND_MPTCP:
                 out.mptcp.append(parse_option(bytes(buf[i:limit])))

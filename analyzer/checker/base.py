@@ -61,9 +61,7 @@ class Context:
             frames = [frames]
         if conn is None and sf is not None:
             conn = sf.connection
-        self.sink.add(
-            rule, message, sorted(set(frames)), conn.id if conn else None, sf.id if sf else None, severity
-        )
+        self.sink.add(rule, message, sorted(set(frames)), conn.id if conn else None, sf.id if sf else None, severity)
 
     # ------------------------------------------------------------------ model helpers
     @staticmethod

@@ -86,8 +86,7 @@ def _retry_of(sf: Subflow) -> Subflow | None:
         (
             other
             for other in conn.subflows
-            if other.first_frame > sf.first_frame
-            and {other.client_ip, other.server_ip} == {sf.client_ip, sf.server_ip}
+            if other.first_frame > sf.first_frame and {other.client_ip, other.server_ip} == {sf.client_ip, sf.server_ip}
         ),
         None,
     )

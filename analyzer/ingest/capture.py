@@ -198,17 +198,13 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
             break
         sec, frac, caplen, origlen = unpack_header(header)
         if caplen > MAX_RECORD:
-            info.errors.append(
-                f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading"
-            )
+            info.errors.append(f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading")
             break
         data = read(caplen)
         offset += 16 + caplen
         info.bytes_read = offset
         if len(data) < caplen:
-            info.errors.append(
-                f"last record truncated: {len(data)} of {caplen} bytes present (file cut short)"
-            )
+            info.errors.append(f"last record truncated: {len(data)} of {caplen} bytes present (file cut short)")
             break
         yield sec + frac / divisor, link_type, data, origlen
 
@@ -275,7 +271,7 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                         info,
                         f"pcapng packet block at offset {block_offset} names unknown interface {if_id}"
                         if if_id >= len(interfaces)
-                        else f"pcapng packet block at offset {block_offset} is shorter than its packet"
+                        else f"pcapng packet block at offset {block_offset} is shorter than its packet",
                     )
                 else:
                     iface = interfaces[if_id]

@@ -72,9 +72,7 @@ def idsn_from_key(key: int, version: int = 1) -> int:
     return int.from_bytes(key_sha(key, version)[-8:], "big")
 
 
-def join_hmac(
-    key_local: int, key_remote: int, nonce_local: int, nonce_remote: int, version: int = 1
-) -> bytes:
+def join_hmac(key_local: int, key_remote: int, nonce_local: int, nonce_remote: int, version: int = 1) -> bytes:
     """Full MP_JOIN HMAC (RFC 8684 section 3.2): key = local ‖ remote key, message = local ‖ remote nonce.
 
     "Local" is the host that sends the HMAC.

@@ -185,9 +185,7 @@ class MpCapable:
 def _parse_mp_capable(raw: bytes) -> MptcpOption:
     n = len(raw)
     if n not in _MPC_LENGTHS:
-        return MalformedOption(
-            Subtype.MP_CAPABLE, raw, f"MP_CAPABLE length {n} is not one of 4, 12, 20, 22, 24"
-        )
+        return MalformedOption(Subtype.MP_CAPABLE, raw, f"MP_CAPABLE length {n} is not one of 4, 12, 20, 22, 24")
     return MpCapable(
         version=raw[2] & 0x0F,
         flags=raw[3],
@@ -688,9 +686,7 @@ class MpFastclose:
         return 12
 
     def build(self) -> bytes:
-        return _HEAD_U64.pack(
-            KIND_MPTCP, 12, 0x70 | (self.reserved >> 8), self.reserved & 0xFF, self.receiver_key
-        )
+        return _HEAD_U64.pack(KIND_MPTCP, 12, 0x70 | (self.reserved >> 8), self.reserved & 0xFF, self.receiver_key)
 
 
 def _parse_mp_fail(raw: bytes) -> MptcpOption:

@@ -540,6 +540,7 @@ def _summary(stream: DataStream) -> StreamSummary:
         out_of_order=stream.out_of_order,
         hol_wait_total=stream.hol_wait_total,
         hol_wait_max=stream.hol_wait_max,
+        hol_blocked=stream.hol_blocked,
         conflicts=stream.conflict_count,
         reinjections=dict(stream.reinjections),
         first_carrier=dict(stream.first_carrier),

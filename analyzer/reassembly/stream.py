@@ -24,7 +24,6 @@ MAX_OWNER_RUNS = 1 << 16  # runs of "which subflow first carried these bytes", f
 BUCKET = 0.1  # seconds per progress bucket
 
 
-
 class StreamWriter(Protocol):
     """Receives a stream's bytes in order (``follow``, the TUI), and the holes between them."""
 
@@ -74,6 +73,7 @@ class DataStream:
     out_of_order: int = 0  # pieces that arrived ahead of a gap
     hol_wait_total: float = 0.0  # sum over buffered pieces of how long they waited for the gap
     hol_wait_max: float = 0.0
+    hol_blocked: float = 0.0  # seconds the stream's head waited for a gap (overlapping waits counted once)
     fin_offset: int | None = None  # offset of the DATA_FIN unit
     fin_conflict: bool = False
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
@@ -100,9 +100,7 @@ class DataStream:
         if self.highest_dsn is None or ((dsn_end - self.highest_dsn) & MASK64) < (1 << 63):
             self.highest_dsn = dsn_end & MASK64
 
-    def add(
-        self, offset: int, data: bytes, time: float, frame: int, subflow: int, retransmission: bool = False
-    ) -> int:
+    def add(self, offset: int, data: bytes, time: float, frame: int, subflow: int, retransmission: bool = False) -> int:
         """Add captured bytes at ``offset``; returns how many of them were duplicates.
 
         ``retransmission``: the carrier already sent these bytes itself (TCP retransmission), so a
@@ -291,6 +289,7 @@ class DataStream:
 
     def _drain(self, now: float | None) -> None:
         heap, pending = self._heap, self._pending
+        longest = 0.0  # the earliest piece waiting behind this gap says how long the head was blocked
         while heap and heap[0] <= self.next_offset:
             offset = heapq.heappop(heap)
             piece = pending.pop(offset, None)
@@ -314,7 +313,9 @@ class DataStream:
                 self.hol_wait_total += wait
                 if wait > self.hol_wait_max:
                     self.hol_wait_max = wait
+                longest = max(longest, wait)
             self._deliver(piece.data[skip:], piece.time, piece.subflow)
+        self.hol_blocked += longest
 
     def _compare_delivered(
         self, offset: int, data: bytes, frame: int, subflow: int, retransmission: bool = False

@@ -65,8 +65,6 @@ def _connection(conn: Connection, analysis: Analysis) -> dict[str, Any]:
     }
 
 
-
-
 def _tcp_flow(sf: Subflow) -> dict[str, Any]:
     return sf.to_json()
 

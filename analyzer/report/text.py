@@ -11,30 +11,44 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.findings import Severity
+from analyzer.findings import Finding, Severity
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Side, StreamSummary, Subflow, data_fin_frame
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 MAX_FINDINGS_SHOWN = 200
 MAX_TCP_FLOWS_SHOWN = 20
+OVERVIEW_FROM = 4  # connections in a trace from which a one-line-per-connection overview comes first
+FIRST_FRAMES = 6  # frames listed for a finding (or a collapsed group of findings)
+# Room the panel border, the table padding and the "#" column take from the console's width.
+SUBFLOW_CELL_MARGIN = 12
 
 
-def render(analysis: Analysis, console: Console) -> None:
-    console.print(_trace_summary(analysis))
+def render(analysis: Analysis, console: Console, verbose: bool = False) -> None:
+    console.print(_trace_summary(analysis, console.width))
+    if len(analysis.connections) >= OVERVIEW_FROM:
+        console.print(_overview(analysis))
     for conn in analysis.connections:
-        console.print(_connection_panel(conn, analysis))
+        console.print(_connection_panel(conn, analysis, console.width))
     if analysis.tcp_flows:
         console.print(_tcp_flows(analysis.tcp_flows))
-    console.print(_findings(analysis))
+    console.print(_findings(analysis, verbose))
 
 
-def _trace_summary(analysis: Analysis) -> RenderableType:
+def cut_left(text: str, width: int) -> str:
+    """Keep the end of a path (its basename) when it does not fit: ``…/traces/run-7/lossy.pcap``."""
+    if width <= 1 or len(text) <= width:
+        return text
+    return "…" + text[len(text) - width + 1 :]
+
+
+def _trace_summary(analysis: Analysis, width: int) -> RenderableType:
     trace = analysis.trace
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column()
     fmt = trace.file_format + (" (gzip)" if trace.compressed else "")
-    grid.add_row("File", f"{trace.path}  [{fmt}]")
+    room = width - 20 - len(fmt) - 4  # label column (12) and padding, panel border, "  [fmt]"
+    grid.add_row("File", Text(f"{cut_left(trace.path, room)}  [{fmt}]", no_wrap=True, overflow="ellipsis"))
     grid.add_row(
         "Packets", f"{trace.packets:,} total, {trace.tcp_packets:,} TCP, {trace.mptcp_packets:,} with MPTCP options"
     )
@@ -60,7 +74,32 @@ def _trace_summary(analysis: Analysis) -> RenderableType:
     return Panel(grid, title="mptcp-analyze", title_align="left", box=box.ROUNDED)
 
 
-def _connection_panel(conn: Connection, analysis: Analysis) -> RenderableType:
+def _overview(analysis: Analysis) -> RenderableType:
+    """One line per connection before the details: a 30-connection trace is read at a glance."""
+    table = Table(box=box.SIMPLE_HEAD, title="Connections", title_justify="left", expand=False, pad_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("client → server")
+    table.add_column("sf", justify="right")
+    table.add_column("bytes c→s / s→c", justify="right")
+    table.add_column("status")
+    table.add_column("E/W", justify="right")
+    by_conn: Counter[tuple[int | None, Severity]] = Counter((f.connection, f.severity) for f in analysis.findings)
+    for conn in analysis.connections:
+        streams = analysis.streams.get(conn.id)
+        volume = "-" if streams is None else f"{streams[CLIENT].length:,} / {streams[SERVER].length:,}"
+        status = "fallback" if conn.fallback else "MPTCP"
+        table.add_row(
+            str(conn.id),
+            _endpoints(conn.client_address or "?", conn.server_address or "?", 10**6),
+            str(len(conn.subflows)),
+            volume,
+            status,
+            f"{by_conn[(conn.id, Severity.ERROR)]}/{by_conn[(conn.id, Severity.WARNING)]}",
+        )
+    return table
+
+
+def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80) -> RenderableType:
     parts: list[RenderableType] = []
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -78,12 +117,10 @@ def _connection_panel(conn: Connection, analysis: Analysis) -> RenderableType:
     streams = analysis.streams.get(conn.id)
     if streams is not None:
         for label, stream in zip(("Data c→s", "Data s→c"), streams, strict=True):
-            state = "complete" if stream.complete else "incomplete"
-            digest = f", sha256 {stream.sha256[:16]}…" if stream.sha256 else ""
-            head.add_row(label, f"{stream.bytes:,} bytes ({state}{digest})")
+            head.add_row(label, _stream_text(stream, analysis))
     head.add_row("Close", _close_text(conn))
     parts.append(head)
-    parts.append(_subflow_table(conn.subflows))
+    parts.append(_subflow_table(conn.subflows, width))
     if streams is not None and any(s.bytes or s.hole_bytes for s in streams):
         parts.append(_statistics(conn, streams))
     if conn.announcements:
@@ -106,6 +143,24 @@ _GROUPING_TEXT = {
     "dsn": "handshake not captured; linked by data sequence numbers",
     "none": "handshake not captured; nothing links it to other subflows",
 }
+
+
+def _stream_text(stream: StreamSummary, analysis: Analysis) -> str:
+    """What the sender covered by DSN first; what the capture kept, and why it kept less, after."""
+    digest = f", sha256 {stream.sha256[:16]}…" if stream.sha256 else ""
+    if stream.complete:
+        return f"{stream.bytes:,} bytes (complete{digest})"
+    if stream.length > stream.bytes and analysis.trace.truncated_packets:
+        return (
+            f"{stream.length:,} bytes by DSN, payload cut by snaplen {analysis.trace.snaplen} "
+            f"({stream.bytes:,} captured{digest})"
+        )
+    if stream.holes:
+        return (
+            f"{stream.length:,} bytes by DSN, {stream.bytes:,} captured, {stream.holes} hole(s) of "
+            f"{stream.hole_bytes:,} bytes{digest}"
+        )
+    return f"{stream.bytes:,} bytes (incomplete: no DATA_FIN seen{digest})"
 
 
 def _side_text(address: str, side: Side) -> str:
@@ -131,30 +186,33 @@ def _close_text(conn: Connection) -> str:
     return "; ".join(parts)
 
 
-def _subflow_table(subflows: list[Subflow]) -> RenderableType:
+def _endpoints(client: str, server: str, room: int) -> Text:
+    """``client → server`` on one line when it fits, else one endpoint per line: an address never breaks."""
+    if len(client) + len(server) + 3 <= room:
+        return Text(f"{client} → {server}", no_wrap=True)
+    return Text(f"{client} →\n  {server}", no_wrap=True)
+
+
+def _subflow_table(subflows: list[Subflow], width: int = 80) -> RenderableType:
+    """Two lines per subflow: the endpoints, then kind, address ids, packets, bytes and how it ended."""
     table = Table(box=box.SIMPLE_HEAD, title="Subflows", title_justify="left", expand=False, pad_edge=False)
     table.add_column("#", justify="right")
-    table.add_column("kind")
-    table.add_column("client → server", overflow="fold")
-    table.add_column("ids", justify="center")
-    table.add_column("pkts", justify="right")
-    table.add_column("bytes c→s / s→c", justify="right")
-    table.add_column("end", overflow="fold")
+    table.add_column("client → server / kind · address ids · packets · bytes c→s / s→c · end")
+    room = max(20, width - SUBFLOW_CELL_MARGIN)
     for sf in subflows:
         c, s = sf.halves
-        ids = f"{_fmt(c.address_id)}/{_fmt(s.address_id)}"
         kind = sf.kind + (" (backup)" if sf.backup else "")
         if sf.kind == "join" and (sf.join_synack_hmac_ok is False or sf.join_ack_hmac_ok is False):
             kind += " [bad HMAC]"
-        table.add_row(
-            str(sf.id),
-            kind,
-            f"{sf.client} → {sf.server}",
-            ids,
-            f"{sf.packets:,}",
-            f"{c.payload_bytes:,} / {s.payload_bytes:,}",
-            sf.end or ("half-closed" if sf.end_detail else "open"),
+        end = sf.end or ("half-closed" if sf.end_detail else "open")
+        facts = (
+            f"{kind} · ids {_fmt(c.address_id)}/{_fmt(s.address_id)} · {sf.packets:,} pkts · "
+            f"{c.payload_bytes:,} / {s.payload_bytes:,} B · {end}"
         )
+        cell = _endpoints(sf.client, sf.server, room)
+        cell.append("\n")
+        cell.append(Text(facts, style="dim"))
+        table.add_row(str(sf.id), cell)
     return table
 
 
@@ -166,7 +224,7 @@ def _statistics(conn: Connection, streams: tuple[StreamSummary, StreamSummary]) 
     table.add_column("share s→c", justify="right")
     table.add_column("TCP rtx", justify="right")
     table.add_column("reinjected", justify="right")
-    table.add_column("RTT ms", justify="right")
+    table.add_column("RTT ms min/med/p95", justify="right")
     totals = [max(1, s.length) for s in streams]
     for sf in conn.subflows:
         sides = [sf.halves[side ^ sf.reversed] for side in (CLIENT, SERVER)]
@@ -175,16 +233,17 @@ def _statistics(conn: Connection, streams: tuple[StreamSummary, StreamSummary]) 
         reinjected = sum(h.reinjected_bytes for h in sf.halves)
         rtt = sides[0].rtt if sides[0].rtt else sides[1].rtt
         table.add_row(
-            str(sf.id), f"{shares[0]:.0%}", f"{shares[1]:.0%}", f"{rtx:,}", f"{reinjected:,}",
-            f"{rtt['srtt_ms']}" if rtt else "-",
+            str(sf.id), f"{shares[0]:.0%}", f"{shares[1]:.0%}", f"{rtx:,}", f"{reinjected:,}", _rtt_text(rtt),
         )  # fmt: skip
+    duration = _duration(conn)
     notes = []
     for label, stream in zip(("c→s", "s→c"), streams, strict=True):
         bits = []
         if stream.out_of_order:
+            share = f", head blocked {stream.hol_blocked / duration:.0%} of the connection's time" if duration else ""
             bits.append(
-                f"{stream.out_of_order} out-of-order arrivals, head-of-line wait {stream.hol_wait_total * 1000:.1f} ms "
-                f"(max {stream.hol_wait_max * 1000:.1f} ms)"
+                f"{stream.out_of_order} out-of-order arrivals; longest head-of-line wait "
+                f"{stream.hol_wait_max * 1000:.1f} ms{share}"
             )
         for (src, dst), n in sorted(stream.reinjections.items()):
             bits.append(f"{n:,} bytes of subflow {src} reinjected on subflow {dst}")
@@ -196,6 +255,26 @@ def _statistics(conn: Connection, streams: tuple[StreamSummary, StreamSummary]) 
         table.caption = "\n".join(notes)
         table.caption_justify = "left"
     return table
+
+
+def _rtt_text(rtt: dict[str, object] | None) -> str:
+    """Min, median and 95th percentile: the smoothed value at the end says little about the whole trace."""
+    if not rtt:
+        return "-"
+    return "/".join(_ms(rtt.get(key)) for key in ("min_ms", "median_ms", "p95_ms"))
+
+
+def _ms(value: object) -> str:
+    """Three significant digits: a veth RTT of 0.045 ms is not 0.0."""
+    if not isinstance(value, int | float):
+        return "?"
+    return f"{value:.3g}" if value < 1000 else f"{value:,.0f}"
+
+
+def _duration(conn: Connection) -> float:
+    if not conn.subflows:
+        return 0.0
+    return max(sf.last_time for sf in conn.subflows) - min(sf.first_time for sf in conn.subflows)
 
 
 def _announcements(conn: Connection) -> RenderableType:
@@ -237,7 +316,30 @@ def _tcp_flows(flows: list[Subflow]) -> RenderableType:
     return table
 
 
-def _findings(analysis: Analysis) -> RenderableType:
+def finding_order(finding: Finding) -> tuple[int, int, str]:
+    """Errors first, then warnings, then notes; within a severity, by first frame."""
+    first = finding.frames[0] if finding.frames else 1 << 62
+    return (-int(finding.severity), first, finding.rule)
+
+
+def collapse(findings: list[Finding]) -> list[tuple[Finding, int, list[int]]]:
+    """One entry per (rule, connection): the first finding, how many there were, and their first frames."""
+    groups: dict[tuple[str, int | None], tuple[Finding, list[Finding]]] = {}
+    for finding in sorted(findings, key=finding_order):
+        key = (finding.rule, finding.connection)
+        if key in groups:
+            groups[key][1].append(finding)
+        else:
+            groups[key] = (finding, [finding])
+    out = []
+    for first, members in groups.values():
+        frames = sorted({frame for f in members for frame in f.frames})
+        out.append((first, len(members), frames))
+    return sorted(out, key=lambda entry: finding_order(entry[0]))
+
+
+def _findings(analysis: Analysis, verbose: bool = False) -> RenderableType:
+    """One line per finding (repeats of a rule collapsed, the message cut at the edge); --verbose: all, in full."""
     findings = analysis.findings
     counts = Counter(f.severity for f in findings)
     summary = ", ".join(
@@ -245,29 +347,35 @@ def _findings(analysis: Analysis) -> RenderableType:
     )
     if not findings:
         return Text("Findings: none", style="green")
-    table = Table(box=box.SIMPLE_HEAD, title=f"Findings: {summary}", title_justify="left", expand=False)
-    table.add_column("sev")
-    table.add_column("rule")
-    table.add_column("conn/sf", justify="right")
-    table.add_column("frames", overflow="fold")
-    table.add_column("what", overflow="fold", ratio=1)
-    for finding in findings[:MAX_FINDINGS_SHOWN]:
-        where = f"{_fmt(finding.connection)}/{_fmt(finding.subflow)}"
-        frames = ",".join(map(str, finding.frames[:6])) + ("…" if len(finding.frames) > 6 else "")
-        table.add_row(
-            Text(finding.severity.label, style=SEVERITY_STYLE[finding.severity]),
-            finding.rule, where, frames, finding.message,
-        )  # fmt: skip
-    captions = []
-    if len(findings) > MAX_FINDINGS_SHOWN:
-        captions.append(f"{len(findings) - MAX_FINDINGS_SHOWN} more findings in --json")
+    entries = [(f, 1, list(f.frames)) for f in sorted(findings, key=finding_order)] if verbose else collapse(findings)
+    lines: list[RenderableType] = [Text(f"Findings: {summary}", style="bold")]
+    for finding, count, frames in entries[:MAX_FINDINGS_SHOWN]:
+        lines.append(_finding_line(finding, count, frames, verbose))
+    notes = []
+    if not verbose and len(entries) < len(findings):
+        notes.append("repeats of a rule collapsed (×N); --verbose lists each finding in full")
+    elif not verbose:
+        notes.append("--verbose prints each message in full")
+    if len(entries) > MAX_FINDINGS_SHOWN:
+        notes.append(f"{len(entries) - MAX_FINDINGS_SHOWN} more in --json")
     if analysis.suppressed_findings:
-        captions.append(
+        notes.append(
             "repeats not recorded: " + ", ".join(f"{rule} ×{n}" for rule, n in analysis.suppressed_findings.items())
         )
-    if captions:
-        table.caption = "; ".join(captions)
-    return table
+    lines.append(Text("; ".join(notes), style="dim"))
+    return Group(*lines)
+
+
+def _finding_line(finding: Finding, count: int, frames: list[int], verbose: bool) -> Text:
+    """``error  DSS-004   1/2  #12,14  ×3: message``: severity, rule, connection/subflow, frames, what."""
+    line = Text(no_wrap=not verbose, overflow="ellipsis")
+    line.append(f"{finding.severity.label:<7}", style=SEVERITY_STYLE[finding.severity])
+    shown = frames if verbose else frames[:FIRST_FRAMES]
+    listed = ",".join(map(str, shown)) + ("…" if len(frames) > len(shown) else "")
+    where = f"{_fmt(finding.connection)}/{_fmt(finding.subflow)}"
+    line.append(f" {finding.rule:<11} {where:>5} #{listed or '-'}  ")
+    line.append(finding.message if count == 1 else f"×{count}: {finding.message}")
+    return line
 
 
 def _fmt(value: int | None) -> str:
