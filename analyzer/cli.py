@@ -103,6 +103,7 @@ def report_command(
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="every finding in full, repeats not collapsed")
     ] = False,
+    force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     if tui:
@@ -122,6 +123,8 @@ def report_command(
         analysis = run_analysis(trace, reassemble=reassembly, observers=extra, check=checks)
     except CaptureError as exc:
         raise _fail(str(exc)) from None
+    if output is not None:
+        _refuse_overwrite(output, force)
     out = output.open("w") if output else sys.stdout
     try:
         if json_output:
@@ -133,42 +136,103 @@ def report_command(
             out.close()
 
 
+def _refuse_overwrite(path: Path, force: bool) -> None:
+    """Output files are never overwritten by accident (a trace's name never picks the path: the user does)."""
+    if path.exists() and not force:
+        raise _fail(f"{path} exists; --force overwrites it")
+
+
+def _sibling(path: Path, tag: str) -> Path:
+    """``upload.bin`` → ``upload.c2s.bin``: one file per direction for raw output."""
+    return path.with_name(f"{path.stem}.{tag}{path.suffix}")
+
+
 @app.command("follow")
 def follow_command(
     trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")],
     connection: Annotated[int, typer.Option("--connection", "-c", help="connection number from the report")],
     direction: Annotated[str, typer.Option("--direction", "-d", help="c2s, s2c or both")] = "both",
     fmt: Annotated[str, typer.Option("--format", "-f", help="raw, ascii or hexdump")] = "raw",
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="write to this file instead of stdout")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="write here (raw with -d both: NAME.c2s.EXT and NAME.s2c.EXT)"),
+    ] = None,
+    fill_holes: Annotated[
+        bool, typer.Option("--fill-holes", help="raw: write zeros where the capture lacks data (holes on stderr)")
+    ] = False,
+    allow_holes: Annotated[
+        bool, typer.Option("--allow-holes", help="raw: join the bytes on both sides of a hole (holes on stderr)")
+    ] = False,
+    pcap: Annotated[
+        Path | None, typer.Option("--pcap", help="write the connection's packets (all subflows) as a new pcap")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="overwrite existing output files")] = False,
 ) -> None:
-    """Write the rebuilt data stream of one MPTCP connection (all subflows, in data-sequence order)."""
-    from analyzer.follow import DIRECTIONS, FORMATS, ConnectionNotFound, follow
+    """Write the rebuilt data stream of one MPTCP connection (all subflows, in data-sequence order).
+
+    Raw output stops at the first hole of a direction unless --fill-holes or --allow-holes says otherwise.
+    """
+    from analyzer.follow import DIRECTIONS, FORMATS, ConnectionNotFound, follow, write_connection_pcap
 
     if direction not in DIRECTIONS:
         raise _fail(f"--direction must be one of {', '.join(DIRECTIONS)}")
     if fmt not in FORMATS:
         raise _fail(f"--format must be one of {', '.join(FORMATS)}")
+    if fill_holes and allow_holes:
+        raise _fail("--fill-holes and --allow-holes exclude each other")
     if trace == "-":
         raise _fail("follow reads the trace twice, so it needs a file, not stdin")
-    out = output.open("wb") if output else sys.stdout.buffer
+    err = Console(stderr=True, highlight=False)
+    if pcap is not None:
+        _refuse_overwrite(pcap, force)
+        try:
+            with pcap.open("wb") as fh:
+                count = write_connection_pcap(trace, connection, fh)
+        except (CaptureError, ConnectionNotFound, ValueError) as exc:
+            pcap.unlink(missing_ok=True)
+            raise _fail(str(exc)) from None
+        err.print(f"connection {connection}: {count:,} packets written to {pcap}", markup=False)
+        return
+    split = fmt == "raw" and direction == "both"
+    if split and output is None:
+        raise _fail(
+            "raw output of both directions would be one undelimited blob: give -o FILE (writes FILE.c2s/.s2c "
+            "siblings), -d c2s or -d s2c, or -f hexdump"
+        )
+    paths = [_sibling(output, "c2s"), _sibling(output, "s2c")] if split and output else [output] if output else []
+    for path in paths:
+        _refuse_overwrite(path, force)
+    handles = [path.open("wb") for path in paths]
+    out = handles[0] if handles else sys.stdout.buffer
+    holes = "fill" if fill_holes else "allow" if allow_holes else "stop"
     try:
-        result = follow(trace, connection, out, direction, fmt)
-    except CaptureError as exc:
-        raise _fail(str(exc)) from None
-    except ConnectionNotFound as exc:
+        result = follow(trace, connection, out, direction, fmt, holes=holes, out_s2c=handles[1] if split else None)
+    except (CaptureError, ConnectionNotFound) as exc:
         raise _fail(str(exc)) from None
     finally:
-        if output:
-            out.close()
-        else:
+        for handle in handles:
+            handle.close()
+        if not handles:
             out.flush()
-    err = Console(stderr=True, highlight=False)
     c2s, s2c = result.bytes_written
     note = f"connection {connection}: {c2s:,} bytes client → server, {s2c:,} bytes server → client"
+    if split:
+        note += f" (in {paths[0]} and {paths[1]})"
     if result.holes:
         note += f"; {len(result.holes)} hole(s) where the capture lacks data"
-    if output or sys.stderr.isatty():
+    if output or sys.stderr.isatty() or result.holes:
         err.print(note, markup=False)
+    if fmt == "raw" and holes != "stop":
+        for side, offset, length in result.holes:
+            err.print(f"hole {'c2s' if side == 0 else 's2c'} offset {offset} length {length}", markup=False)
+    for side, offset, length in result.stopped:
+        err.print(
+            f"mptcp-analyze: {'c2s' if side == 0 else 's2c'} stopped at stream offset {offset}: {length:,} bytes "
+            "missing from the capture (--fill-holes writes zeros, --allow-holes joins the two sides)",
+            markup=False,
+        )
+    if result.stopped:
+        raise typer.Exit(EXIT_FINDINGS)
 
 
 @app.command("rules")

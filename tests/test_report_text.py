@@ -8,6 +8,7 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from helpers.captures import merge_captures, truncate_capture
 
 from analyzer.cli import main
 from analyzer.findings import Finding, Severity
@@ -144,29 +145,6 @@ def test_head_of_line_share_never_exceeds_the_connection(
         assert all(0 <= share <= 100 for share in shares), (sample, shares)
 
 
-def truncate_capture(source: Path, target: Path, snaplen: int) -> None:
-    with source.open("rb") as fh, target.open("wb") as out:
-        reader = dpkt.pcap.Reader(fh)
-        writer = dpkt.pcap.Writer(out, snaplen=snaplen, linktype=reader.datalink())
-        for ts, buf in reader:
-            writer.writepkt(buf[:snaplen], ts=ts)  # dpkt keeps origlen only as caplen: patch below
-    # dpkt's writer records origlen == caplen; rewrite the records with the original length
-    _restore_origlen(source, target)
-
-
-def _restore_origlen(source: Path, target: Path) -> None:
-    import struct
-
-    original = [len(buf) for _, buf in dpkt.pcap.Reader(source.open("rb"))]
-    data = bytearray(target.read_bytes())
-    offset = 24
-    for length in original:
-        caplen = struct.unpack_from("<I", data, offset + 8)[0]
-        struct.pack_into("<I", data, offset + 12, length)
-        offset += 16 + caplen
-    target.write_bytes(bytes(data))
-
-
 def test_stream_cut_by_snaplen_says_so(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
@@ -180,18 +158,7 @@ def test_overview_first_when_there_are_many_connections(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     merged = tmp_path / "many.pcap"
-    records = []
-    linktype = None
-    for name in ("multi-conn.pcap", "lossy.pcap", "checksum.pcap"):
-        with (SAMPLES / name).open("rb") as fh:
-            reader = dpkt.pcap.Reader(fh)
-            linktype = reader.datalink()
-            records.extend(reader)
-    records.sort(key=lambda r: r[0])
-    with merged.open("wb") as out:
-        writer = dpkt.pcap.Writer(out, linktype=linktype, snaplen=262144)
-        for ts, buf in records:
-            writer.writepkt(buf, ts=ts)
+    merge_captures([SAMPLES / name for name in ("multi-conn.pcap", "lossy.pcap", "checksum.pcap")], merged)
     text = report(monkeypatch, capsys, 80, str(merged))
     overview = text.index("Connections\n") if "Connections\n" in text else text.index("Connections")
     assert overview < text.index("Connection 1")
