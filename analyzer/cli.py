@@ -324,13 +324,9 @@ def check_command(
         raise _fail(str(exc)) from None
     entries = check.expand_inputs(traces)
     results = check.check_inputs(entries, expectations, threshold, want_document=json_output, workers=jobs)
-    failed = [r for r in results if r.status in (check.Status.ERROR, check.Status.INTERNAL)]
-    if json_output:  # stdout is for the document: each input error goes to stderr, once
-        for result in failed:
+    for result in results:  # each input error once, on stderr; the summary on stdout only marks the trace
+        if result.status in (check.Status.ERROR, check.Status.INTERNAL):
             print(f"mptcp-analyze: error: {result.error}", file=sys.stderr)
-    elif failed:  # the summary on stdout already says why; stderr only names them, for scripts and logs
-        names = ", ".join(r.path for r in failed[:3]) + (", …" if len(failed) > 3 else "")
-        print(f"mptcp-analyze: error: {len(failed)} input(s) could not be checked: {names}", file=sys.stderr)
     code = check.exit_code(results)
     if junit is not None:
         junit_mod.write(results, junit)

@@ -77,8 +77,8 @@ def check_summary(console: Console, results: Sequence[TraceResult], fail_on: Sev
         if result.status is not Status.PASS:
             head.append(f"  {result.status.value.upper()}", style=style)
         if result.status in (Status.ERROR, Status.INTERNAL):
+            head.append("  (the reason is on stderr)", style="dim")
             console.print(head)
-            console.print(f"    {result.error}", markup=False)
             continue
         fb = f" ({result.fallbacks} fell back)" if result.fallbacks else ""
         counts = result.counts()
