@@ -877,6 +877,10 @@ class DssRules(Family):
     def finish(self, analysis: Analysis) -> None:
         bus = self.bus
         last_time = analysis.trace.last_time or 0.0
+        flows_of: dict[int, list[Flow]] = {}  # one pass over the flows, not one per connection
+        for flow in bus.flows.values():
+            if flow.conn is not None:
+                flows_of.setdefault(id(flow.conn), []).append(flow)
         for conn in analysis.connections:
             for side in (0, 1):
                 sd = bus.sides.get(id(conn) * 2 + side)
@@ -884,7 +888,7 @@ class DssRules(Family):
                     continue
                 self._first_mapping(conn, sd)
                 self._window_report(conn, sd)
-            self._unsent_mappings(conn, last_time)
+            self._unsent_mappings(conn, last_time, flows_of.get(id(conn), []))
 
     def _first_mapping(self, conn: Connection, sd: SideData) -> None:
         """DSS-007: the lowest DSN a host mapped must be its IDSN + 1."""
@@ -930,11 +934,11 @@ class DssRules(Family):
             sd.win_confirmed, conn=conn,
         )  # fmt: skip
 
-    def _unsent_mappings(self, conn: Connection, last_time: float) -> None:
+    def _unsent_mappings(self, conn: Connection, last_time: float, flows: list[Flow]) -> None:
         """DSS-006: mapped subflow bytes never sent before the subflow was reset, and never data-acked."""
         if conn.fallback or conn.fastclose_frame is not None or not self.ctx.fully_captured(conn):
             return
-        for flow in self.bus.flows.values():
+        for flow in flows:
             if flow.conn is not conn or not flow.track or flow.map_end <= flow.max_end or flow.fin_rel is not None:
                 continue
             sf = flow.sf
