@@ -12,7 +12,8 @@ Topology (everything lives in two namespaces created and destroyed by this modul
       cli2 10.210.2.1/24 fd00:210:2::1/64 <-veth-> srv2 10.210.2.2/24 fd00:210:2::2/64
 
 Offloads (TSO/GSO/GRO and TX checksum) are turned off on every veth so that the capture shows
-wire-sized segments with valid TCP checksums.  tcpdump runs in the client namespace.
+wire-sized segments with valid TCP checksums; ``--offloads on`` turns them on instead (the capture
+then shows super-segments far above the MSS, as on most real hosts).  tcpdump runs in the client namespace.
 ``--link-down PATH=START:END`` fails a path mid-transfer (link down/up, or an nftables drop-all
 with ``--link-down-method nft``) so that the kernel reinjects data on the other subflow.
 
@@ -68,6 +69,7 @@ LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 Mode = Literal["single", "subflow", "signal"]
 LinkDownMethod = Literal["link", "nft"]
+Offloads = Literal["off", "on"]
 CaptureMode = Literal["any", "eth"]
 
 _lab_counter = itertools.count()
@@ -114,6 +116,9 @@ class LabConfig:
     timeout: float = 60.0
     command: str | None = None
     strict: bool = True
+    # "on": the veths keep their default TSO/GSO/GRO/TX-csum, so the capture shows super-segments far
+    # above the MSS (and TX checksums left to the "hardware"), as on most real hosts
+    offloads: Offloads = "off"
 
     @property
     def expected_subflows(self) -> int:
@@ -153,6 +158,8 @@ class LabConfig:
             args += ["--buffer-kib", str(self.buffer_kib)]
         if not self.immediate:
             args.append("--no-immediate")
+        if self.offloads != "off":
+            args += ["--offloads", self.offloads]
         return args
 
 
@@ -575,7 +582,10 @@ def _ethtool_value(sock: socket.socket, dev: str, cmd: int, value: int = 0) -> i
 
 
 def _offload_main(devs: Sequence[str]) -> int:
-    """Turn TX checksum, TSO, GSO and GRO off on ``devs`` in the current namespace."""
+    """Turn TX checksum, TSO, GSO and GRO off on ``devs`` in the current namespace (``--on``: on)."""
+    value = 1 if devs and devs[0] == "--on" else 0
+    if value:
+        devs = devs[1:]
     report: dict[str, dict[str, int]] = {}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for dev in devs:
@@ -583,9 +593,11 @@ def _offload_main(devs: Sequence[str]) -> int:
             for feat in ("gro", "gso", "tso", "tx-checksum"):
                 get_cmd, set_cmd = _ETHTOOL_FEATURES[feat]
                 with contextlib.suppress(OSError):  # not changeable here: just read it back
-                    _ethtool_value(sock, dev, set_cmd, 0)
+                    _ethtool_value(sock, dev, set_cmd, value)
                 report[dev][feat] = _ethtool_value(sock, dev, get_cmd)
     print(json.dumps(report), flush=True)
+    if value:  # GSO, GRO and TSO must be on (TX checksum may be fixed on some devices)
+        return 0 if all(v["gso"] and v["gro"] and v["tso"] for v in report.values()) else 1
     return 0 if all(not any(v.values()) for v in report.values()) else 1
 
 
@@ -776,7 +788,8 @@ class Lab:
             # the host's own interfaces are never touched
             self.ip(self.cli, "link", "add", c_dev, "type", "veth", "peer", "name", s_dev, "netns", self.srv)
             for ns, dev, host in ((self.cli, c_dev, CLIENT_HOST), (self.srv, s_dev, SERVER_HOST)):
-                self.ip(ns, "link", "set", dev, "gso_max_segs", "1")
+                if cfg.offloads == "off":
+                    self.ip(ns, "link", "set", dev, "gso_max_segs", "1")
                 self.ip(ns, "addr", "add", f"{addr(p, host, 4)}/24", "dev", dev)
                 self.ip(ns, "-6", "addr", "add", f"{addr(p, host, 6)}/64", "dev", dev, "nodad")
                 self.ip(ns, "link", "set", dev, "up")
@@ -794,7 +807,7 @@ class Lab:
                 # leaking onto the other path through the main table.
                 self.ip(self.cli, f"-{fam}", "route", "add", "unreachable", "default", "metric", "65535",
                         "table", table)
-        self.notes["offloads"] = self._offloads_off()
+        self.notes["offloads"] = self._offloads_off() if cfg.offloads == "off" else self._offloads_on()
         self._configure_pm()
         self._shaping()
 
@@ -894,6 +907,19 @@ class Lab:
                 if proc.returncode != 0:
                     raise LabError(f"could not turn offloads off in {ns}: {proc.stdout}{proc.stderr}")
                 result[ns.split("-")[1]] = json.loads(proc.stdout)
+        return result
+
+    def _offloads_on(self) -> dict[str, Any]:
+        """``--offloads on``: TSO, GSO, GRO and TX checksum on every veth (SIOCETHTOOL ioctl), as on most real
+        hosts: the capture then shows super-segments far above the MSS, cut anew when retransmitted."""
+        result: dict[str, Any] = {"method": "ioctl", "state": "on"}
+        for ns, prefix in ((self.cli, "cli"), (self.srv, "srv")):
+            devs = [f"{prefix}{p}" for p in self.PATHS]
+            proc = self.run(sys.executable, str(Path(__file__).resolve()), "_offload", "--on", *devs, ns=ns,
+                            check=False)
+            if proc.returncode != 0:
+                raise LabError(f"could not turn offloads on in {ns}: {proc.stdout}{proc.stderr}")
+            result[ns.split("-")[1]] = json.loads(proc.stdout)
         return result
 
     def _configure_pm(self) -> None:
@@ -1191,10 +1217,11 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
             "filter": cfg.capture_filter, "packets": stats["packets"], "file_bytes": stats["file_bytes"],
             "linktype_number": stats["linktype_number"], "tcpdump": rep["tcpdump"],
             "offloads": notes.get("offloads", {}),
+            "offloads_state": cfg.offloads,
         },
         "lab": {
             "mode": cfg.mode, "family": cfg.family, "fallback": cfg.fallback, "checksum": cfg.checksum,
-            "connections": cfg.connections, "seed": cfg.seed, "port": cfg.port,
+            "connections": cfg.connections, "seed": cfg.seed, "port": cfg.port, "offloads": cfg.offloads,
             "paths": {str(p): {"client": [addr(p, CLIENT_HOST, 4), addr(p, CLIENT_HOST, 6)],
                                "server": [addr(p, SERVER_HOST, 4), addr(p, SERVER_HOST, 6)],
                                "client_dev": f"cli{p}", "server_dev": f"srv{p}",
@@ -1295,6 +1322,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no tcpdump --immediate-mode (cheaper for big captures)")
     p.add_argument("--timeout", type=float, default=60.0, help="per socket operation, seconds")
     p.add_argument("--no-strict", action="store_true", help="do not fail on subflow-count mismatch")
+    p.add_argument("--offloads", choices=("off", "on"), default="off",
+                   help="off (default): TSO/GSO/GRO/TX-csum off, wire-sized segments; on: the veth defaults, "
+                        "the capture sees super-segments above the MSS")
     return p
 
 
@@ -1307,7 +1337,8 @@ def config_from_args(ns: argparse.Namespace) -> LabConfig:
         link_type=ns.link_type, rate=_kv(ns.rate, str), loss=_kv(ns.loss, float),
         link_down=_link_windows(ns.link_down), link_down_method=ns.link_down_method,
         capture_filter=ns.filter, port=ns.port, wait_subflows=not ns.no_wait_subflows,
-        buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict)
+        buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict,
+        offloads=ns.offloads)
 
 
 def _install_signal_handlers() -> None:
