@@ -132,7 +132,9 @@ def test_close_003_data_fin_moves(tmp_path: Path) -> None:
     sf.send("c", options=[Dss(MAP64 | DSS_DATA_FIN, data_ack=c.acked, dsn=dsn + 7, ssn=0, data_len=1)], flags=ACK)
     analysis = analyze(sc.write(tmp_path))
     finding = one(analysis, "CLOSE-003")
-    assert (finding.severity, finding.frames) == (Severity.ERROR, [])
+    assert finding.severity == Severity.ERROR
+    assert len(finding.frames) == 2 and finding.frames[-1] == analysis.trace.packets  # both DATA_FINs, clickable
+    assert "stream offset" in finding.message
 
 
 def test_close_003_data_fin_retransmitted_at_the_same_dsn(tmp_path: Path) -> None:

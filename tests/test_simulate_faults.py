@@ -276,6 +276,8 @@ def test_fault_is_detected_as_its_rule_only(
     assert target in found
     others = sorted({f.rule for f in analysis.findings if f.severity >= Severity.WARNING} - {target})
     assert others == [], f"{name} should violate only {target}"
+    unclickable = [f.rule for f in analysis.findings if not f.frames]
+    assert unclickable == [], f"findings that name no frame: {unclickable}"
     assert len(analysis.connections) == 1
     c2s, s2c = analysis.streams[analysis.connections[0].id]
     assert c2s.sha256 == result.c2s.sent_sha256 and s2c.sha256 == result.s2c.sent_sha256

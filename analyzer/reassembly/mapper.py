@@ -63,6 +63,7 @@ class HalfStats:
     reinjected_bytes: int = 0  # new on this subflow, but the DSN range was already delivered
     unmapped_bytes: int = 0  # payload covered by no mapping
     unmapped_frames: list[int] = field(default_factory=list)
+    reinjected_frames: list[int] = field(default_factory=list)  # the first MAX_FRAMES_KEPT that carried reinjections
     mappings: int = 0
     checksums_ok: int = 0
     checksums_bad: int = 0
@@ -158,9 +159,9 @@ class Reassembler:
         fin_rel = state.unwrap((seg.seq + seg.payload_len - state.isn) & MASK32, advance=False)
         stream = self._stream_for(state, sf, direction, None)
         if state.mode == "tcp":
-            stream.set_fin((fin_rel - 1) & MASK64)
+            stream.set_fin((fin_rel - 1) & MASK64, seg.frame)
         else:  # after an infinite mapping the subflow maps one to one from the mapping's DSN
-            stream.set_fin(stream.offset_of((fin_rel + state.infinite_delta) & MASK64))
+            stream.set_fin(stream.offset_of((fin_rel + state.infinite_delta) & MASK64), seg.frame)
 
     def _on_dss_mapping(
         self, opt: Dss, seg: Segment, sf: Subflow, direction: int, state: SubflowState
@@ -178,7 +179,7 @@ class Reassembler:
             return None
         length = opt.data_len - (1 if opt.data_fin else 0)
         if opt.data_fin:
-            stream.set_fin(stream.offset_of(dsn + length))
+            stream.set_fin(stream.offset_of(dsn + length), seg.frame)
         if length <= 0:  # DATA_FIN-only mapping: its checksum covers the pseudo-header alone
             if opt.checksum is not None:
                 mapping = Mapping(dsn, opt.ssn, 0, opt.data_len, True, opt.checksum, seg.frame)
@@ -327,6 +328,7 @@ class Reassembler:
                     dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id, rtx)
                 if dup > retrans_end:
                     stats.reinjected_bytes += dup - retrans_end
+                    _note_frame(stats.reinjected_frames, seg.frame)
                 return
         if seg.options is not None and seg.options.truncated:
             # H-SNAP: the capture cut this segment's options, so its mapping (which may also cover
@@ -382,6 +384,8 @@ class Reassembler:
         retrans_here = max(0, min(length, retrans_end - start_in_segment))
         reinjected = max(0, dup - retrans_here)
         stats.reinjected_bytes += reinjected
+        if reinjected:
+            _note_frame(stats.reinjected_frames, seg.frame)
 
     def _checksum(
         self, mapping: Mapping, lo: int, hi: int, piece: bytes, seg: Segment, sf: Subflow, state: SubflowState
@@ -466,9 +470,15 @@ class Reassembler:
                 f"different bytes",
                 frames, conn.id, conflict.subflow,
             )  # fmt: skip
-        if stream.fin_conflict:
-            self.sink.add("CLOSE-003", f"the {name} DATA_FIN was sent at two different data sequence numbers",
-                          [], conn.id)  # fmt: skip
+        if stream.fin_conflict and stream.fin_conflict_at is not None:
+            other, other_frame = stream.fin_conflict_at
+            frames = sorted(f for f in (stream.fin_frame, other_frame) if f is not None and f >= 0)
+            self.sink.add(
+                "CLOSE-003",
+                f"the {name} DATA_FIN was sent at two different data sequence numbers: stream offset "
+                f"{stream.fin_offset} and {other}",
+                frames, conn.id,
+            )  # fmt: skip
 
     def _report_subflow(self, conn: Connection, sf: Subflow, direction: int, state: SubflowState) -> None:
         stats = state.stats
@@ -495,7 +505,7 @@ class Reassembler:
                 "DSS-012",
                 f"subflow {sf.id} carried {stats.reinjected_bytes} bytes of data already sent on another subflow "
                 "(reinjection)",
-                [], conn.id, sf.id,
+                stats.reinjected_frames, conn.id, sf.id,
             )  # fmt: skip
 
     def _stream_of(self, conn: Connection, side: int) -> DataStream | None:
@@ -507,6 +517,15 @@ class Reassembler:
             if state is not None and state.stream is not None:
                 return state.stream
         return None
+
+
+MAX_FRAMES_KEPT = 8
+
+
+def _note_frame(frames: list[int], frame: int) -> None:
+    """Keep the first few frames of an effect: a finding names them, memory stays bounded."""
+    if len(frames) < MAX_FRAMES_KEPT and (not frames or frames[-1] != frame):
+        frames.append(frame)
 
 
 def _retire(mapping: Mapping, stats: HalfStats) -> None:

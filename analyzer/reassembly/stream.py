@@ -76,6 +76,8 @@ class DataStream:
     hol_blocked: float = 0.0  # seconds the stream's head waited for a gap (overlapping waits counted once)
     fin_offset: int | None = None  # offset of the DATA_FIN unit
     fin_conflict: bool = False
+    fin_frame: int | None = None  # the frame that set fin_offset
+    fin_conflict_at: tuple[int, int] | None = None  # (offset, frame) of the first DATA_FIN elsewhere
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
     # subflow id -> bytes it was first to carry (delivered or, under a snaplen, seen but not kept)
     first_carrier: dict[int, int] = field(default_factory=dict)
@@ -170,10 +172,13 @@ class DataStream:
             self._drain(time)
         return dup
 
-    def set_fin(self, offset: int) -> None:
+    def set_fin(self, offset: int, frame: int | None = None) -> None:
         if self.fin_offset is None:
             self.fin_offset = offset
+            self.fin_frame = frame
         elif self.fin_offset != offset:
+            if not self.fin_conflict:
+                self.fin_conflict_at = (offset, frame if frame is not None else -1)
             self.fin_conflict = True
 
     def finish(self) -> None:
