@@ -334,6 +334,18 @@ class Analysis:
     findings: list[Finding]
     streams: dict[int, tuple[StreamSummary, StreamSummary]] = field(default_factory=dict)
     suppressed_findings: dict[str, int] = field(default_factory=dict)
+    checksum_failures: list[ChecksumFailure] = field(default_factory=list)  # the reassembly stage's verdicts
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumFailure:
+    """A mapping whose DSS checksum did not verify: the fact CSUM-001 reports and CSUM-005 reasons about."""
+
+    connection: int | None
+    subflow: int
+    dsn: int  # 64-bit
+    data_len: int  # data-level length
+    frames: tuple[int, ...]
 
 
 def data_fin_frame(conn: Connection, side: int) -> int | None:

@@ -110,3 +110,19 @@ def test_textual_only_in_the_inspector_views() -> None:
         if any(t == "textual" or t.startswith("textual.") for t in imports_of(path)):
             broken.append(me)
     assert not broken, f"textual imported outside the inspector's views: {broken}"
+
+
+def test_no_regex_on_a_finding_message() -> None:
+    """Stages share facts (e.g. Analysis.checksum_failures), never by parsing each other's words."""
+    broken = []
+    for path in all_modules():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in ("search", "match", "fullmatch", "findall", "finditer", "sub"):
+                continue
+            for arg in node.args:
+                if isinstance(arg, ast.Attribute) and arg.attr == "message":
+                    broken.append(f"{module_name(path)}:{node.lineno}")
+    assert not broken, f"a regex reads a finding's message: {broken}"

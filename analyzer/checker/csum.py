@@ -15,7 +15,6 @@ not captured (H-MID) the first mapping decides and only consistency is checked (
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
 from typing import ClassVar
 
@@ -31,8 +30,6 @@ from analyzer.seqnum import serial_gt
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 MAX_FRAMES = 8
 NEAR = 1 << 40  # a DSN this close below a side's highest mapped DSN belongs to that side
-# CSUM-001 as the reassembler words it: "... of the mapping DSN <dsn> (relative SSN <ssn>, data-level length <len>)"
-_CSUM_001 = re.compile(r"mapping DSN (\d+) \(relative SSN \d+, data-level length (\d+)\)")
 
 
 class _Presence:
@@ -144,19 +141,16 @@ class ChecksumRules(Family):
     def _no_reaction(self, analysis: Analysis) -> None:
         """CSUM-005: a checksum failure the receiver ignored."""
         last_time = analysis.trace.last_time or 0.0
-        for finding in list(analysis.findings):
-            if finding.rule != "CSUM-001" or finding.subflow is None or not finding.frames:
-                continue
-            match = _CSUM_001.search(finding.message)
-            located = _locate(analysis, finding.connection, finding.subflow)
-            if match is None or located is None:
+        for failure in analysis.checksum_failures:  # published by the reassembly stage, never read from a message
+            located = _locate(analysis, failure.connection, failure.subflow)
+            if located is None or not failure.frames:
                 continue
             conn, sf = located
             cd = self.bus.conns.get(id(conn))
             if cd is None:
                 continue
-            dsn, length = int(match.group(1)), int(match.group(2))
-            first, last = finding.frames[0], finding.frames[-1]
+            dsn, length = failure.dsn, failure.data_len
+            first, last = failure.frames[0], failure.frames[-1]
             sender = _sender(self.bus, conn, dsn)
             if sender is None:
                 continue
@@ -178,7 +172,7 @@ class ChecksumRules(Family):
                 f"the {side_name(receiver)} neither sent MP_FAIL nor reset subflow {sf.id} after the mapping DSN {dsn} "
                 f"failed its checksum, and data-acknowledged up to {acks.max_ack}; the corruption may have happened "
                 "between the capture point and the receiver",
-                finding.frames, sf, conn,
+                list(failure.frames), sf, conn,
             )  # fmt: skip
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from analyzer.findings import FindingSink
 from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
-from analyzer.model import Analysis, Connection, StreamSummary, Subflow
+from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.options import Dss, MpCapable
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, StreamWriter
@@ -442,11 +442,15 @@ class Reassembler:
                         self._report_subflow(conn, sf, direction, state)
         for sf, mapping in self.bad_checksums:
             conn_id = sf.connection.id if sf.connection else None
+            frames = sorted({mapping.frame, *mapping.frames})
+            analysis.checksum_failures.append(
+                ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames))
+            )
             self.sink.add(
                 "CSUM-001",
                 f"DSS checksum {mapping.checksum:#06x} of the mapping DSN {mapping.dsn} (relative SSN {mapping.ssn}, "
                 f"data-level length {mapping.data_len}) does not verify over its {mapping.length} payload bytes",
-                sorted({mapping.frame, *mapping.frames}), conn_id, sf.id,
+                frames, conn_id, sf.id,
             )  # fmt: skip
         for sf, first, second in self.conflicting_mappings:
             conn_id = sf.connection.id if sf.connection else None
