@@ -101,6 +101,21 @@ def test_group_never_imports_what_it_must_not(group: str) -> None:
     assert not broken, "\n".join(sorted(set(broken)))
 
 
+def test_a_rule_family_never_imports_another_family() -> None:
+    """Families share only checker.base, checker.observations and the DSS family's bus (which CSUM rides)."""
+    shared = {"analyzer.checker", "analyzer.checker.base", "analyzer.checker.observations", "analyzer.checker.dss"}
+    broken = []
+    for path in (ROOT / "analyzer" / "checker").glob("*.py"):
+        me = module_name(path)
+        if path.name in ("__init__.py", "base.py", "observations.py", "dss.py"):
+            continue
+        for target in imports_of(path):
+            family = ".".join(target.split(".")[:3])
+            if target.startswith("analyzer.checker.") and family not in shared and family != me:
+                broken.append(f"{me} imports {target}")
+    assert not broken, "\n".join(broken)
+
+
 def test_textual_only_in_the_inspector_views() -> None:
     broken = []
     for path in all_modules():

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
-from analyzer.checker.fallback import LOSS_NOTE, capture_lost_packets, observations
+from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Announcement, Connection, Subflow, format_ip

@@ -167,3 +167,9 @@ class Family:
     def register_rules(cls) -> None:
         for rule in cls.RULES:
             register(rule)
+
+
+def header_cut(seg: Segment) -> bool:
+    """H-SNAP: the capture did not keep the whole TCP header, so "no option" may mean "option not captured"."""
+    opts = seg.options
+    return len(seg.data) < seg.payload_offset or (opts is not None and opts.truncated)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from analyzer.checker.base import MASK64, Context, Family
-from analyzer.checker.fallback import (
+from analyzer.checker.observations import (
     LOSS_NOTE,
     FallbackPoint,
     capture_lost_packets,

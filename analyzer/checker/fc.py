@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from analyzer.checker.base import MASK64, Context, Family
-from analyzer.checker.fallback import LOSS_NOTE, capture_lost_packets, observations, seq_le, side_name
+from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations, seq_le, side_name
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow

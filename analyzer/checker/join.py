@@ -21,8 +21,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from analyzer.checker.base import GRACE_SECONDS, Context, Family
-from analyzer.checker.opt import header_cut
+from analyzer.checker.base import GRACE_SECONDS, Context, Family, header_cut
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Grouping, Subflow

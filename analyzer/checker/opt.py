@@ -42,12 +42,6 @@ MASK32 = 0xFFFFFFFF
 MIN_SNAPLEN_FOR_SYN_OPTIONS = 128
 
 
-def header_cut(seg: Segment) -> bool:
-    """H-SNAP: the capture did not keep the whole TCP header, so "no option" may mean "option not captured"."""
-    opts = seg.options
-    return len(seg.data) < seg.payload_offset or (opts is not None and opts.truncated)
-
-
 def subtype_name(subtype: int | None) -> str:
     """``MP_JOIN`` for 1, ``subtype 0xa`` for an unassigned value, ``MPTCP`` when unknown."""
     if subtype is None:
