@@ -16,6 +16,9 @@ wire-sized segments with valid TCP checksums; ``--offloads on`` turns them on in
 then shows super-segments far above the MSS, as on most real hosts).  tcpdump runs in the client namespace.
 ``--link-down PATH=START:END`` fails a path mid-transfer (link down/up, or an nftables drop-all
 with ``--link-down-method nft``) so that the kernel reinjects data on the other subflow.
+``--corrupt PATH=N`` plays a payload-rewriting middlebox: it overwrites 8 payload bytes of the
+client's Nth data packet on the path (with ``--checksum`` the server sees the DSS checksum fail
+and answers with MP_FAIL; see Lab._corruption).
 
 Importable (``run_lab(LabConfig(...))``) and usable as a CLI (``python3 mptcp_lab.py --help``).
 The hidden sub-commands ``_server``, ``_client`` and ``_offload`` are the programs that this
@@ -108,6 +111,8 @@ class LabConfig:
     # (after the first 1000 bytes and the extra subflow) and recovers at ``end`` (Lab.set_path)
     link_down: list[tuple[int, float, float]] = field(default_factory=list)
     link_down_method: LinkDownMethod = "link"
+    # path -> N: overwrite payload bytes of the client's Nth data packet sent on the path (Lab._corruption)
+    corrupt: dict[int, int] = field(default_factory=dict)
     capture_filter: str = ""
     port: int = DEFAULT_PORT
     wait_subflows: bool = True
@@ -150,6 +155,8 @@ class LabConfig:
             args += ["--link-down", f"{path}={start:g}:{end:g}"]
         if self.link_down and self.link_down_method != "link":
             args += ["--link-down-method", self.link_down_method]
+        for path, nth in sorted(self.corrupt.items()):
+            args += ["--corrupt", f"{path}={nth}"]
         if self.capture_filter:
             args += ["--filter", self.capture_filter]
         if not self.wait_subflows:
@@ -810,6 +817,7 @@ class Lab:
         self.notes["offloads"] = self._offloads_off() if cfg.offloads == "off" else self._offloads_on()
         self._configure_pm()
         self._shaping()
+        self._corruption()
 
     def _path_route(self, path: int, family: int) -> None:
         """The client's source-routing default route for ``path`` (re-added after a link-down)."""
@@ -974,6 +982,64 @@ class Lab:
                    "  chain post { type filter hook postrouting priority 300; policy accept;\n    "
                    + "\n    ".join(rules_out) + "\n  }\n}\n")
         self.run("nft", "-f", "-", ns=self.srv, input_text=ruleset)
+
+    # Overwritten bytes: 8 bytes from TCP header byte 100, always payload (a TCP header is at most 60
+    # bytes long and only packets of more than CORRUPT_MIN_LEN bytes are counted).
+    CORRUPT_OFFSET = 100
+    CORRUPT_PATTERN = b"CORRUPT!"
+    CORRUPT_MIN_LEN = 300
+
+    def _corruption(self) -> None:
+        """``--corrupt PATH=N``: a middlebox that rewrites payload bytes of one data packet.
+
+        The nftables rule sits in the client namespace's postrouting hook, which runs before the
+        TCP checksum is computed (TCP hands CHECKSUM_PARTIAL packets down and the TX checksum is
+        off on the veths, so the kernel fills it in just before the packet leaves): the corrupted
+        packet has a valid TCP checksum, the receiver accepts it and only the DSS checksum shows
+        the damage. tcpdump (client namespace) records the packet as it leaves, corrupted.
+        ``numgen inc`` counts only packets that passed the earlier conditions, so exactly the Nth
+        data packet (retransmissions included) on the path is hit, once.
+        """
+        cfg = self.cfg
+        if not cfg.corrupt:
+            return
+        if shutil.which("nft") is None:
+            raise LabError("--corrupt needs nftables (nft) installed")
+        pattern = int.from_bytes(self.CORRUPT_PATTERN, "big")
+        rules = [f'oifname "cli{p}" meta l4proto tcp meta length > {self.CORRUPT_MIN_LEN} '
+                 f"numgen inc mod 1000000000 {nth - 1} "
+                 f"@th,{self.CORRUPT_OFFSET * 8},{8 * len(self.CORRUPT_PATTERN)} set {pattern:#x} counter"
+                 for p, nth in sorted(cfg.corrupt.items())]
+        ruleset = ("table inet macorrupt {\n"
+                   "  chain post { type filter hook postrouting priority 300; policy accept;\n    "
+                   + "\n    ".join(rules) + "\n  }\n}\n")
+        self.run("nft", "-f", "-", ns=self.cli, input_text=ruleset)
+
+    def corruption_report(self) -> dict[str, Any]:
+        """How many packets the --corrupt rules rewrote (nft counters), per path."""
+        out = self.run("nft", "-j", "list", "table", "inet", "macorrupt", ns=self.cli).stdout
+        hits: dict[str, int] = {}
+        for item in json.loads(out).get("nftables", []):
+            rule = item.get("rule")
+            if not rule:
+                continue
+            path = next((e["match"]["right"][3:] for e in rule["expr"]
+                         if "match" in e and e["match"].get("left") == {"meta": {"key": "oifname"}}), "?")
+            hits[path] = next((e["counter"]["packets"] for e in rule["expr"] if "counter" in e), 0)
+        return hits
+
+    def mptcp_mib(self) -> dict[str, dict[str, int]]:
+        """Non-zero MPTcpExt counters of both namespaces (the kernel's own count of MP_FAIL, resets...)."""
+        result: dict[str, dict[str, int]] = {}
+        for role, ns in (("client", self.cli), ("server", self.srv)):
+            lines = self.run("cat", "/proc/net/netstat", ns=ns).stdout.splitlines()
+            counters: dict[str, int] = {}
+            for head, values in zip(lines[::2], lines[1::2], strict=False):
+                names, nums = head.split(), values.split()
+                if names and names[0] == "MPTcpExt:":
+                    counters = {k: int(v) for k, v in zip(names[1:], nums[1:], strict=False) if int(v)}
+            result[role] = counters
+        return result
 
     # -- capture + traffic --------------------------------------------------------------------
     def _start_tcpdump(self, iface: str, out: Path) -> tuple[subprocess.Popen[bytes], bytearray]:
@@ -1171,6 +1237,9 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
     for rate in cfg.rate.values():
         rate_bps(rate)
     check_link_down(cfg.link_down)
+    for path, nth in cfg.corrupt.items():
+        if path not in Lab.PATHS or nth < 1:
+            raise LabError(f"bad --corrupt {path}={nth} (need PATH 1 or 2, N >= 1)")
     if cfg.link_down and cfg.link_down_method == "nft" and shutil.which("nft") is None:
         raise LabError("--link-down-method nft needs nftables (nft) installed")
     out_dir = Path(cfg.out_dir)
@@ -1181,6 +1250,9 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
         lab.build()
         rep = lab.traffic(pcap)
         notes = lab.notes
+        if cfg.corrupt:
+            notes["corrupt_hits"] = lab.corruption_report()
+            notes["mib"] = lab.mptcp_mib()
         namespaces = {"client": lab.cli, "server": lab.srv}
     connections = _pair(cfg, rep["client"], rep["server"])
     if cfg.strict:
@@ -1199,9 +1271,16 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
         for c in connections:
             if c["mptcp"] == cfg.fallback:
                 raise LabError(f"{cfg.name}: connection {c['client']} mptcp={c['mptcp']} unexpected")
-            if c["subflows"] != cfg.expected_subflows:
+            # --corrupt: the receiver resets the corrupted subflow (MP_FAIL + MP_TCPRST), so fewer may be left
+            reset = len(cfg.corrupt) if cfg.checksum and cfg.expected_subflows > 1 else 0
+            if not cfg.expected_subflows - reset <= c["subflows"] <= cfg.expected_subflows:
                 raise LabError(f"{cfg.name}: kernel reports {c['subflows']} subflows, "
                                f"expected {cfg.expected_subflows}")
+        for path in cfg.corrupt:
+            hits = notes["corrupt_hits"].get(str(path), 0)
+            if hits != 1:
+                raise LabError(f"{cfg.name}: --corrupt on path {path} rewrote {hits} packets, expected 1 "
+                               "(too few data packets on the path?)")
     stats = pcap_stats(pcap)
     lab_command = shlex.join(["python3", str(_rel(Path(__file__))), *cfg.cli_args()])
     sidecar: dict[str, Any] = {
@@ -1246,6 +1325,19 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
             "bulk_start_s": rep["bulk_start_s"],
             "events": rep["link_events"],
             "sockets_drained": rep["drained"],
+        }
+    if cfg.corrupt:
+        sidecar["lab"]["corrupt"] = {
+            "paths": {str(p): n for p, n in sorted(cfg.corrupt.items())},
+            "how": (f"nftables rule in the client namespace's postrouting hook (before the TCP checksum is "
+                    f"computed, so it stays valid): the Nth client-to-server packet longer than "
+                    f"{Lab.CORRUPT_MIN_LEN} bytes on cli<P> gets the 8 bytes at TCP header offset "
+                    f"{Lab.CORRUPT_OFFSET} overwritten with {Lab.CORRUPT_PATTERN.decode()!r}; the capture "
+                    "shows the corrupted copy"),
+            "pattern": Lab.CORRUPT_PATTERN.decode(),
+            "tcp_offset": Lab.CORRUPT_OFFSET,
+            "hits": notes["corrupt_hits"],
+            "mib": notes["mib"],
         }
     (out_dir / f"{cfg.name}.json").write_text(json.dumps(sidecar, indent=2, sort_keys=False) + "\n")
     return sidecar
@@ -1313,6 +1405,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="link: ip link set down/up on both veths (sends fail locally, nothing of the "
                         "path is captured meanwhile); nft: the path stays up but the server namespace "
                         "drops all its packets (client retransmissions stay visible)")
+    p.add_argument("--corrupt", action="append", default=[], metavar="PATH=N",
+                   help="middlebox corruption: overwrite 8 payload bytes of the client's Nth data packet on "
+                        "PATH (TCP checksum kept valid; with --checksum the DSS checksum fails: MP_FAIL)")
     p.add_argument("--filter", default="", help="tcpdump capture filter")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--no-wait-subflows", action="store_true",
@@ -1336,6 +1431,7 @@ def config_from_args(ns: argparse.Namespace) -> LabConfig:
         s2c_bytes=ns.s2c_bytes, seed=ns.seed, snaplen=ns.snaplen, capture=ns.capture,
         link_type=ns.link_type, rate=_kv(ns.rate, str), loss=_kv(ns.loss, float),
         link_down=_link_windows(ns.link_down), link_down_method=ns.link_down_method,
+        corrupt=_kv(ns.corrupt, int),
         capture_filter=ns.filter, port=ns.port, wait_subflows=not ns.no_wait_subflows,
         buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict,
         offloads=ns.offloads)
