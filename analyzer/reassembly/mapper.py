@@ -19,7 +19,7 @@ from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary,
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.options import Dss, MpCapable
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, StreamWriter
-from analyzer.seqnum import dsn_near, expand32, unwrap32
+from analyzer.seqnum import expand32, unwrap32
 
 MASK32 = 0xFFFFFFFF
 MAX_MAPPINGS = 256  # recent mappings kept per subflow direction (bounded memory per subflow)
@@ -167,7 +167,7 @@ class Reassembler:
         self, opt: Dss, seg: Segment, sf: Subflow, direction: int, state: SubflowState
     ) -> Mapping | None:
         assert opt.dsn is not None and opt.ssn is not None and opt.data_len is not None
-        stream = self._stream_for(state, sf, direction, opt.dsn)
+        stream = self._stream_for(state, sf, direction, opt.dsn, hint_wide=opt.dsn64)
         if opt.dsn64:
             dsn = opt.dsn
         else:
@@ -258,7 +258,15 @@ class Reassembler:
                 self.conflicting_mappings.append((sf, existing, mapping))
         return index
 
-    def _stream_for(self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None) -> DataStream:
+    def _stream_for(
+        self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None, hint_wide: bool = True
+    ) -> DataStream:
+        """The data stream this subflow direction feeds (its connection side's, or a not-yet-grouped one).
+
+        A subflow whose connection is not known yet shares another's stream only on evidence: a 64-bit DSN
+        inside or just after that stream's mapped range. A 32-bit DSN (v0, or 'm' clear) or no DSN at all
+        proves nothing, so such a subflow keeps a stream of its own.
+        """
         if state.stream is not None:
             return state.stream
         conn = sf.connection
@@ -277,13 +285,13 @@ class Reassembler:
                     self.conn_streams[key] = stream
         if stream is None:
             hint = dsn_hint if dsn_hint is not None else 0
-            stream = next(
-                (s for s in self.loose_streams if dsn_near(hint, s.base)),
-                None,
-            )
+            shareable = dsn_hint is not None and hint_wide
+            if shareable:
+                stream = next((s for s in self.loose_streams if _continues(s, hint)), None)
             if stream is None:
                 stream = self._new_stream(hint, False, conn, side, sf)
-                self.loose_streams.append(stream)
+                if shareable:
+                    self.loose_streams.append(stream)
         state.stream = stream
         return stream
 
@@ -524,6 +532,14 @@ class Reassembler:
 
 
 MAX_FRAMES_KEPT = 8
+LOOSE_SLACK = 1 << 26  # a 64-bit DSN up to 64 MiB past a stream's highest mapped DSN continues it (data in flight)
+
+
+def _continues(stream: DataStream, dsn: int) -> bool:
+    """Does a 64-bit ``dsn`` fall inside ``stream``'s mapped range or just after it?"""
+    top = stream.highest_dsn if stream.highest_dsn is not None else stream.base
+    span = (top - stream.base) & MASK64
+    return ((dsn - stream.base) & MASK64) <= span + LOOSE_SLACK
 
 
 def _note_frame(frames: list[int], frame: int) -> None:
