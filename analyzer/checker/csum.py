@@ -49,8 +49,9 @@ class ChecksumRules(Family):
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule("CSUM-001", E, "§3.3.1", "DSS checksum does not verify",
              "The DSS checksum over the pseudo-header (64-bit DSN, relative SSN, data-level length) and the whole "
-             "mapping's payload is wrong. Only evaluated when every byte of the mapping was captured; a mapping cut "
-             "by the snaplen is counted as not verifiable."),
+             "mapping's payload is wrong. Only evaluated when every byte of the mapping was captured and the DSN's "
+             "high half is known (a 64-bit DSN, or the IDSN from the handshake); otherwise the mapping is counted as "
+             "not verifiable, since some high half always makes the ones'-complement sum fit."),
         Rule("CSUM-002", E, "§3.3", "Checksum missing although negotiated",
              "When either MP_CAPABLE SYN or SYN/ACK set A, every DSS with a mapping (and MP_CAPABLE with data) must "
              "carry the 2-byte checksum; the receiver must reset the subflow otherwise."),

@@ -34,7 +34,7 @@ class Mapping:
     """One DSS mapping (or the MP_CAPABLE implied one). A plain slotted class: one per data segment."""
 
     __slots__ = ("acc", "acc_next", "checksum", "csum_state", "data_fin", "data_len", "dsn", "end", "frame",
-                 "frames", "length", "ssn", "start")  # fmt: skip
+                 "frames", "high_known", "length", "ssn", "start")  # fmt: skip
 
     def __init__(
         self, dsn: int, ssn: int, length: int, data_len: int, data_fin: bool, checksum: int | None, frame: int
@@ -52,6 +52,9 @@ class Mapping:
         self.frames: list[int] = []
         self.start = 0  # ``ssn`` unwrapped to 64 bits (subflows can carry more than 4 GiB)
         self.end = 0  # start + length
+        # False: a 32-bit DSN with no IDSN or 64-bit DSN to anchor it. The checksum sums the DSN's high half
+        # mod 0xFFFF, so some high half always fits: a failed verification then proves nothing.
+        self.high_known = True
 
 
 @dataclass(slots=True)
@@ -170,9 +173,11 @@ class Reassembler:
         stream = self._stream_for(state, sf, direction, opt.dsn, hint_wide=opt.dsn64)
         if opt.dsn64:
             dsn = opt.dsn
+            stream.high_known = True
         else:
             reference = stream.highest_dsn if stream.highest_dsn is not None else stream.base
             dsn = expand32(opt.dsn, reference)
+        high_known = stream.high_known or stream.base_known
         if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
             state.mode = "infinite"
             state.infinite_delta = dsn - state.unwrap(opt.ssn, advance=False)
@@ -186,11 +191,14 @@ class Reassembler:
                 acc = ChecksumAccumulator()
                 if acc.verify(dsn, opt.ssn, opt.data_len, opt.checksum):
                     state.stats.checksums_ok += 1
+                elif not high_known:
+                    state.stats.checksums_unverifiable += 1
                 else:
                     state.stats.checksums_bad += 1
                     self.bad_checksums.append((sf, mapping))
             return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
+        mapping.high_known = high_known
         return self._add_mapping(mapping, sf, state, stream)
 
     def _on_mpc_data(
@@ -415,9 +423,11 @@ class Reassembler:
         mapping.acc_next = hi
         if mapping.acc_next == mapping.end:
             ok = mapping.acc.verify(mapping.dsn, mapping.ssn, mapping.data_len, mapping.checksum or 0)
-            mapping.csum_state = "ok" if ok else "bad"
+            mapping.csum_state = "ok" if ok else "bad" if mapping.high_known else "unverifiable"
             if ok:
                 state.stats.checksums_ok += 1
+            elif not mapping.high_known:
+                state.stats.checksums_unverifiable += 1
             else:
                 state.stats.checksums_bad += 1
                 self.bad_checksums.append((sf, mapping))

@@ -76,6 +76,7 @@ class DataStream:
     hol_blocked: float = 0.0  # seconds the stream's head waited for a gap (overlapping waits counted once)
     fin_offset: int | None = None  # offset of the DATA_FIN unit
     fin_conflict: bool = False
+    high_known: bool = False  # a 64-bit DSN was mapped into this stream: 32-bit DSNs expand unambiguously
     fin_frame: int | None = None  # the frame that set fin_offset
     fin_conflict_at: tuple[int, int] | None = None  # (offset, frame) of the first DATA_FIN elsewhere
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
