@@ -380,7 +380,7 @@ def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzi
     try:
         from tui.app import run
     except ImportError:
-        raise _fail("the inspector needs the tui extra: pip install 'mptcp-analyze[tui]'") from None
+        raise _fail("the inspector could not be imported: reinstall mptcp-analyze (textual is a dependency)") from None
     run(trace)  # an unreadable file: one line on stderr, exit 2
 
 
