@@ -15,6 +15,8 @@ Offloads (TSO/GSO/GRO and TX checksum) are turned off on every veth so that the 
 wire-sized segments with valid TCP checksums.  tcpdump runs in the client namespace.
 ``--link-down PATH=START:END`` fails a path mid-transfer (link down/up, or an nftables drop-all
 with ``--link-down-method nft``) so that the kernel reinjects data on the other subflow.
+``--tfo`` turns TCP Fast Open on in both namespaces: a first connection fetches the cookie, then
+the measured connections carry their first data in the SYN.
 
 Importable (``run_lab(LabConfig(...))``) and usable as a CLI (``python3 mptcp_lab.py --help``).
 The hidden sub-commands ``_server``, ``_client`` and ``_offload`` are the programs that this
@@ -54,6 +56,11 @@ MPTCP_INFO = 1
 MPTCP_TCPINFO = 2
 MPTCP_SUBFLOW_ADDRS = 3
 MPTCP_INFO_FLAG_FALLBACK = 0x1
+TCP_FASTOPEN = 23  # server: TFO queue length on the listener
+TCPI_OPT_SYN_DATA = 0x20  # tcp_info.tcpi_options: data in our SYN was acked / SYN data accepted
+TFO_SYSCTL = "3"  # net.ipv4.tcp_fastopen: client (1) + server (2)
+TFO_COUNTERS = ("TCPFastOpenActive", "TCPFastOpenActiveFail", "TCPFastOpenPassive",
+                "TCPFastOpenPassiveFail", "TCPFastOpenCookieReqd", "TCPFastOpenListenOverflow")
 
 SUBNET4 = "10.210.{path}.{host}"
 SUBNET6 = "fd00:210:{path}::{host}"
@@ -114,6 +121,9 @@ class LabConfig:
     timeout: float = 60.0
     command: str | None = None
     strict: bool = True
+    # TCP Fast Open: a cookie connection first (recorded too), then ``connections`` connections
+    # whose first data rides in the SYN (sendto(MSG_FASTOPEN) on the MPTCP socket)
+    tfo: bool = False
 
     @property
     def expected_subflows(self) -> int:
@@ -153,6 +163,8 @@ class LabConfig:
             args += ["--buffer-kib", str(self.buffer_kib)]
         if not self.immediate:
             args.append("--no-immediate")
+        if self.tfo:
+            args.append("--tfo")
         return args
 
 
@@ -323,6 +335,7 @@ def subflow_details(sock: socket.socket) -> list[dict[str, Any]]:
             ti = infos[i]
             entry.update(
                 state=ti[0],
+                options=ti[5],
                 snd_mss=struct.unpack_from("=I", ti, 16)[0],
                 total_retrans=struct.unpack_from("=I", ti, 100)[0],
                 unacked=struct.unpack_from("=I", ti, 24)[0],
@@ -400,6 +413,8 @@ def _server_main(params: dict[str, Any]) -> int:
     timeout = float(params["timeout"])
     ls = socket.socket(fam, socket.SOCK_STREAM, proto)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if params.get("tfo"):
+        ls.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
     ls.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", params["port"]))
     ls.listen(16)
     ls.settimeout(timeout)
@@ -438,7 +453,7 @@ def _server_main(params: dict[str, Any]) -> int:
 
     threads = []
     try:
-        for _ in range(params["connections"]):
+        for _ in range(params["connections"] + (1 if params.get("tfo") else 0)):
             conn, peer = ls.accept()
             t = threading.Thread(target=handle, args=(conn, peer), daemon=True)
             t.start()
@@ -501,7 +516,9 @@ def _client_main(params: dict[str, Any]) -> int:
     """Open N concurrent MPTCP connections; each sends seeded data, reads the reply, closes."""
     fam = socket.AF_INET6 if params["family"] == 6 else socket.AF_INET
     timeout = float(params["timeout"])
-    results: list[dict[str, Any] | None] = [None] * params["connections"]
+    tfo = bool(params.get("tfo"))
+    total = params["connections"] + (1 if tfo else 0)
+    results: list[dict[str, Any] | None] = [None] * total
     errors: list[str] = []
     start = threading.Barrier(params["connections"], timeout=timeout)
     bulk_announced = threading.Event()
@@ -514,16 +531,31 @@ def _client_main(params: dict[str, Any]) -> int:
                 bulk_announced.set()
                 print("BULK", flush=True)
 
-    def one(index: int) -> None:
+    def one(index: int, barrier: threading.Barrier | None) -> None:
         sock = socket.socket(fam, socket.SOCK_STREAM, IPPROTO_MPTCP)
         try:
             sock.settimeout(timeout)
-            start.wait()
-            sock.connect((params["server"], params["port"]))
-            local, peer = sock.getsockname(), sock.getpeername()
+            if barrier is not None:
+                barrier.wait()
             stream = DataStream(c2s_seed(params["seed"], index), params["c2s_bytes"])
             h = hashlib.sha256()
-            sent = _send_stream(sock, stream, h, FIRST_CHUNK)
+            syn_copied = None
+            if tfo:
+                # connect and send at once: with a cookie the kernel puts the data in the SYN
+                first = stream.read(FIRST_CHUNK)
+                # blocking for this call: on a non-blocking socket (Python's timeouts) sendto()
+                # returns EINPROGRESS instead of waiting for the handshake
+                sock.settimeout(None)
+                syn_copied = sock.sendto(first, socket.MSG_FASTOPEN, (params["server"], params["port"]))
+                sock.settimeout(timeout)
+                sock.sendall(first[syn_copied:])
+                h.update(first)
+                sent = len(first)
+            else:
+                sock.connect((params["server"], params["port"]))
+                sent = 0
+            local, peer = sock.getsockname(), sock.getpeername()
+            sent += _send_stream(sock, stream, h, FIRST_CHUNK - sent)
             waited = None
             if params["wait_subflows"] and params["expected_subflows"] > 1:
                 # The in-kernel PM opens/accepts extra subflows only once the connection is fully
@@ -546,18 +578,34 @@ def _client_main(params: dict[str, Any]) -> int:
                 "subflows_after_wait": waited,
                 "kernel_after_acked": snap_acked, "kernel_at_end": snap_end,
             }
+            if tfo:
+                results[index]["tfo"] = {"role": "cookie" if index == 0 else "data-in-syn",
+                                         "sendto_copied": syn_copied}
         except Exception as exc:
             errors.append(f"conn {index}: {exc!r}")
         finally:
             sock.close()
 
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(params["connections"])]
+    if tfo:
+        # the cookie connection runs alone and to its end, so the others find the cookie cached
+        one(0, None)
+    first_index = 1 if tfo else 0
+    threads = [threading.Thread(target=one, args=(i, start), daemon=True) for i in range(first_index, total)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout * 2)
     print(json.dumps({"connections": results, "errors": errors}), flush=True)
     return 1 if errors else 0
+
+
+def tcp_ext_counters(text: str, names: Sequence[str]) -> dict[str, int]:
+    """Pick ``names`` out of /proc/net/netstat's TcpExt lines (header line, then values)."""
+    lines = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")]
+    if len(lines) < 2:
+        return {}
+    table = dict(zip(lines[0][1:], lines[1][1:], strict=False))
+    return {name: int(table[name]) for name in names if name in table}
 
 
 SIOCETHTOOL = 0x8946
@@ -768,6 +816,8 @@ class Lab:
                        "net.ipv6.conf.all.keep_addr_on_down": "1",
                        "net.ipv6.conf.default.keep_addr_on_down": "1",
                        "net.mptcp.checksum_enabled": "1" if cfg.checksum else "0"}
+            if cfg.tfo:
+                sysctls["net.ipv4.tcp_fastopen"] = TFO_SYSCTL
             for key, val in sysctls.items():
                 self.run("sysctl", "-qw", f"{key}={val}", ns=ns)
         for p in self.PATHS:
@@ -996,7 +1046,7 @@ class Lab:
                   "c2s_bytes": cfg.c2s_bytes, "s2c_bytes": cfg.s2c_bytes, "timeout": cfg.timeout,
                   "expected_subflows": cfg.expected_subflows, "wait_subflows": cfg.wait_subflows,
                   "server": server_ip, "mptcp": not cfg.fallback, "settle": bool(cfg.link_down),
-                  "announce_bulk": bool(cfg.link_down)}
+                  "announce_bulk": bool(cfg.link_down), "tfo": cfg.tfo}
         if cfg.capture == "any":
             parts = [("any", pcap)]
         else:
@@ -1063,7 +1113,10 @@ class Lab:
         if c_rep["errors"] or s_rep["errors"] or client.returncode or server.returncode:
             raise LabError(f"traffic failed: client={c_rep['errors']} {c_err.decode()[-2000:]} "
                            f"server={s_rep['errors']} {s_err.decode()[-2000:]}")
+        tfo_counters = {side: tcp_ext_counters(self.run("cat", "/proc/net/netstat", ns=ns).stdout, TFO_COUNTERS)
+                        for side, ns in (("client", self.cli), ("server", self.srv))} if cfg.tfo else None
         return {"client": c_rep["connections"], "server": s_rep["connections"], "tcpdump": stats,
+                "tfo_counters": tfo_counters,
                 "interfaces": [iface for iface, _ in parts], "elapsed_s": round(elapsed, 3),
                 "start_epoch": round(start_epoch, 6), "link_events": link_log, "drained": drained,
                 "bulk_start_s": None if bulk_at is None else round(bulk_at, 4)}
@@ -1089,6 +1142,13 @@ def _connection_record(cfg: LabConfig, cli: dict[str, Any], srv: dict[str, Any])
         "c2s": cli["sent"], "s2c": srv["sent"],
         "c2s_seed": c2s_seed(cfg.seed, cli["index"]), "s2c_seed": s2c_seed(cfg.seed, cli["sent"]["sha256"]),
     }
+    if "tfo" in cli:
+        # TCPI_OPT_SYN_DATA of the initial subflow: the client's SYN data was acked (client view),
+        # SYN data was accepted from the SYN (server view)
+        first = [(c_acked["subflows"] or [{}])[0], (s_acked["subflows"] or [{}])[0]]
+        rec["tfo"] = dict(cli["tfo"], client_syn_data_acked=bool(int(first[0].get("options") or 0)
+                                                                 & TCPI_OPT_SYN_DATA),
+                          server_syn_data=bool(int(first[1].get("options") or 0) & TCPI_OPT_SYN_DATA))
     if mptcp:
         rec["kernel"] = {
             "source": "getsockopt(SOL_MPTCP, MPTCP_INFO / MPTCP_SUBFLOW_ADDRS / MPTCP_TCPINFO); "
@@ -1173,6 +1233,10 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
         for c in connections:
             if c["mptcp"] == cfg.fallback:
                 raise LabError(f"{cfg.name}: connection {c['client']} mptcp={c['mptcp']} unexpected")
+            tfo = c.get("tfo")
+            if tfo and tfo["role"] == "data-in-syn" and not (tfo["client_syn_data_acked"] and tfo["server_syn_data"]):
+                raise LabError(f"{cfg.name}: connection {c['client']} did not carry data in its SYN "
+                               f"(TCP Fast Open not used: {tfo})")
             if c["subflows"] != cfg.expected_subflows:
                 raise LabError(f"{cfg.name}: kernel reports {c['subflows']} subflows, "
                                f"expected {cfg.expected_subflows}")
@@ -1207,6 +1271,15 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
                     "s2c seed derived from the SHA-256 the server received",
         },
     }
+    if cfg.tfo:
+        sidecar["lab"]["tfo"] = {
+            "sysctl": f"net.ipv4.tcp_fastopen={TFO_SYSCTL} in both namespaces",
+            "how": "server: setsockopt(IPPROTO_TCP, TCP_FASTOPEN, 16) on the MPTCP listener; client: "
+                   "sendto(first 1000 bytes, MSG_FASTOPEN) on each IPPROTO_MPTCP socket. Connection 0 "
+                   "(the cookie connection) runs alone first: its SYN asks for a cookie; the others "
+                   "carry data in their SYN",
+            "counters": rep["tfo_counters"],
+        }
     if cfg.link_down:
         sidecar["lab"]["link_down"] = {
             "method": cfg.link_down_method,
@@ -1286,6 +1359,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="link: ip link set down/up on both veths (sends fail locally, nothing of the "
                         "path is captured meanwhile); nft: the path stays up but the server namespace "
                         "drops all its packets (client retransmissions stay visible)")
+    p.add_argument("--tfo", action="store_true",
+                   help="TCP Fast Open: net.ipv4.tcp_fastopen=3 in both namespaces, one cookie connection "
+                        "first, then --connections connections whose first data rides in the SYN")
     p.add_argument("--filter", default="", help="tcpdump capture filter")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--no-wait-subflows", action="store_true",
@@ -1307,7 +1383,8 @@ def config_from_args(ns: argparse.Namespace) -> LabConfig:
         link_type=ns.link_type, rate=_kv(ns.rate, str), loss=_kv(ns.loss, float),
         link_down=_link_windows(ns.link_down), link_down_method=ns.link_down_method,
         capture_filter=ns.filter, port=ns.port, wait_subflows=not ns.no_wait_subflows,
-        buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict)
+        buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict,
+        tfo=ns.tfo)
 
 
 def _install_signal_handlers() -> None:

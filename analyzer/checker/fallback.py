@@ -153,7 +153,7 @@ class Observations:
         log.recent.append(dss)
         ssn = dss.ssn
         if ssn:  # relative SSN 0 is a DATA_FIN-only mapping: no subflow bytes
-            isn = sf.halves[direction].isn
+            isn = sf.halves[direction].ssn_base()  # (past TCP Fast Open data when the sender numbers so)
             if isn is not None:
                 length = dss.data_len
                 assert length is not None
@@ -413,7 +413,7 @@ class FallbackRules(Family):
         key = id(sf) * 2 + direction
         if self._first_data.pop(key, None) is None:
             return
-        isn = sf.halves[direction].isn
+        isn = sf.halves[direction].ssn_base()  # the first data follows any TCP Fast Open data
         if mptcp or isn is None or seg.seq != (isn + 1) & MASK32 or conn.fallback or conn.version == 0:
             return  # carries MPTCP options, or is not the first data (H-LOSS), or v0 (other rules)
         if len(seg.data) < seg.payload_offset:
