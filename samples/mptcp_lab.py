@@ -57,6 +57,7 @@ MPTCP_TCPINFO = 2
 MPTCP_SUBFLOW_ADDRS = 3
 MPTCP_INFO_FLAG_FALLBACK = 0x1
 TCP_FASTOPEN = 23  # server: TFO queue length on the listener
+TCP_FASTOPEN_CONNECT = 30  # client: connect() returns at once, the first write goes in the SYN
 TCPI_OPT_SYN_DATA = 0x20  # tcp_info.tcpi_options: data in our SYN was acked / SYN data accepted
 TFO_SYSCTL = "3"  # net.ipv4.tcp_fastopen: client (1) + server (2)
 TFO_COUNTERS = ("TCPFastOpenActive", "TCPFastOpenActiveFail", "TCPFastOpenPassive",
@@ -74,6 +75,7 @@ SEND_CHUNK = 64 * 1024
 LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 Mode = Literal["single", "subflow", "signal"]
+TfoMethod = Literal["sendto", "connect"]
 LinkDownMethod = Literal["link", "nft"]
 CaptureMode = Literal["any", "eth"]
 
@@ -124,6 +126,7 @@ class LabConfig:
     # TCP Fast Open: a cookie connection first (recorded too), then ``connections`` connections
     # whose first data rides in the SYN (sendto(MSG_FASTOPEN) on the MPTCP socket)
     tfo: bool = False
+    tfo_method: TfoMethod = "sendto"  # sendto(MSG_FASTOPEN), or TCP_FASTOPEN_CONNECT + connect() + send()
 
     @property
     def expected_subflows(self) -> int:
@@ -165,6 +168,8 @@ class LabConfig:
             args.append("--no-immediate")
         if self.tfo:
             args.append("--tfo")
+            if self.tfo_method != "sendto":
+                args += ["--tfo-method", self.tfo_method]
         return args
 
 
@@ -540,7 +545,12 @@ def _client_main(params: dict[str, Any]) -> int:
             stream = DataStream(c2s_seed(params["seed"], index), params["c2s_bytes"])
             h = hashlib.sha256()
             syn_copied = None
-            if tfo:
+            if tfo and params.get("tfo_method") == "connect":
+                # connect() returns at once; the first write leaves in the SYN (with a cookie)
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+                sock.connect((params["server"], params["port"]))
+                sent = 0
+            elif tfo:
                 # connect and send at once: with a cookie the kernel puts the data in the SYN
                 first = stream.read(FIRST_CHUNK)
                 # blocking for this call: on a non-blocking socket (Python's timeouts) sendto()
@@ -554,8 +564,13 @@ def _client_main(params: dict[str, Any]) -> int:
             else:
                 sock.connect((params["server"], params["port"]))
                 sent = 0
-            local, peer = sock.getsockname(), sock.getpeername()
             sent += _send_stream(sock, stream, h, FIRST_CHUNK - sent)
+            # (after the first write: with TCP_FASTOPEN_CONNECT the SYN leaves only with it)
+            local, peer = sock.getsockname(), sock.getpeername()
+            if tfo:
+                # Data that rode in the SYN earns no Data ACK, and the client is fully established (its
+                # PM opens the extra subflows) only at the server's first Data ACK: send more first.
+                sent += _send_stream(sock, stream, h, FIRST_CHUNK)
             waited = None
             if params["wait_subflows"] and params["expected_subflows"] > 1:
                 # The in-kernel PM opens/accepts extra subflows only once the connection is fully
@@ -1046,7 +1061,7 @@ class Lab:
                   "c2s_bytes": cfg.c2s_bytes, "s2c_bytes": cfg.s2c_bytes, "timeout": cfg.timeout,
                   "expected_subflows": cfg.expected_subflows, "wait_subflows": cfg.wait_subflows,
                   "server": server_ip, "mptcp": not cfg.fallback, "settle": bool(cfg.link_down),
-                  "announce_bulk": bool(cfg.link_down), "tfo": cfg.tfo}
+                  "announce_bulk": bool(cfg.link_down), "tfo": cfg.tfo, "tfo_method": cfg.tfo_method}
         if cfg.capture == "any":
             parts = [("any", pcap)]
         else:
@@ -1274,10 +1289,12 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
     if cfg.tfo:
         sidecar["lab"]["tfo"] = {
             "sysctl": f"net.ipv4.tcp_fastopen={TFO_SYSCTL} in both namespaces",
+            "method": cfg.tfo_method,
             "how": "server: setsockopt(IPPROTO_TCP, TCP_FASTOPEN, 16) on the MPTCP listener; client: "
-                   "sendto(first 1000 bytes, MSG_FASTOPEN) on each IPPROTO_MPTCP socket. Connection 0 "
-                   "(the cookie connection) runs alone first: its SYN asks for a cookie; the others "
-                   "carry data in their SYN",
+                   + ("sendto(first 1000 bytes, MSG_FASTOPEN)" if cfg.tfo_method == "sendto" else
+                      "setsockopt(IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1), connect(), then send()")
+                   + " on each IPPROTO_MPTCP socket. Connection 0 (the cookie connection) runs alone "
+                   "first: its SYN asks for a cookie; the others carry data in their SYN",
             "counters": rep["tfo_counters"],
         }
     if cfg.link_down:
@@ -1362,6 +1379,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tfo", action="store_true",
                    help="TCP Fast Open: net.ipv4.tcp_fastopen=3 in both namespaces, one cookie connection "
                         "first, then --connections connections whose first data rides in the SYN")
+    p.add_argument("--tfo-method", choices=("sendto", "connect"), default="sendto",
+                   help="sendto: sendto(MSG_FASTOPEN); connect: TCP_FASTOPEN_CONNECT, connect(), send()")
     p.add_argument("--filter", default="", help="tcpdump capture filter")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--no-wait-subflows", action="store_true",
@@ -1384,7 +1403,7 @@ def config_from_args(ns: argparse.Namespace) -> LabConfig:
         link_down=_link_windows(ns.link_down), link_down_method=ns.link_down_method,
         capture_filter=ns.filter, port=ns.port, wait_subflows=not ns.no_wait_subflows,
         buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict,
-        tfo=ns.tfo)
+        tfo=ns.tfo, tfo_method=ns.tfo_method)
 
 
 def _install_signal_handlers() -> None:
