@@ -45,6 +45,10 @@ class HalfFlow:
     payload_bytes: int = 0  # from IP lengths (what was on the wire)
     captured_bytes: int = 0  # payload actually present in the capture
     isn: int | None = None
+    # TCP Fast Open: payload carried on this direction's SYN, and how far the relative subflow sequence
+    # numbers of the mappings are shifted past it (Linux: by the SYN data length; None = not decided yet)
+    syn_payload: int = 0
+    ssn_shift: int | None = None
     fin_frame: int | None = None
     rst_frame: int | None = None
     mss: int | None = None
@@ -69,6 +73,12 @@ class HalfFlow:
     rtt: dict[str, object] | None = None  # RTT estimate at the capture point (ms), see analyzer.stats
     throughput: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> payload bytes sent
 
+    def ssn_base(self) -> int | None:
+        """The TCP sequence number that relative subflow sequence number 0 of the mappings stands for."""
+        if self.isn is None:
+            return None
+        return (self.isn + (self.ssn_shift or 0)) & 0xFFFFFFFF
+
     def to_json(self) -> dict[str, object]:
         ok, bad, unverifiable = self.checksums
         return {
@@ -82,6 +92,7 @@ class HalfFlow:
             "mappings": self.mappings,
             "checksums": {"ok": ok, "bad": bad, "unverifiable": unverifiable},
             "rtt": self.rtt,
+            "syn_bytes": self.syn_payload,
         }
 
 

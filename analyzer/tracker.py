@@ -39,6 +39,7 @@ from analyzer.mptcp.options import (
 )
 from analyzer.seqnum import dsn_near
 from analyzer.tcp_options import TcpOptions
+from analyzer.tfo import decide_ssn_shift, note_syn_payload
 
 FlowKey = tuple[bytes, int, bytes, int]
 MALFORMED_RULE_BY_SUBTYPE = {Subtype.DSS: "DSS-001", Subtype.MP_FAIL: "FAIL-001", Subtype.MP_PRIO: "PRIO-001"}
@@ -102,6 +103,8 @@ class Tracker:
         opts = seg.options
         if flags & (TH_SYN | TH_FIN | TH_RST):
             self._on_control_flags(sf, direction, seg)
+        if half.ssn_shift is None:
+            decide_ssn_shift(half, seg)  # TCP Fast Open: where the mappings' subflow numbering starts
         if opts is not None:
             if opts.malformed is not None:
                 self._finding(
@@ -172,6 +175,7 @@ class Tracker:
         if flags & TH_SYN:
             if half.isn is None:
                 half.isn = seg.seq
+            note_syn_payload(half, seg)
             if direction == CLIENT and not flags & TH_ACK:
                 sf.syn_seen = True
             elif flags & TH_ACK:

@@ -87,11 +87,19 @@ SAMPLES: dict[str, dict[str, Any]] = {
                     "(already delivered) and both subflows close with FIN.",
         mode="subflow", c2s_bytes=85_000, s2c_bytes=10_000, rate={1: "1mbit", 2: "1mbit"},
         link_down=[(2, 0.05, 1.0)], link_down_method="nft"),
+    "tfo": dict(
+        description="TCP Fast Open (net.ipv4.tcp_fastopen=3 on both hosts, TCP_FASTOPEN on the MPTCP "
+                    "listener, sendto(MSG_FASTOPEN) on the client). Connection 1 asks for the cookie "
+                    "(empty TFO option in the SYN, cookie in the SYN/ACK); connection 2 sends its "
+                    "first 1,000 bytes in the SYN. No mapping covers them: Linux keeps them just before "
+                    "IDSN + 1, and numbers the mappings' relative subflow sequence from the byte after "
+                    "them.",
+        mode="single", tfo=True, c2s_bytes=40_000, s2c_bytes=5_000),
 }
 
 # Fixed per sample, so that adding a sample never changes another one's payload.
 SEEDS = {"add-addr": 1, "checksum": 2, "fallback": 3, "ipv6": 4, "lossy": 5, "multi-conn": 6,
-         "single-subflow": 7, "two-subflows": 8, "path-failure": 9}
+         "single-subflow": 7, "two-subflows": 8, "path-failure": 9, "tfo": 10}
 
 
 def make(name: str, out_dir: Path) -> dict[str, Any]:

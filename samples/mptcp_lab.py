@@ -19,6 +19,8 @@ with ``--link-down-method nft``) so that the kernel reinjects data on the other 
 ``--corrupt PATH=N`` plays a payload-rewriting middlebox: it overwrites 8 payload bytes of the
 client's Nth data packet on the path (with ``--checksum`` the server sees the DSS checksum fail
 and answers with MP_FAIL; see Lab._corruption).
+``--tfo`` turns TCP Fast Open on in both namespaces: a first connection fetches the cookie, then
+the measured connections carry their first data in the SYN.
 
 Importable (``run_lab(LabConfig(...))``) and usable as a CLI (``python3 mptcp_lab.py --help``).
 The hidden sub-commands ``_server``, ``_client`` and ``_offload`` are the programs that this
@@ -58,6 +60,12 @@ MPTCP_INFO = 1
 MPTCP_TCPINFO = 2
 MPTCP_SUBFLOW_ADDRS = 3
 MPTCP_INFO_FLAG_FALLBACK = 0x1
+TCP_FASTOPEN = 23  # server: TFO queue length on the listener
+TCP_FASTOPEN_CONNECT = 30  # client: connect() returns at once, the first write goes in the SYN
+TCPI_OPT_SYN_DATA = 0x20  # tcp_info.tcpi_options: data in our SYN was acked / SYN data accepted
+TFO_SYSCTL = "3"  # net.ipv4.tcp_fastopen: client (1) + server (2)
+TFO_COUNTERS = ("TCPFastOpenActive", "TCPFastOpenActiveFail", "TCPFastOpenPassive",
+                "TCPFastOpenPassiveFail", "TCPFastOpenCookieReqd", "TCPFastOpenListenOverflow")
 
 SUBNET4 = "10.210.{path}.{host}"
 SUBNET6 = "fd00:210:{path}::{host}"
@@ -71,6 +79,7 @@ SEND_CHUNK = 64 * 1024
 LINKTYPE_NAMES = {1: "EN10MB", 101: "RAW", 113: "LINUX_SLL", 276: "LINUX_SLL2"}
 
 Mode = Literal["single", "subflow", "signal"]
+TfoMethod = Literal["sendto", "connect"]
 LinkDownMethod = Literal["link", "nft"]
 Offloads = Literal["off", "on"]
 CaptureMode = Literal["any", "eth"]
@@ -124,6 +133,10 @@ class LabConfig:
     # "on": the veths keep their default TSO/GSO/GRO/TX-csum, so the capture shows super-segments far
     # above the MSS (and TX checksums left to the "hardware"), as on most real hosts
     offloads: Offloads = "off"
+    # TCP Fast Open: a cookie connection first (recorded too), then ``connections`` connections
+    # whose first data rides in the SYN (sendto(MSG_FASTOPEN) on the MPTCP socket)
+    tfo: bool = False
+    tfo_method: TfoMethod = "sendto"  # sendto(MSG_FASTOPEN), or TCP_FASTOPEN_CONNECT + connect() + send()
 
     @property
     def expected_subflows(self) -> int:
@@ -167,6 +180,10 @@ class LabConfig:
             args.append("--no-immediate")
         if self.offloads != "off":
             args += ["--offloads", self.offloads]
+        if self.tfo:
+            args.append("--tfo")
+            if self.tfo_method != "sendto":
+                args += ["--tfo-method", self.tfo_method]
         return args
 
 
@@ -337,6 +354,7 @@ def subflow_details(sock: socket.socket) -> list[dict[str, Any]]:
             ti = infos[i]
             entry.update(
                 state=ti[0],
+                options=ti[5],
                 snd_mss=struct.unpack_from("=I", ti, 16)[0],
                 total_retrans=struct.unpack_from("=I", ti, 100)[0],
                 unacked=struct.unpack_from("=I", ti, 24)[0],
@@ -414,6 +432,8 @@ def _server_main(params: dict[str, Any]) -> int:
     timeout = float(params["timeout"])
     ls = socket.socket(fam, socket.SOCK_STREAM, proto)
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if params.get("tfo"):
+        ls.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
     ls.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", params["port"]))
     ls.listen(16)
     ls.settimeout(timeout)
@@ -452,7 +472,7 @@ def _server_main(params: dict[str, Any]) -> int:
 
     threads = []
     try:
-        for _ in range(params["connections"]):
+        for _ in range(params["connections"] + (1 if params.get("tfo") else 0)):
             conn, peer = ls.accept()
             t = threading.Thread(target=handle, args=(conn, peer), daemon=True)
             t.start()
@@ -515,7 +535,9 @@ def _client_main(params: dict[str, Any]) -> int:
     """Open N concurrent MPTCP connections; each sends seeded data, reads the reply, closes."""
     fam = socket.AF_INET6 if params["family"] == 6 else socket.AF_INET
     timeout = float(params["timeout"])
-    results: list[dict[str, Any] | None] = [None] * params["connections"]
+    tfo = bool(params.get("tfo"))
+    total = params["connections"] + (1 if tfo else 0)
+    results: list[dict[str, Any] | None] = [None] * total
     errors: list[str] = []
     start = threading.Barrier(params["connections"], timeout=timeout)
     bulk_announced = threading.Event()
@@ -528,16 +550,41 @@ def _client_main(params: dict[str, Any]) -> int:
                 bulk_announced.set()
                 print("BULK", flush=True)
 
-    def one(index: int) -> None:
+    def one(index: int, barrier: threading.Barrier | None) -> None:
         sock = socket.socket(fam, socket.SOCK_STREAM, IPPROTO_MPTCP)
         try:
             sock.settimeout(timeout)
-            start.wait()
-            sock.connect((params["server"], params["port"]))
-            local, peer = sock.getsockname(), sock.getpeername()
+            if barrier is not None:
+                barrier.wait()
             stream = DataStream(c2s_seed(params["seed"], index), params["c2s_bytes"])
             h = hashlib.sha256()
-            sent = _send_stream(sock, stream, h, FIRST_CHUNK)
+            syn_copied = None
+            if tfo and params.get("tfo_method") == "connect":
+                # connect() returns at once; the first write leaves in the SYN (with a cookie)
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1)
+                sock.connect((params["server"], params["port"]))
+                sent = 0
+            elif tfo:
+                # connect and send at once: with a cookie the kernel puts the data in the SYN
+                first = stream.read(FIRST_CHUNK)
+                # blocking for this call: on a non-blocking socket (Python's timeouts) sendto()
+                # returns EINPROGRESS instead of waiting for the handshake
+                sock.settimeout(None)
+                syn_copied = sock.sendto(first, socket.MSG_FASTOPEN, (params["server"], params["port"]))
+                sock.settimeout(timeout)
+                sock.sendall(first[syn_copied:])
+                h.update(first)
+                sent = len(first)
+            else:
+                sock.connect((params["server"], params["port"]))
+                sent = 0
+            sent += _send_stream(sock, stream, h, FIRST_CHUNK - sent)
+            # (after the first write: with TCP_FASTOPEN_CONNECT the SYN leaves only with it)
+            local, peer = sock.getsockname(), sock.getpeername()
+            if tfo:
+                # Data that rode in the SYN earns no Data ACK, and the client is fully established (its
+                # PM opens the extra subflows) only at the server's first Data ACK: send more first.
+                sent += _send_stream(sock, stream, h, FIRST_CHUNK)
             waited = None
             if params["wait_subflows"] and params["expected_subflows"] > 1:
                 # The in-kernel PM opens/accepts extra subflows only once the connection is fully
@@ -560,18 +607,34 @@ def _client_main(params: dict[str, Any]) -> int:
                 "subflows_after_wait": waited,
                 "kernel_after_acked": snap_acked, "kernel_at_end": snap_end,
             }
+            if tfo:
+                results[index]["tfo"] = {"role": "cookie" if index == 0 else "data-in-syn",
+                                         "sendto_copied": syn_copied}
         except Exception as exc:
             errors.append(f"conn {index}: {exc!r}")
         finally:
             sock.close()
 
-    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(params["connections"])]
+    if tfo:
+        # the cookie connection runs alone and to its end, so the others find the cookie cached
+        one(0, None)
+    first_index = 1 if tfo else 0
+    threads = [threading.Thread(target=one, args=(i, start), daemon=True) for i in range(first_index, total)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout * 2)
     print(json.dumps({"connections": results, "errors": errors}), flush=True)
     return 1 if errors else 0
+
+
+def tcp_ext_counters(text: str, names: Sequence[str]) -> dict[str, int]:
+    """Pick ``names`` out of /proc/net/netstat's TcpExt lines (header line, then values)."""
+    lines = [line.split() for line in text.splitlines() if line.startswith("TcpExt:")]
+    if len(lines) < 2:
+        return {}
+    table = dict(zip(lines[0][1:], lines[1][1:], strict=False))
+    return {name: int(table[name]) for name in names if name in table}
 
 
 SIOCETHTOOL = 0x8946
@@ -787,6 +850,8 @@ class Lab:
                        "net.ipv6.conf.all.keep_addr_on_down": "1",
                        "net.ipv6.conf.default.keep_addr_on_down": "1",
                        "net.mptcp.checksum_enabled": "1" if cfg.checksum else "0"}
+            if cfg.tfo:
+                sysctls["net.ipv4.tcp_fastopen"] = TFO_SYSCTL
             for key, val in sysctls.items():
                 self.run("sysctl", "-qw", f"{key}={val}", ns=ns)
         for p in self.PATHS:
@@ -1088,7 +1153,7 @@ class Lab:
                   "c2s_bytes": cfg.c2s_bytes, "s2c_bytes": cfg.s2c_bytes, "timeout": cfg.timeout,
                   "expected_subflows": cfg.expected_subflows, "wait_subflows": cfg.wait_subflows,
                   "server": server_ip, "mptcp": not cfg.fallback, "settle": bool(cfg.link_down),
-                  "announce_bulk": bool(cfg.link_down)}
+                  "announce_bulk": bool(cfg.link_down), "tfo": cfg.tfo, "tfo_method": cfg.tfo_method}
         if cfg.capture == "any":
             parts = [("any", pcap)]
         else:
@@ -1155,7 +1220,10 @@ class Lab:
         if c_rep["errors"] or s_rep["errors"] or client.returncode or server.returncode:
             raise LabError(f"traffic failed: client={c_rep['errors']} {c_err.decode()[-2000:]} "
                            f"server={s_rep['errors']} {s_err.decode()[-2000:]}")
+        tfo_counters = {side: tcp_ext_counters(self.run("cat", "/proc/net/netstat", ns=ns).stdout, TFO_COUNTERS)
+                        for side, ns in (("client", self.cli), ("server", self.srv))} if cfg.tfo else None
         return {"client": c_rep["connections"], "server": s_rep["connections"], "tcpdump": stats,
+                "tfo_counters": tfo_counters,
                 "interfaces": [iface for iface, _ in parts], "elapsed_s": round(elapsed, 3),
                 "start_epoch": round(start_epoch, 6), "link_events": link_log, "drained": drained,
                 "bulk_start_s": None if bulk_at is None else round(bulk_at, 4)}
@@ -1181,6 +1249,13 @@ def _connection_record(cfg: LabConfig, cli: dict[str, Any], srv: dict[str, Any])
         "c2s": cli["sent"], "s2c": srv["sent"],
         "c2s_seed": c2s_seed(cfg.seed, cli["index"]), "s2c_seed": s2c_seed(cfg.seed, cli["sent"]["sha256"]),
     }
+    if "tfo" in cli:
+        # TCPI_OPT_SYN_DATA of the initial subflow: the client's SYN data was acked (client view),
+        # SYN data was accepted from the SYN (server view)
+        first = [(c_acked["subflows"] or [{}])[0], (s_acked["subflows"] or [{}])[0]]
+        rec["tfo"] = dict(cli["tfo"], client_syn_data_acked=bool(int(first[0].get("options") or 0)
+                                                                 & TCPI_OPT_SYN_DATA),
+                          server_syn_data=bool(int(first[1].get("options") or 0) & TCPI_OPT_SYN_DATA))
     if mptcp:
         rec["kernel"] = {
             "source": "getsockopt(SOL_MPTCP, MPTCP_INFO / MPTCP_SUBFLOW_ADDRS / MPTCP_TCPINFO); "
@@ -1271,6 +1346,10 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
         for c in connections:
             if c["mptcp"] == cfg.fallback:
                 raise LabError(f"{cfg.name}: connection {c['client']} mptcp={c['mptcp']} unexpected")
+            tfo = c.get("tfo")
+            if tfo and tfo["role"] == "data-in-syn" and not (tfo["client_syn_data_acked"] and tfo["server_syn_data"]):
+                raise LabError(f"{cfg.name}: connection {c['client']} did not carry data in its SYN "
+                               f"(TCP Fast Open not used: {tfo})")
             # --corrupt: the receiver resets the corrupted subflow (MP_FAIL + MP_TCPRST), so fewer may be left
             reset = len(cfg.corrupt) if cfg.checksum and cfg.expected_subflows > 1 else 0
             if not cfg.expected_subflows - reset <= c["subflows"] <= cfg.expected_subflows:
@@ -1313,6 +1392,17 @@ def run_lab(cfg: LabConfig) -> dict[str, Any]:
                     "s2c seed derived from the SHA-256 the server received",
         },
     }
+    if cfg.tfo:
+        sidecar["lab"]["tfo"] = {
+            "sysctl": f"net.ipv4.tcp_fastopen={TFO_SYSCTL} in both namespaces",
+            "method": cfg.tfo_method,
+            "how": "server: setsockopt(IPPROTO_TCP, TCP_FASTOPEN, 16) on the MPTCP listener; client: "
+                   + ("sendto(first 1000 bytes, MSG_FASTOPEN)" if cfg.tfo_method == "sendto" else
+                      "setsockopt(IPPROTO_TCP, TCP_FASTOPEN_CONNECT, 1), connect(), then send()")
+                   + " on each IPPROTO_MPTCP socket. Connection 0 (the cookie connection) runs alone "
+                   "first: its SYN asks for a cookie; the others carry data in their SYN",
+            "counters": rep["tfo_counters"],
+        }
     if cfg.link_down:
         sidecar["lab"]["link_down"] = {
             "method": cfg.link_down_method,
@@ -1408,6 +1498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corrupt", action="append", default=[], metavar="PATH=N",
                    help="middlebox corruption: overwrite 8 payload bytes of the client's Nth data packet on "
                         "PATH (TCP checksum kept valid; with --checksum the DSS checksum fails: MP_FAIL)")
+    p.add_argument("--tfo", action="store_true",
+                   help="TCP Fast Open: net.ipv4.tcp_fastopen=3 in both namespaces, one cookie connection "
+                        "first, then --connections connections whose first data rides in the SYN")
+    p.add_argument("--tfo-method", choices=("sendto", "connect"), default="sendto",
+                   help="sendto: sendto(MSG_FASTOPEN); connect: TCP_FASTOPEN_CONNECT, connect(), send()")
     p.add_argument("--filter", default="", help="tcpdump capture filter")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     p.add_argument("--no-wait-subflows", action="store_true",
@@ -1434,7 +1529,7 @@ def config_from_args(ns: argparse.Namespace) -> LabConfig:
         corrupt=_kv(ns.corrupt, int),
         capture_filter=ns.filter, port=ns.port, wait_subflows=not ns.no_wait_subflows,
         buffer_kib=ns.buffer_kib, immediate=not ns.no_immediate, timeout=ns.timeout, strict=not ns.no_strict,
-        offloads=ns.offloads)
+        offloads=ns.offloads, tfo=ns.tfo, tfo_method=ns.tfo_method)
 
 
 def _install_signal_handlers() -> None:

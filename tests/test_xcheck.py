@@ -63,8 +63,12 @@ def test_no_unexplained_disagreement(trace: Path) -> None:
     assert report.unexplained_total == 0, report.unexplained[:10]
     assert report.ours_only == 0 and report.wireshark_only == 0
     assert report.frames > 0 and report.fields >= report.frames
-    # single pass: the only Wireshark bug these traces show is the zero-length "missing mapping"
-    assert set(report.known) <= {"ws-missing-mapping-zero-length"}
+    # single pass: the only Wireshark bug these traces show is the zero-length "missing mapping", and
+    # on the TCP Fast Open sample its numbering of the mappings after the SYN data
+    allowed = {"ws-missing-mapping-zero-length"}
+    if trace.name == "tfo.pcap":
+        allowed.add("ws-tfo-subflow-numbering")
+    assert set(report.known) <= allowed
 
 
 @needs_tshark

@@ -555,11 +555,14 @@ def _dss(node: Node, opt: Dss, at: int, seg: Segment, ctx: Context, packet: Pack
 
 def _relative_seq(seg: Segment, ctx: Context, direction: int) -> int | None:
     sf = ctx.subflow
-    if sf is None or sf.halves[direction].isn is None:
+    if sf is None:
         return None
-    isn = sf.halves[direction].isn
-    assert isn is not None
-    return (seg.seq - isn) & MASK32
+    half = sf.halves[direction]
+    # mappings count from after TCP Fast Open data when the sender does (analyzer.tfo); a SYN from its ISN
+    base = half.isn if seg.flags & TH_SYN else half.ssn_base()
+    if base is None:
+        return None
+    return (seg.seq - base) & MASK32
 
 
 def _dss_checksum(node: Node, opt: Dss, dsn64: int, seg: Segment, ctx: Context, packet: Packet) -> None:

@@ -221,7 +221,7 @@ class Flow:
     __slots__ = (
         "ack", "ack_value", "ack_wide", "cd", "conn", "covered", "dack", "dack_last", "dack_seq", "dack_tcp_ack",
         "dack_tsval", "direction", "fin_rel", "gap", "guessed", "isn", "keyed", "map_dsn", "map_end", "map_start",
-        "max_end", "peer", "sd", "sf", "shift", "side", "track", "uncovered", "win",
+        "max_end", "peer", "sd", "sf", "shift", "shifted", "side", "track", "uncovered", "win",
     )  # fmt: skip
 
     def __init__(self, sf: Subflow, direction: int, conn: Connection, bus: Bus, seg: Segment) -> None:
@@ -259,6 +259,7 @@ class Flow:
         self.dack_tsval: int | None = None
         self.keyed = False  # DACK-007: the sender has had the chance to learn the peer's key
         self.guessed = sf.client_port if sf.role_guessed else 0  # client port, while the roles are only guessed
+        self.shifted = False  # the tracker's TFO ssn_shift has been applied to ``isn`` (analyzer.tfo)
 
     def lose(self, count: int) -> None:
         """The capture missed ``count`` bytes of this flow (a sequence jump, or a TCP ACK beyond them)."""
@@ -447,6 +448,8 @@ class DssRules(Family):
                 flow.sd.tfo = True
                 flow.max_end = flow.covered = 1 + seg.payload_len
             return
+        if not flow.shifted:
+            self._apply_ssn_shift(flow)
         plen = seg.payload_len
         # Relative sequence number, unwrapped to 64 bits near the highest one seen (serial arithmetic).
         top = flow.max_end
@@ -482,6 +485,17 @@ class DssRules(Family):
         elif rel > flow.max_end:  # a pure ACK beyond every byte seen: the capture lost data (H-LOSS)
             flow.lose(rel - flow.max_end)
             flow.max_end = rel
+
+    @staticmethod
+    def _apply_ssn_shift(flow: Flow) -> None:
+        """TFO: when the sender numbers its mappings from after the SYN data, so do the relative sequences."""
+        shift = flow.sf.halves[flow.direction].ssn_shift
+        if shift is None:
+            return  # not decided yet (no payload or mapping after the SYN so far)
+        flow.shifted = True
+        if shift and flow.track and flow.max_end == 1 + shift:
+            flow.isn = (flow.isn + shift) & MASK32
+            flow.max_end = flow.covered = 1
 
     def _options_cut(self, sf: Subflow, direction: int) -> None:
         """Mappings the capture cut off count like lost packets (H-SNAP is H-LOSS for the mapping rules)."""

@@ -225,7 +225,7 @@ class FallbackRules(Family):
         key = id(sf) * 2 + direction
         if self._first_data.pop(key, None) is None:
             return
-        isn = sf.halves[direction].isn
+        isn = sf.halves[direction].ssn_base()  # the first data follows any TCP Fast Open data
         if mptcp or isn is None or seg.seq != (isn + 1) & MASK32 or conn.fallback or conn.version == 0:
             return  # carries MPTCP options, or is not the first data (H-LOSS), or v0 (other rules)
         if len(seg.data) < seg.payload_offset:

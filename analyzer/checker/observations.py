@@ -114,7 +114,7 @@ class Observations:
         log.recent.append(dss)
         ssn = dss.ssn
         if ssn:  # relative SSN 0 is a DATA_FIN-only mapping: no subflow bytes
-            isn = sf.halves[direction].isn
+            isn = sf.halves[direction].ssn_base()  # (past TCP Fast Open data when the sender numbers so)
             if isn is not None:
                 length = dss.data_len
                 assert length is not None

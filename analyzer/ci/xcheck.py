@@ -97,6 +97,15 @@ KNOWN_BUGS: dict[str, KnownBug] = {
             "widening of the raw value minus the peer's IDSN. The raw values on the wire agree with ours, "
             "and a single pass over the same packets gives our values.",
         ),
+        KnownBug(
+            "ws-tfo-subflow-numbering",
+            "Wireshark counts the mappings' relative subflow sequence from ISN + 1 after TCP Fast Open data",
+            "Linux (net/mptcp/fastopen.c) keeps data carried on the SYN outside the MPTCP sequence space and "
+            "numbers the mappings' relative subflow sequence from the byte after it: the MP_CAPABLE-with-data "
+            "segment is relative 1. Wireshark counts from ISN + 1 as without TFO, so it looks the following "
+            "mappings up one SYN-data length off and misses some. The kernel's own account of the streams "
+            "(the lab's sidecar) matches our rebuild byte for byte.",
+        ),
     )
 }
 
@@ -555,8 +564,12 @@ class Comparator:
             fallback = sf.connection is not None and sf.connection.fallback
             if frame in unmapped or fallback or sf.halves[direction].unmapped_bytes:
                 continue  # we also see payload without a mapping there
+            half = sf.halves[direction]
+            bug, note = (None, "")
+            if half.ssn_shift:  # the mappings are numbered past TCP Fast Open data
+                bug, note = "ws-tfo-subflow-numbering", f"{half.syn_payload} bytes in the SYN"
             self.report.add(Disagreement(frame, "mptcp.dss.missing_mapping", "payload covered by a mapping",
-                                         "No mapping available"))  # fmt: skip
+                                         "No mapping available", bug, note))  # fmt: skip
 
 
 def xcheck(path: str, two_pass: bool = False) -> XcheckReport:

@@ -88,6 +88,14 @@ class SubflowState:
     max_seq_end: int | None = None  # highest relative sequence end seen, for retransmission detection
     stats: HalfStats = field(default_factory=HalfStats)
     seen_mapping: bool = False
+    # TCP Fast Open (H-TFO): the SYN's payload, held until it is known whether it precedes the mapped
+    # data (Linux: it ends right before IDSN + 1 and the mappings' numbering starts after it)
+    syn_data: bytes | None = None
+    syn_len: int = 0
+    syn_frame: int = 0
+    syn_ts: float = 0.0
+    syn_outside: bool = False  # the SYN data precedes IDSN + 1: place it there once the stream exists
+    shift_done: bool = False  # the tracker's ssn_shift has been applied to ``isn``
 
     def unwrap(self, rel: int, advance: bool = True) -> int:
         """Relative 32-bit sequence number → 64-bit, nearest the highest one seen so far."""
@@ -129,6 +137,8 @@ class Reassembler:
             conn = sf.connection
             if conn is not None and conn.fallback:
                 state.mode = "tcp"
+        if not state.shift_done and not seg.flags & TH_SYN:
+            self._apply_ssn_shift(sf, direction, state)
         opts = seg.options
         new_mapping: Mapping | None = None
         if opts is not None and opts.mptcp:
@@ -139,7 +149,11 @@ class Reassembler:
                 elif type(opt) is MpCapable and opt.data_len is not None and not seg.flags & TH_SYN:
                     new_mapping = self._on_mpc_data(opt, seg, sf, direction, state) or new_mapping
         if seg.flags & TH_SYN:
-            return  # TFO data on a SYN is not part of a mapping (H-TFO)
+            if seg.payload_len and state.syn_len == 0 and seg.seq == state.isn:
+                # TFO data on a SYN is not part of a mapping (H-TFO); where it belongs is decided later
+                state.syn_data = bytes(seg.payload[: seg.captured_payload_len])
+                state.syn_len, state.syn_frame, state.syn_ts = seg.payload_len, seg.frame, seg.ts
+            return
         if seg.payload_len == 0:
             if seg.flags & TH_FIN and state.mode != "mptcp" and state.isn is not None:
                 self._tcp_fin(seg, sf, direction, state)
@@ -155,6 +169,34 @@ class Reassembler:
         self._place(seg, sf, direction, state, rel)
         if seg.flags & TH_FIN and state.mode != "mptcp":
             self._tcp_fin(seg, sf, direction, state)
+
+    def _apply_ssn_shift(self, sf: Subflow, direction: int, state: SubflowState) -> None:
+        """Once the tracker knows where the mappings' subflow numbering starts (analyzer.tfo), follow it."""
+        shift = sf.halves[direction].ssn_shift
+        if shift is None:
+            return  # not decided yet (no payload or mapping after the SYN so far)
+        state.shift_done = True
+        if shift and state.isn is not None and not state.isn_inferred and state.syn_len == shift:
+            state.isn = (state.isn + shift) & MASK32
+            state.syn_outside = state.stream is None
+            conn = sf.connection
+            if conn is not None and conn.sides[direction ^ sf.reversed].idsn is not None:
+                self._stream_for(state, sf, direction, None)  # places the SYN data if it creates the stream
+                state.syn_outside = False
+        if not state.syn_outside:
+            state.syn_data = None  # placed, mapped like any other bytes, or not placeable (H-TFO)
+
+    def _place_syn_data(self, state: SubflowState, sf: Subflow, stream: DataStream) -> None:
+        """Linux TFO: the SYN's data are the stream's first bytes, right before IDSN + 1."""
+        data = state.syn_data or b""
+        stats = state.stats
+        stats.mapped_bytes += state.syn_len
+        if data:
+            stream.add(0, data, state.syn_ts, state.syn_frame, sf.id, False)
+        if len(data) < state.syn_len:
+            stream.add_missing(len(data), state.syn_len - len(data), state.syn_ts, state.syn_frame, sf.id, False)
+        state.syn_data = None
+        state.syn_outside = False
 
     def _tcp_fin(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState) -> None:
         """After a fallback the TCP FIN plays the DATA_FIN's role: it ends the data stream."""
@@ -286,7 +328,10 @@ class Reassembler:
             if stream is None:
                 idsn = conn.sides[side].idsn
                 if idsn is not None:
-                    stream = self._new_stream((idsn + 1) & MASK64, True, conn, side, sf)
+                    before = state.syn_len if state.syn_outside else 0  # TFO data precede IDSN + 1
+                    stream = self._new_stream((idsn + 1 - before) & MASK64, True, conn, side, sf)
+                    if before:
+                        self._place_syn_data(state, sf, stream)
                 elif state.mode == "tcp":
                     stream = self._new_stream(0, True, conn, side, sf)
                 if stream is not None:
