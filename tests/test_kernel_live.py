@@ -11,14 +11,13 @@ and nft); skipped with the reason otherwise. Transfers are small: the whole file
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers.lab import load_lab
 
 from analyzer.findings import Severity
 from analyzer.model import Analysis, Connection
@@ -29,15 +28,7 @@ SHAPED = {1: "20mbit", 2: "20mbit"}  # > 64 KiB per direction and shaped paths: 
 
 
 def _load_lab() -> ModuleType:
-    """Import samples/mptcp_lab.py (samples/ is not a package)."""
-    if "mptcp_lab" in sys.modules:
-        return sys.modules["mptcp_lab"]
-    spec = importlib.util.spec_from_file_location("mptcp_lab", SAMPLES / "mptcp_lab.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mptcp_lab"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_lab()
 
 
 def _skip_reason() -> str | None:
@@ -114,15 +105,15 @@ def _check_against_kernel(truth: dict[str, Any], analysis: Analysis) -> list[Con
 def test_lossy_path(tmp_path: Path) -> None:
     """(a) 5 % random loss (nftables numgen, SYNs exempt) on path 2, both directions."""
     _needs_nft()
-    truth, analysis = _build(tmp_path, "lossy", seed=101, c2s_bytes=80_000, s2c_bytes=80_000, rate=SHAPED,
-                             loss={2: 5.0})
+    truth, analysis = _build(
+        tmp_path, "lossy", seed=101, c2s_bytes=80_000, s2c_bytes=80_000, rate=SHAPED, loss={2: 5.0}
+    )
     _check_against_kernel(truth, analysis)
 
 
 def test_checksums_two_subflows(tmp_path: Path) -> None:
     """(b) net.mptcp.checksum_enabled=1 on both hosts: every DSS checksum verifies."""
-    truth, analysis = _build(tmp_path, "csum", seed=102, checksum=True, c2s_bytes=70_000, s2c_bytes=70_000,
-                             rate=SHAPED)
+    truth, analysis = _build(tmp_path, "csum", seed=102, checksum=True, c2s_bytes=70_000, s2c_bytes=70_000, rate=SHAPED)
     (conn,) = _check_against_kernel(truth, analysis)
     assert conn.checksum is True and truth["connections"][0]["kernel"]["checksum"] is True
     ok = sum(h.checksums[0] for sf in conn.subflows for h in sf.halves)
@@ -142,8 +133,16 @@ def test_path_failure(tmp_path: Path, method: str) -> None:
     """(d) path 2 fails 50 ms into the bulk data and recovers at 1 s: the kernel reinjects."""
     if method == "nft":
         _needs_nft()
-    truth, analysis = _build(tmp_path, "pathfail", seed=104, c2s_bytes=90_000, s2c_bytes=10_000,
-                             rate={1: "1mbit", 2: "1mbit"}, link_down=[(2, 0.05, 1.0)], link_down_method=method)
+    truth, analysis = _build(
+        tmp_path,
+        "pathfail",
+        seed=104,
+        c2s_bytes=90_000,
+        s2c_bytes=10_000,
+        rate={1: "1mbit", 2: "1mbit"},
+        link_down=[(2, 0.05, 1.0)],
+        link_down_method=method,
+    )
     (conn,) = _check_against_kernel(truth, analysis)
     events = truth["lab"]["link_down"]["events"]
     assert [(e["path"], e["state"]) for e in events] == [(2, "down"), (2, "up")]
@@ -172,8 +171,7 @@ def test_path_failure(tmp_path: Path, method: str) -> None:
 def test_many_concurrent_connections(tmp_path: Path) -> None:
     """(e) 8 concurrent connections to one server port, 2 subflows each, small transfers."""
     # paced: unshaped, the burst of 8 connections overflowed tcpdump's ring
-    truth, analysis = _build(tmp_path, "many", seed=105, connections=8, c2s_bytes=12_000, s2c_bytes=6_000,
-                             rate=SHAPED)
+    truth, analysis = _build(tmp_path, "many", seed=105, connections=8, c2s_bytes=12_000, s2c_bytes=6_000, rate=SHAPED)
     conns = _check_against_kernel(truth, analysis)
     assert len(conns) == 8
     assert sum(len(c.subflows) for c in analysis.connections) == 16

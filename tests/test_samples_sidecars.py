@@ -6,10 +6,8 @@ and the pcaps readable; and the lab itself must keep producing correct traces on
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import socket
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -17,6 +15,7 @@ from typing import Any
 
 import dpkt
 import pytest
+from helpers.lab import load_lab
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -29,15 +28,7 @@ MPTCP_KIND = 30
 
 
 def _load_lab() -> ModuleType:
-    """Import samples/mptcp_lab.py (samples/ is not a package)."""
-    if "mptcp_lab" in sys.modules:
-        return sys.modules["mptcp_lab"]
-    spec = importlib.util.spec_from_file_location("mptcp_lab", SAMPLES / "mptcp_lab.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mptcp_lab"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_lab()
 
 
 def _packets(pcap: Path) -> Iterator[tuple[int, bytes]]:

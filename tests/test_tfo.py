@@ -9,15 +9,14 @@ The bundled samples/tfo.pcap runs everywhere; the live test makes a fresh trace 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
+from helpers.lab import load_lab
 
 from analyzer.findings import Severity
 from analyzer.follow import follow
@@ -29,15 +28,7 @@ MAPPING_RULES = {"DSS-004", "DSS-005", "DSS-007", "DSS-011"}
 
 
 def _load_lab() -> ModuleType:
-    """Import samples/mptcp_lab.py (samples/ is not a package)."""
-    if "mptcp_lab" in sys.modules:
-        return sys.modules["mptcp_lab"]
-    spec = importlib.util.spec_from_file_location("mptcp_lab", SAMPLES / "mptcp_lab.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mptcp_lab"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_lab()
 
 
 def _check(truth: dict[str, Any], analysis: Analysis) -> None:
