@@ -199,7 +199,9 @@ def follow_command(
             "raw output of both directions would be one undelimited blob: give -o FILE (writes FILE.c2s/.s2c "
             "siblings), -d c2s or -d s2c, or -f hexdump"
         )
-    paths = [_sibling(output, "c2s"), _sibling(output, "s2c")] if split and output else [output] if output else []
+    paths: list[Path] = []
+    if output is not None:
+        paths = [_sibling(output, "c2s"), _sibling(output, "s2c")] if split else [output]
     for path in paths:
         _refuse_overwrite(path, force)
     handles = [path.open("wb") for path in paths]

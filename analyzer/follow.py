@@ -74,20 +74,20 @@ class _Formatter:
             self.out.write(hexdump(data, offset, indent="    " if side != CLIENT and self.both else "").encode())
 
     def hole(self, side: int, offset: int, length: int) -> bool:
-        """Mark a hole in the output; False when this side stops here (raw, policy ``stop``)."""
+        """Mark a hole in the output; True when this side stops at it (raw, policy ``stop``)."""
         if self.stopped[side]:
             return False
         if self.fmt == "raw":
             if self.holes == "stop":
                 self.stopped[side] = True
-                return False
+                return True
             if self.holes == "fill":
                 for start in range(0, length, FILL_CHUNK):
                     self.outs[side].write(bytes(min(FILL_CHUNK, length - start)))
-            return True
+            return False
         arrow = "c→s" if side == CLIENT else "s→c"
         self.out.write(f"\n[{arrow}: {length} bytes at offset {offset} missing from the capture]\n".encode())
-        return True
+        return False
 
 
 def hexdump(data: bytes, offset: int, indent: str = "") -> str:
@@ -112,9 +112,7 @@ class _SideWriter:
     def hole(self, offset: int, length: int) -> None:
         if len(self.result.holes) < MAX_HOLES_LISTED:
             self.result.holes.append((self.side, offset, length))
-        if not self.formatter.hole(self.side, offset, length) and not any(
-            side == self.side for side, _, _ in self.result.stopped
-        ):
+        if self.formatter.hole(self.side, offset, length):
             self.result.stopped.append((self.side, offset, length))
 
 

@@ -18,22 +18,14 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from analyzer.endpoint.segment import internet_checksum
+
 PCAP_HEADER = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)  # µs, LINKTYPE_ETHERNET
 ETH_HEADER = b"\x02\x00\x00\x00\x00\x02" + b"\x02\x00\x00\x00\x00\x01" + b"\x08\x00"
 FIRST_PORT, LAST_PORT = 1024, 65535
 SERVER_IP = bytes([10, 210, 255, 1])
 SERVER_PORT = 443
 START_TIME = 1_700_000_000
-
-
-def _checksum(data: bytes) -> int:
-    """Internet checksum (RFC 1071)."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def _mp_capable(version: int, index: int) -> bytes:
@@ -51,9 +43,11 @@ def syn_packet(index: int, version: int) -> bytes:
     src = bytes([10, 210, (host >> 8) & 0xFF, (host & 0xFF) + 1])
     sport = FIRST_PORT + port
     options = (
-        struct.pack("!BBH", 2, 4, 1460) + b"\x04\x02"  # MSS, SACK permitted
+        struct.pack("!BBH", 2, 4, 1460)
+        + b"\x04\x02"  # MSS, SACK permitted
         + struct.pack("!BBII", 8, 10, index & 0xFFFFFFFF, 0)  # timestamps
-        + b"\x01" + struct.pack("!BBB", 3, 3, 7)  # NOP, window scale
+        + b"\x01"
+        + struct.pack("!BBB", 3, 3, 7)  # NOP, window scale
         + _mp_capable(version, index)
     )
     options += b"\x01" * (-len(options) % 4)
@@ -61,9 +55,9 @@ def syn_packet(index: int, version: int) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", sport, SERVER_PORT, seq, 0, (20 + len(options)) << 2, 0x02, 64240, 0, 0)
     tcp += options
     pseudo = src + SERVER_IP + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _checksum(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", internet_checksum(pseudo + tcp)) + tcp[18:]
     ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), index & 0xFFFF, 0x4000, 64, 6, 0, src, SERVER_IP)
-    ip = ip[:10] + struct.pack("!H", _checksum(ip)) + ip[12:]
+    ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
     return ETH_HEADER + ip + tcp
 
 

@@ -953,7 +953,7 @@ class DssRules(Family):
         if conn.fallback or conn.fastclose_frame is not None or not self.ctx.fully_captured(conn):
             return
         for flow in flows:
-            if flow.conn is not conn or not flow.track or flow.map_end <= flow.max_end or flow.fin_rel is not None:
+            if not flow.track or flow.map_end <= flow.max_end or flow.fin_rel is not None:
                 continue
             sf = flow.sf
             if all(half.rst_frame is None for half in sf.halves) or last_time - sf.last_time < GRACE_SECONDS:

@@ -230,14 +230,9 @@ class Reassembler:
         if length <= 0:  # DATA_FIN-only mapping: its checksum covers the pseudo-header alone
             if opt.checksum is not None:
                 mapping = Mapping(dsn, opt.ssn, 0, opt.data_len, True, opt.checksum, seg.frame)
-                acc = ChecksumAccumulator()
-                if acc.verify(dsn, opt.ssn, opt.data_len, opt.checksum):
-                    state.stats.checksums_ok += 1
-                elif not high_known:
-                    state.stats.checksums_unverifiable += 1
-                else:
-                    state.stats.checksums_bad += 1
-                    self.bad_checksums.append((sf, mapping))
+                mapping.high_known = high_known
+                ok = ChecksumAccumulator().verify(dsn, opt.ssn, opt.data_len, opt.checksum)
+                mapping.csum_state = self._verdict(ok, mapping, sf, state.stats)
             return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
         mapping.high_known = high_known
@@ -468,14 +463,19 @@ class Reassembler:
         mapping.acc_next = hi
         if mapping.acc_next == mapping.end:
             ok = mapping.acc.verify(mapping.dsn, mapping.ssn, mapping.data_len, mapping.checksum or 0)
-            mapping.csum_state = "ok" if ok else "bad" if mapping.high_known else "unverifiable"
-            if ok:
-                state.stats.checksums_ok += 1
-            elif not mapping.high_known:
-                state.stats.checksums_unverifiable += 1
-            else:
-                state.stats.checksums_bad += 1
-                self.bad_checksums.append((sf, mapping))
+            mapping.csum_state = self._verdict(ok, mapping, sf, state.stats)
+
+    def _verdict(self, ok: bool, mapping: Mapping, sf: Subflow, stats: HalfStats) -> str:
+        """Count a finished checksum. A failure proves nothing when the DSN's high half is not known."""
+        if ok:
+            stats.checksums_ok += 1
+            return "ok"
+        if not mapping.high_known:
+            stats.checksums_unverifiable += 1
+            return "unverifiable"
+        stats.checksums_bad += 1
+        self.bad_checksums.append((sf, mapping))
+        return "bad"
 
     # ------------------------------------------------------------------ end of trace
     def finish(self, analysis: Analysis) -> None:
@@ -537,9 +537,9 @@ class Reassembler:
                 f"different bytes",
                 frames, conn.id, conflict.subflow,
             )  # fmt: skip
-        if stream.fin_conflict and stream.fin_conflict_at is not None:
+        if stream.fin_conflict_at is not None:
             other, other_frame = stream.fin_conflict_at
-            frames = sorted(f for f in (stream.fin_frame, other_frame) if f is not None and f >= 0)
+            frames = sorted(f for f in (stream.fin_frame, other_frame) if f is not None)
             self.sink.add(
                 "CLOSE-003",
                 f"the {name} DATA_FIN was sent at two different data sequence numbers: stream offset "

@@ -75,10 +75,9 @@ class DataStream:
     hol_wait_max: float = 0.0
     hol_blocked: float = 0.0  # seconds the stream's head waited for a gap (overlapping waits counted once)
     fin_offset: int | None = None  # offset of the DATA_FIN unit
-    fin_conflict: bool = False
     high_known: bool = False  # a 64-bit DSN was mapped into this stream: 32-bit DSNs expand unambiguously
     fin_frame: int | None = None  # the frame that set fin_offset
-    fin_conflict_at: tuple[int, int] | None = None  # (offset, frame) of the first DATA_FIN elsewhere
+    fin_conflict_at: tuple[int, int | None] | None = None  # (offset, frame) of the first DATA_FIN elsewhere
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
     # subflow id -> bytes it was first to carry (delivered or, under a snaplen, seen but not kept)
     first_carrier: dict[int, int] = field(default_factory=dict)
@@ -177,10 +176,13 @@ class DataStream:
         if self.fin_offset is None:
             self.fin_offset = offset
             self.fin_frame = frame
-        elif self.fin_offset != offset:
-            if not self.fin_conflict:
-                self.fin_conflict_at = (offset, frame if frame is not None else -1)
-            self.fin_conflict = True
+        elif self.fin_offset != offset and self.fin_conflict_at is None:
+            self.fin_conflict_at = (offset, frame)
+
+    @property
+    def fin_conflict(self) -> bool:
+        """The DATA_FIN was seen at two different offsets."""
+        return self.fin_conflict_at is not None
 
     def finish(self) -> None:
         """End of capture: whatever still waits behind a gap is delivered after recording the hole."""
