@@ -281,6 +281,66 @@ def test_small_terminal_hides_the_connections_pane_until_asked() -> None:
     drive(V0, body, size=(80, 24))
 
 
+def test_narrow_terminal_stacks_detail_and_hex_and_x_switches() -> None:
+    """At 80 columns the detail tree and the hex dump each get the full width, one at a time."""
+
+    async def body(app: MptcpInspector, pilot: Pilot[None]) -> None:
+        detail, hexview = app.query_one(DetailTree), app.query_one(HexView)
+        await pilot.press("down", "down", "down")
+        await pilot.pause()
+        assert detail.display and not hexview.display and detail.size.width >= 78
+        await pilot.press("x")
+        await pilot.pause()
+        assert hexview.display and not detail.display and hexview.size.width >= 75
+        assert app.query_one("#lower").border_title == "Hex · x: detail"
+        await pilot.press("x")
+        await pilot.pause()
+        assert detail.display and not hexview.display
+
+    drive(V0, body, size=(80, 24))
+
+
+def test_wide_terminal_keeps_detail_and_hex_side_by_side() -> None:
+    async def body(app: MptcpInspector, pilot: Pilot[None]) -> None:
+        detail, hexview = app.query_one(DetailTree), app.query_one(HexView)
+        await pilot.press("x")  # no effect when both fit
+        await pilot.pause()
+        assert detail.display and hexview.display and hexview.outer_size.width == 75
+        assert app.query_one("#lower").border_title is None
+
+    drive(V0, body, size=(200, 50))
+
+
+def test_narrow_connections_pane_takes_the_screen_until_a_choice() -> None:
+    async def body(app: MptcpInspector, pilot: Pilot[None]) -> None:
+        tree, packets = app.query_one(ConnectionsTree), app.packets
+        await pilot.press("c")
+        await pilot.pause()
+        assert tree.display and tree.size.width == 80 and not app.query_one("#main").display
+        await pilot.press("down", "enter")  # the first connection
+        await settle(pilot)
+        assert not tree.display and app.query_one("#main").display and app.focused is packets
+        assert app.selection.conn_id == 1
+
+    drive(V0, body, size=(80, 24))
+
+
+def test_follow_view_says_complete_sha256_and_holes() -> None:
+    async def body(app: MptcpInspector, pilot: Pilot[None]) -> None:
+        await pilot.press("s")
+        screen = app.screen
+        assert isinstance(screen, FollowScreen)
+        title = str(screen.query_one("#follow-title", Static).content)
+        analysis = app.session.analysis
+        assert analysis is not None
+        for summary in analysis.streams[1]:
+            if summary.sha256:
+                assert summary.sha256[:16] in title
+        assert ("complete" in title) and ("hole" in title) == any(s.holes for s in analysis.streams[1])
+
+    drive(V0, body, size=(80, 24))
+
+
 def test_unreadable_file_is_a_clean_error(tmp_path: Path) -> None:
     from analyzer.ingest.capture import CaptureError
 

@@ -63,6 +63,18 @@ class TestMainScreen:
         keys = ["slash", *"mptcp and frame > 5", "enter", "right_square_bracket"]
         assert snap(snap_compare, AA_V1, (120, 40), keys)
 
+    def test_hex_pane_80x24(self, snap_compare: SnapCompare) -> None:
+        """Too narrow for both: x swaps the detail tree for a full-width hex dump."""
+        assert snap(snap_compare, V0, (80, 24), ["down", "down", "down", "x"])
+
+    def test_connections_pane_80x24(self, snap_compare: SnapCompare) -> None:
+        """Below 100 columns the connections pane takes the whole screen, every subflow readable."""
+        assert snap(snap_compare, AA_V1, (80, 24), ["c"])
+
+    def test_main_200x50(self, snap_compare: SnapCompare) -> None:
+        """A large terminal: connections, packets, detail and a 16-byte hex dump side by side."""
+        assert snap(snap_compare, V0, (200, 50), ["down", "down", "down", "enter", *["down"] * 12])
+
     def test_bad_filter_80x24(self, snap_compare: SnapCompare) -> None:
         """A bad expression leaves the list alone and points at the problem."""
         assert snap(snap_compare, V0, (80, 24), ["slash", *"subflow == 2 and dss.fn", "enter"])
@@ -76,6 +88,10 @@ class TestOtherScreens:
     def test_follow_80x24(self, snap_compare: SnapCompare) -> None:
         """Follow stream in hex, both directions coloured."""
         assert snap(snap_compare, V0, (80, 24), ["s", "x"])
+
+    def test_follow_200x50(self, snap_compare: SnapCompare) -> None:
+        """Follow stream with each direction's full SHA-256 and completeness."""
+        assert snap(snap_compare, V0, (200, 50), ["s"])
 
     def test_plots_120x40(self, snap_compare: SnapCompare) -> None:
         """The DSN vs time plot of the connection, per subflow."""

@@ -40,10 +40,12 @@ from tui.widgets.hexdump import HexView
 from tui.widgets.packet_list import TIME_MODES, PacketHeader, PacketList
 
 WIDE = 120  # columns from which the connections pane is shown by default
+SIDE_BY_SIDE = 100  # columns from which the connections pane sits beside the packets (below: it takes the screen)
+STACK_BELOW = 110  # columns of the packet area below which the detail and hex panes share one place (x switches)
 DETAIL_DELAY = 0.03  # seconds the cursor must rest before the detail tree is rebuilt
 MAIN_SCREEN_ACTIONS = frozenset({
     "focus_filter", "clear", "goto", "findings", "follow", "plots", "time_mode", "toggle_connections", "search",
-    "search_next", "next_finding",
+    "search_next", "next_finding", "toggle_lower",
 })  # fmt: skip
 SLOW_PROGRESS_EVERY = 4096  # decoded packets between progress messages of a slow filter/search
 
@@ -64,6 +66,7 @@ class MptcpInspector(App[None]):
         Binding("p", "plots", "Plots"),
         Binding("t", "time_mode", "Time"),
         Binding("c", "toggle_connections", "Conns"),
+        Binding("x", "toggle_lower", "Detail/hex", show=False),
         Binding("ctrl+f", "search", "Search", show=False),
         Binding("n", "search_next(1)", "Next match", show=False),
         Binding("N", "search_next(0)", "Previous match", show=False),
@@ -81,6 +84,7 @@ class MptcpInspector(App[None]):
         self.generation = 0
         self.search_term: str | None = None
         self.show_connections: bool | None = None  # None: follow the terminal width
+        self.show_hex = False  # which pane the lower area shows when detail and hex are stacked
         self._detail_timer: Timer | None = None
         self._detail_frame: int | None = None
         self._view_is_filtered = False
@@ -134,15 +138,28 @@ class MptcpInspector(App[None]):
         self._apply_width(event.size.width)
 
     def _apply_width(self, width: int) -> None:
+        """Lay the panes out for ``width`` columns so that none is too narrow to read.
+
+        Below SIDE_BY_SIDE the connections pane, when open, takes the whole screen; below STACK_BELOW
+        columns of packet area the detail tree and the hex dump take turns (``x``) instead of halving it.
+        """
         if not self.screen_stack:
             return
         main = self.screen_stack[0]
         show = self.show_connections if self.show_connections is not None else width >= WIDE
+        alone = show and width < SIDE_BY_SIDE
         main.set_class(not show, "-hide-connections")
+        main.set_class(alone, "-connections-only")
         main.set_class(width < WIDE, "-narrow")
-        pane = (36 if width < WIDE else 40) if show else 0
+        pane = 0 if not show or alone else (36 if width < WIDE else 40)
+        stacked = width - pane < STACK_BELOW
+        main.set_class(stacked, "-stacked")
+        main.set_class(stacked and self.show_hex, "-show-hex")
+        hex_view = self.query_one(HexView)
         # 16 bytes a line needs 75 columns; give them only when the detail tree keeps room too.
-        self.query_one(HexView).styles.width = 75 if width - pane >= 150 else 40
+        hex_view.styles.width = "1fr" if stacked else (75 if width - pane >= 150 else 40)
+        lower = self.query_one("#lower")
+        lower.border_title = ("Hex · x: detail" if self.show_hex else "Detail · x: hex") if stacked else None
 
     def _update_header_row(self) -> None:
         self.query_one("#packet-header", PacketHeader).update(self.packets.header_text())
@@ -244,6 +261,10 @@ class MptcpInspector(App[None]):
     def connection_selected(self, message: ConnectionsTree.Selected) -> None:
         self.selection = message.selection
         self.refresh_view()
+        if self.screen_stack and self.screen_stack[0].has_class("-connections-only"):
+            self.show_connections = False  # the choice is made: back to the packets it selected
+            self._apply_width(self.size.width)
+            self.packets.focus()
 
     @on(Input.Submitted, "#filter-input")
     def filter_submitted(self, event: Input.Submitted) -> None:
@@ -559,7 +580,9 @@ class MptcpInspector(App[None]):
                 self.notify("no MPTCP connection in this trace", severity="warning")
                 return
             conn = conns[0]
-        self.push_screen(FollowScreen(conn, self.session.spool))
+        analysis = self.session.analysis
+        streams = analysis.streams.get(conn.id) if analysis is not None else None
+        self.push_screen(FollowScreen(conn, self.session.spool, streams))
 
     def action_plots(self) -> None:
         if not self._need_loaded("the plots"):
@@ -587,6 +610,13 @@ class MptcpInspector(App[None]):
         packets = self.packets
         packets.time_mode = TIME_MODES[(TIME_MODES.index(packets.time_mode) + 1) % len(TIME_MODES)]
         self._update_header_row()
+
+    def action_toggle_lower(self) -> None:
+        """Stacked panes: show the hex dump instead of the detail tree, or back."""
+        if not self.screen_stack[0].has_class("-stacked"):
+            return
+        self.show_hex = not self.show_hex
+        self._apply_width(self.size.width)
 
     def action_toggle_connections(self) -> None:
         shown = not self.screen_stack[0].has_class("-hide-connections")

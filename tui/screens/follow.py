@@ -17,7 +17,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Header, Static
 
-from analyzer.model import Connection
+from analyzer.model import Connection, StreamSummary
 from tui.collect import Chunk, FollowSpool
 from tui.flows import human_bytes
 from tui.screens.prompt import PromptScreen
@@ -26,6 +26,24 @@ from tui.widgets.virtual import set_virtual_size
 DISPLAY_LIMIT = 256 << 10  # bytes shown (saving writes everything)
 MAX_CHUNKS = 20000  # pieces shown (a capture cut by a snaplen gives many tiny pieces and gaps)
 SIDES = {"both": (0, 1), "c2s": (0,), "s2c": (1,)}
+SHORT_SHA = 16  # hex digits of the SHA-256 shown when the full one does not fit
+
+
+def stream_state(summary: StreamSummary | None, room: int) -> str:
+    """One direction's verdict: complete or not, its holes, its SHA-256 (full when ``room`` allows)."""
+    if summary is None:
+        return "not reassembled"
+    if summary.holes:
+        plural = "s" if summary.holes != 1 else ""
+        state = f"incomplete: {summary.holes:,} hole{plural} ({human_bytes(summary.hole_bytes)})"
+    elif summary.complete:
+        state = "complete"
+    else:
+        state = "incomplete: no DATA_FIN seen"
+    if summary.sha256 is None:
+        return f"{state} · no SHA-256"
+    full = f"{state} · SHA-256 {summary.sha256}"
+    return full if len(full) <= room else f"{state} · SHA-256 {summary.sha256[:SHORT_SHA]}…"
 
 
 def ascii_lines(chunks: list[Chunk], width: int = 0) -> list[tuple[int, str]]:
@@ -100,10 +118,13 @@ class FollowScreen(Screen[None]):
     hex_mode: reactive[bool] = reactive(False)
     direction: reactive[str] = reactive("both")
 
-    def __init__(self, conn: Connection, spool: FollowSpool) -> None:
+    def __init__(
+        self, conn: Connection, spool: FollowSpool, streams: tuple[StreamSummary, StreamSummary] | None = None
+    ) -> None:
         super().__init__()
         self.conn = conn
         self.spool = spool
+        self.streams = streams
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -139,10 +160,14 @@ class FollowScreen(Screen[None]):
         shown = sum(len(c.data) for c in chunks)
         client = conn.client_address or "client"
         server = conn.server_address or "server"
+        room = max(20, self.size.width - 2)
+        heads = []
+        for side, colour, src, dst in ((0, "$success", client, server), (1, "$warning", server, client)):
+            head = f"{src} → {dst} {human_bytes(totals[side])}"
+            summary = self.streams[side] if self.streams is not None else None
+            heads.append(f"[{colour}]{head}[/] · {stream_state(summary, room - len(head) - 3)}")
         title = (
-            f"Connection {conn.id}: [$success]{client} → {server} {human_bytes(totals[0])}[/]  "
-            f"[$warning]{server} → {client} {human_bytes(totals[1])}[/]\n"
-            f"{'hex' if self.hex_mode else 'ASCII'} · {self.direction}"
+            f"Connection {conn.id}\n" + "\n".join(heads) + f"\n{'hex' if self.hex_mode else 'ASCII'} · {self.direction}"
         )
         if shown >= DISPLAY_LIMIT or len(chunks) >= MAX_CHUNKS:
             title += f" · first {human_bytes(shown)} shown (w saves all)"

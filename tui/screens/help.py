@@ -28,7 +28,8 @@ KEYS = """\
 | `g` | go to frame |
 | `]` `[` | next / previous frame with a finding |
 | `t` | time: relative · absolute (UTC) · delta |
-| `c` | show / hide the connections pane |
+| `c` | show / hide the connections pane (below 100 columns it takes the screen until a connection is chosen) |
+| `x` | detail tree ⇄ hex dump, when the screen is too narrow for both side by side |
 | `e` | findings view |
 | `s` | follow the stream of the selected connection |
 | `p` | plots: DSN, throughput and Data ACK per subflow |
