@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from analyzer.facts import FactLog
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
 from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
@@ -59,7 +60,8 @@ def analyze(path: str, options: AnalysisOptions | None = None) -> Analysis:
 
 def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no-untyped-def]
     sink = FindingSink(options.per_rule_limit)
-    tracker = Tracker(sink)
+    facts: FactLog | None = [] if options.check else None  # nobody judges them without the checker
+    tracker = Tracker(sink, facts)
     trace = TraceSummary(path=info.path)
     skipped: dict[Skip, int] = {}
     observers: list[SegmentObserver] = []
@@ -72,7 +74,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     if options.check:
         from analyzer.checker import Checker
 
-        observers.append(Checker(sink))
+        observers.append(Checker(sink, facts))
     observers.extend(options.observers)
     progress = options.progress
     link_types_seen: set[int] = set()

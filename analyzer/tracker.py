@@ -14,9 +14,24 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
-from analyzer.findings import FindingSink, Severity
+from analyzer.facts import (
+    AddAddrHmacChecked,
+    Fact,
+    FactLog,
+    FastcloseKeyMismatch,
+    FellBack,
+    JoinAckHmacChecked,
+    JoinSynAckHmacChecked,
+    KeyChanged,
+    KeyEchoMismatch,
+    OptionExperimental,
+    OptionListMalformed,
+    OptionMalformed,
+    OptionUnassigned,
+)
+from analyzer.findings import FindingSink
 from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow, format_ip
 from analyzer.mptcp import crypto
@@ -42,7 +57,6 @@ from analyzer.tcp_options import TcpOptions
 from analyzer.tfo import decide_ssn_shift, note_syn_payload
 
 FlowKey = tuple[bytes, int, bytes, int]
-MALFORMED_RULE_BY_SUBTYPE = {Subtype.DSS: "DSS-001", Subtype.MP_FAIL: "FAIL-001", Subtype.MP_PRIO: "PRIO-001"}
 EPHEMERAL_PORT_FLOOR = 32768
 
 Handler = Callable[[Any, Subflow, int, Segment], None]
@@ -51,8 +65,9 @@ Handler = Callable[[Any, Subflow, int, Segment], None]
 class Tracker:
     """Streaming subflow/connection bookkeeping; call :meth:`on_segment` per packet, then :meth:`finish`."""
 
-    def __init__(self, sink: FindingSink) -> None:
-        self.sink = sink
+    def __init__(self, sink: FindingSink, facts: FactLog | None = None) -> None:
+        self.sink = sink  # GROUP-001 only: how a subflow was grouped is the tracker's own verdict
+        self.facts = facts  # what it saw, for the rule families (None: nobody judges, nothing kept)
         self.flows: dict[FlowKey, tuple[Subflow, int]] = {}
         self.subflows: list[Subflow] = []
         self.connections: list[Connection] = []
@@ -107,9 +122,7 @@ class Tracker:
             decide_ssn_shift(half, seg)  # TCP Fast Open: where the mappings' subflow numbering starts
         if opts is not None:
             if opts.malformed is not None:
-                self._finding(
-                    "OPT-001", f"malformed TCP option list: {opts.malformed}", seg, sf,
-                )  # fmt: skip
+                self._publish(OptionListMalformed((seg.frame,), sf, opts.malformed))
             if opts.mptcp:
                 self.mptcp_packets += 1
                 half.mptcp_packets += 1
@@ -132,7 +145,7 @@ class Tracker:
             and sf.connection is not None
             and not (opts is not None and opts.truncated)  # H-SNAP: options cut by the capture prove nothing
         ):
-            self._fallback(sf, seg, self._synack_refusal(opts), "FALLBACK-001")
+            self._fallback(sf, seg, self._synack_refusal(opts), "synack")
         return entry
 
     @staticmethod
@@ -252,24 +265,15 @@ class Tracker:
                 if known is None:
                     self._learn_key(conn, SERVER, opt.receiver_key, seg, sf)
                 elif known != opt.receiver_key:
-                    self._finding(
-                        "MPC-004",
-                        f"the client echoed the server key {opt.receiver_key:016x}, but the server's SYN/ACK "
-                        f"(frame {conn.sides[SERVER].key_frame}) carried {known:016x}",
-                        seg, sf, extra_frames=[conn.sides[SERVER].key_frame],
-                    )  # fmt: skip
+                    known_frame = conn.sides[SERVER].key_frame
+                    self._publish(KeyEchoMismatch(_frames(seg, known_frame), sf, opt.receiver_key, known, known_frame))
 
     def _learn_key(self, conn: Connection, side: int, key: int, seg: Segment, sf: Subflow) -> None:
         record = conn.sides[side]
         if record.key is not None:
             if record.key != key:
-                who = "client" if side == CLIENT else "server"
-                rule = "MPC-004" if conn.version == 0 and side == CLIENT else "MPC-005"
-                self._finding(
-                    rule,
-                    f"the {who}'s key changed from {record.key:016x} (frame {record.key_frame}) to {key:016x}",
-                    seg, sf, extra_frames=[record.key_frame],
-                )  # fmt: skip
+                frames = _frames(seg, record.key_frame)
+                self._publish(KeyChanged(frames, sf, side, record.key, key, record.key_frame, conn.version))
             return
         # Versions above 1 are not defined; Linux answers them with v1, so hash as v1 does.
         version = 0 if conn.version == 0 else 1
@@ -350,7 +354,7 @@ class Tracker:
         if opt.data_fin and half.data_fin_frame is None:
             half.data_fin_frame = seg.frame
         if opt.is_infinite_mapping and sf.connection is not None and not sf.connection.fallback:
-            self._fallback(sf, seg, f"infinite mapping (data-level length 0) at frame {seg.frame}", "FALLBACK-007")
+            self._fallback(sf, seg, f"infinite mapping (data-level length 0) at frame {seg.frame}", "infinite")
 
     def _on_add_addr(self, opt: AddAddr, sf: Subflow, direction: int, seg: Segment) -> None:
         conn = sf.connection
@@ -399,12 +403,7 @@ class Tracker:
         receiver_key = conn.sides[1 - sender].key
         sender_key = conn.sides[sender].key
         if receiver_key is not None and opt.receiver_key != receiver_key:
-            which = " (the sender's own key)" if opt.receiver_key == sender_key else ""
-            self._finding(
-                "FC-001",
-                f"MP_FASTCLOSE carries key {opt.receiver_key:016x}{which}; the receiver's key is {receiver_key:016x}",
-                seg, sf,
-            )  # fmt: skip
+            self._publish(FastcloseKeyMismatch((seg.frame,), sf, opt.receiver_key, receiver_key, sender_key))
 
     def _on_tcprst(self, opt: MpTcpRst, sf: Subflow, direction: int, seg: Segment) -> None:
         if seg.flags & TH_RST and sf.reset_reason is None:
@@ -412,39 +411,26 @@ class Tracker:
             sf.reset_transient = opt.transient
 
     def _on_malformed(self, opt: MalformedOption, sf: Subflow, direction: int, seg: Segment) -> None:
-        rule = "OPT-001"  # shorter than 3 bytes: no subtype byte (§3)
-        if opt.subtype is not None:
-            rule = MALFORMED_RULE_BY_SUBTYPE.get(opt.subtype, "OPT-002")  # type: ignore[call-overload]
-        name = _subtype_name(opt.subtype)
-        self._finding(rule, f"malformed {name} option ({len(opt.raw)} bytes {opt.raw.hex()}): {opt.reason}", seg, sf)
+        self._publish(OptionMalformed((seg.frame,), sf, opt, _subtype_name(opt.subtype)))
 
     def _on_unknown(self, opt: UnknownMptcpOption, sf: Subflow, direction: int, seg: Segment) -> None:
-        self._finding("OPT-003", f"MPTCP option with unassigned subtype {opt.subtype:#x}", seg, sf)
+        self._publish(OptionUnassigned((seg.frame,), sf, opt.subtype))
 
     def _on_experimental(self, opt: MpExperimental, sf: Subflow, direction: int, seg: Segment) -> None:
-        self._finding("OPT-003", "MP_EXPERIMENTAL option (subtype 0xf, private use)", seg, sf, severity=Severity.INFO)
+        self._publish(OptionExperimental((seg.frame,), sf))
 
-    def _fallback(self, sf: Subflow, seg: Segment, reason: str, rule: str) -> None:
+    def _fallback(self, sf: Subflow, seg: Segment, reason: str, cause: Literal["synack", "infinite"]) -> None:
         conn = sf.connection
         if conn is None or conn.fallback:
             return
         conn.fallback = True
         conn.fallback_reason = reason
         conn.note(seg.frame, f"fallback to TCP: {reason}")
-        self._finding(rule, f"connection fell back to TCP: {reason}", seg, sf)
+        self._publish(FellBack((seg.frame,), sf, cause, reason))
 
-    def _finding(
-        self,
-        rule: str,
-        message: str,
-        seg: Segment,
-        sf: Subflow,
-        extra_frames: list[int | None] | None = None,
-        severity: Severity | None = None,
-    ) -> None:
-        frames = [seg.frame] + [f for f in (extra_frames or []) if f is not None]
-        conn = sf.connection
-        self.sink.add(rule, message, sorted(set(frames)), conn.id if conn else None, sf.id, severity)
+    def _publish(self, fact: Fact) -> None:
+        if self.facts is not None:
+            self.facts.append(fact)
 
     # ------------------------------------------------------------------ end of trace
     def finish(self) -> None:
@@ -530,10 +516,7 @@ class Tracker:
         conn.fallback = True
         conn.fallback_reason = "data flowed without any DSS after the MP_CAPABLE handshake"
         conn.note(initial.first_frame, f"fallback to TCP: {conn.fallback_reason}")
-        self.sink.add(
-            "FALLBACK-007", f"connection fell back to TCP: {conn.fallback_reason}",
-            [initial.first_frame], conn.id, initial.id,
-        )  # fmt: skip
+        self._publish(FellBack((initial.first_frame,), initial, "silent", conn.fallback_reason))
 
     def _verify_join_hmacs(self, conn: Connection) -> None:
         version = 0 if conn.version == 0 else 1
@@ -548,23 +531,13 @@ class Tracker:
             if sf.join_synack_hmac is not None:
                 expected = crypto.join_synack_truncated_hmac(key_resp, key_init, nonce_resp, nonce_init, version)
                 sf.join_synack_hmac_ok = expected == sf.join_synack_hmac
-                if not sf.join_synack_hmac_ok:
-                    self.sink.add(
-                        "JOIN-002",
-                        f"SYN/ACK of join subflow {sf.id} carries truncated HMAC {sf.join_synack_hmac:016x}, "
-                        f"expected {expected:016x}",
-                        sf.join_frames[:2], conn.id, sf.id,
-                    )  # fmt: skip
+                frames = tuple(sorted(set(sf.join_frames[:2])))
+                self._publish(JoinSynAckHmacChecked(frames, sf, sf.join_synack_hmac, expected))
             if sf.join_ack_hmac is not None:
                 expected_ack = crypto.join_ack_hmac(key_init, key_resp, nonce_init, nonce_resp, version)
                 sf.join_ack_hmac_ok = expected_ack == sf.join_ack_hmac
-                if not sf.join_ack_hmac_ok:
-                    self.sink.add(
-                        "JOIN-003",
-                        f"third ACK of join subflow {sf.id} carries HMAC {sf.join_ack_hmac.hex()}, "
-                        f"expected {expected_ack.hex()}",
-                        sf.join_frames, conn.id, sf.id,
-                    )  # fmt: skip
+                frames = tuple(sorted(set(sf.join_frames)))
+                self._publish(JoinAckHmacChecked(frames, sf, sf.join_ack_hmac, expected_ack))
 
     def _verify_add_addr_hmacs(self, conn: Connection) -> None:
         if conn.version == 0:
@@ -579,14 +552,7 @@ class Tracker:
                 key_s, key_r, ann.address_ids[0], ipaddress.ip_address(ann.address), ann.port
             )
             ann.hmac_ok = expected == ann.hmac
-            if not ann.hmac_ok:
-                hint = _add_addr_hmac_hint(key_s, key_r, ann)
-                self.sink.add(
-                    "ADDR-001",
-                    f"ADD_ADDR id {ann.address_ids[0]} {ann.address} carries HMAC {ann.hmac:016x}, expected "
-                    f"{expected:016x} (rightmost 64 bits of HMAC(sender key‖receiver key, id‖address‖port)){hint}",
-                    [ann.frame], conn.id, ann.subflow,
-                )  # fmt: skip
+            self._publish(AddAddrHmacChecked((ann.frame,), None, conn, ann, key_s, key_r, expected))
 
 
 def _mpc_synack_problem(opt: MpCapable, syn_version: int | None = None) -> str | None:
@@ -602,18 +568,8 @@ def _mpc_synack_problem(opt: MpCapable, syn_version: int | None = None) -> str |
     return None
 
 
-def _add_addr_hmac_hint(key_s: int, key_r: int, ann: Announcement) -> str:
-    """Name the known implementation bugs a wrong ADD_ADDR HMAC matches, to save users the search."""
-    address = ipaddress.ip_address(ann.address or "0.0.0.0")
-    digest = crypto.add_addr_hmac_digest(key_s, key_r, ann.address_ids[0], address, ann.port)
-    if int.from_bytes(digest[:8], "big") == ann.hmac:
-        return (
-            "; it equals the LEFTMOST 64 bits, the bug of Linux 5.7–5.9 fixed by 'mptcp: use rightmost 64 bits "
-            "in ADD_ADDR HMAC'"
-        )
-    if crypto.add_addr_hmac(key_r, key_s, ann.address_ids[0], address, ann.port) == ann.hmac:
-        return "; it matches the keys in the wrong order (receiver key first)"
-    return ""
+def _frames(seg: Segment, other: int | None) -> tuple[int, ...]:
+    return tuple(sorted({seg.frame, other})) if other is not None else (seg.frame,)
 
 
 def _side_dsn_refs(conn: Connection, side: int) -> list[int]:

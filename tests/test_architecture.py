@@ -20,6 +20,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
     "wire": ("analyzer.ingest",),
     "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow"),
+    "facts": ("analyzer.facts",),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),
     "report": ("analyzer.report",),
@@ -35,6 +36,7 @@ NEVER: dict[str, set[str]] = {
     "mptcp": {"*"},  # the protocol core imports nothing of ours
     "wire": set(GROUPS) - {"wire", "mptcp"},
     "observe": {"checker", "endpoint", "report", "ci", "cli", "tui"},
+    "facts": set(GROUPS) - {"facts", "mptcp"},  # what observers publish and families judge: model + codec only
     "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui"},
     "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui"},
     "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui"},

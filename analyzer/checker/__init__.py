@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 
 from analyzer.checker.base import Context, Family
+from analyzer.facts import Fact, FactLog
 from analyzer.findings import FindingSink
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Subflow
@@ -50,9 +51,14 @@ _NO_HOOKS: list = []  # type: ignore[type-arg]  # shared empty list, never mutat
 class Checker:
     """Pipeline observer running every rule family."""
 
-    def __init__(self, sink: FindingSink) -> None:
+    def __init__(self, sink: FindingSink, facts: FactLog | None = None) -> None:
         self.ctx = Context(sink)
         self.families = [cls(self.ctx) for cls in FAMILY_CLASSES]
+        self.facts = facts  # published by the observing stages; drained before each segment and at the end
+        self._by_fact: dict[type, list[Callable[[Fact], None]]] = {}
+        for family in self.families:
+            for fact_type in family.FACTS:
+                self._by_fact.setdefault(fact_type, []).append(family.on_fact)
         self._hooks = [family.on_segment for family in self.families if family.WANTS is None]
         self._by_type: dict[type, list[Hook]] = {}
         self._disabled: list[Family] = []
@@ -63,6 +69,8 @@ class Checker:
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
         ctx = self.ctx
         ctx.last_time = seg.ts
+        if self.facts:
+            self._judge_facts(seg.frame)
         if subflow.connection is None and not subflow.mptcp_seen:
             return  # plain TCP: no MPTCP rule applies
         conn = subflow.connection
@@ -91,7 +99,21 @@ class Checker:
         if dss is not None and dss.data_ack is not None and conn is not None:
             ctx.note_data_ack(conn, direction ^ subflow.reversed, dss)
 
+    def _judge_facts(self, frame: int | None) -> None:
+        facts = self.facts
+        assert facts is not None
+        by_fact = self._by_fact
+        for fact in facts:
+            for hook in by_fact.get(type(fact), ()):
+                try:
+                    hook(fact)
+                except Exception as exc:  # see on_segment
+                    self._disable(getattr(hook, "__self__", None), exc, frame)
+        facts.clear()
+
     def finish(self, analysis: Analysis) -> None:
+        if self.facts:
+            self._judge_facts(None)
         for family in self.families:
             if family in self._disabled:
                 continue
@@ -108,6 +130,8 @@ class Checker:
         hook = family.on_segment
         self._hooks = [h for h in self._hooks if h != hook]
         self._by_type = {kind: [h for h in hooks if h != hook] for kind, hooks in self._by_type.items()}
+        fact_hook = family.on_fact
+        self._by_fact = {kind: [h for h in hooks if h != fact_hook] for kind, hooks in self._by_fact.items()}
         where = f"at frame {frame}" if frame is not None else "at the end of the trace"
         ids = ", ".join(rule.id for rule in family.RULES[:3]) + ("…" if len(family.RULES) > 3 else "")
         self.ctx.sink.add(

@@ -17,14 +17,17 @@ ADD_ADDR whose HMAC does not verify is ignored by its receiver, so no echo is ex
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations
+from analyzer.facts import AddAddrHmacChecked, Fact
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Announcement, Connection, Subflow, format_ip
+from analyzer.mptcp import crypto
 from analyzer.mptcp.options import AddAddr, Dss, RemoveAddr
 from analyzer.rules import Rule
 from analyzer.seqnum import serial_lt
@@ -126,6 +129,20 @@ class AddressRules(Family):
              "The echo (E = 1) is sent by the host that received the announcement; here the announcing host echoes "
              "its own address and the peer announced no such address."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (AddAddrHmacChecked,)
+
+    def on_fact(self, fact: Fact) -> None:
+        """ADD_ADDR HMACs next to the values the keys give."""
+        if not isinstance(fact, AddAddrHmacChecked) or fact.ok:
+            return
+        ann = fact.announcement
+        hint = _add_addr_hmac_hint(fact.sender_key, fact.receiver_key, ann)
+        self.ctx.sink.add(
+            "ADDR-001",
+            f"ADD_ADDR id {ann.address_ids[0]} {ann.address} carries HMAC {ann.hmac or 0:016x}, expected "
+            f"{fact.expected:016x} (rightmost 64 bits of HMAC(sender key‖receiver key, id‖address‖port)){hint}",
+            list(fact.frames), fact.connection.id, ann.subflow,
+        )  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -374,3 +391,15 @@ class AddressRules(Family):
                 "announced and never used in an MP_JOIN",
                 ann.frame, carrier(conn, ann), conn,
             )  # fmt: skip
+def _add_addr_hmac_hint(key_s: int, key_r: int, ann: Announcement) -> str:
+    """Name the known implementation bugs a wrong ADD_ADDR HMAC matches, to save users the search."""
+    address = ipaddress.ip_address(ann.address or "0.0.0.0")
+    digest = crypto.add_addr_hmac_digest(key_s, key_r, ann.address_ids[0], address, ann.port)
+    if int.from_bytes(digest[:8], "big") == ann.hmac:
+        return (
+            "; it equals the LEFTMOST 64 bits, the bug of Linux 5.7–5.9 fixed by 'mptcp: use rightmost 64 bits "
+            "in ADD_ADDR HMAC'"
+        )
+    if crypto.add_addr_hmac(key_r, key_s, ann.address_ids[0], address, ann.port) == ann.hmac:
+        return "; it matches the keys in the wrong order (receiver key first)"
+    return ""

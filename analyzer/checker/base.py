@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from analyzer.facts import Fact
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
@@ -153,6 +154,8 @@ class Family:
     # Option types whose presence makes a segment interesting to this family. None (the default)
     # means every segment; a set lets the checker skip the call for the other ~all segments.
     WANTS: ClassVar[frozenset[type] | None] = None
+    # Fact types (analyzer.facts) this family judges; the checker hands it each one as it is published.
+    FACTS: ClassVar[tuple[type[Fact], ...]] = ()
 
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
@@ -160,13 +163,16 @@ class Family:
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         """Called for every TCP segment of an MPTCP (or attempted MPTCP) subflow, in capture order."""
 
+    def on_fact(self, fact: Fact) -> None:
+        """Called for each published fact of a type in ``FACTS``, before the segment that showed it."""
+
     def finish(self, analysis: Analysis) -> None:
         """Called once after the whole capture was read and the model is final."""
 
     @classmethod
     def register_rules(cls) -> None:
         for rule in cls.RULES:
-            register(rule)
+            register(rule, cls.__module__)
 
 
 def header_cut(seg: Segment) -> bool:

@@ -22,7 +22,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.checker.base import Context, Family
-from analyzer.checker.dss import MASK64, ODD_FLAGS, REORDER_WINDOW, Flow, SideData, bus_for, side_name
+from analyzer.checker.dss import (
+    FIN_WITHOUT_MAPPING,
+    MASK64,
+    ODD_FLAGS,
+    REORDER_WINDOW,
+    Flow,
+    SideData,
+    bus_for,
+    side_name,
+)
 from analyzer.findings import Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection
@@ -87,7 +96,7 @@ class CloseRules(Family):
 
     # ------------------------------------------------------------------ events
     def on_flags(self, seg: Segment, flow: Flow, opt: Dss) -> None:
-        if "CLOSE-001" in ODD_FLAGS[opt.flags & 0x1F]:
+        if FIN_WITHOUT_MAPPING in ODD_FLAGS[opt.flags & 0x1F]:
             self.ctx.report(
                 "CLOSE-001",
                 f"the {side_name(flow.side)}'s DSS sets DATA_FIN without a mapping (flags {opt.flags:#04x}): the "

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
+from analyzer.facts import Fact, OptionMalformed
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
@@ -46,6 +47,7 @@ from analyzer.mptcp.options import (
     MpCapable,
     MpFail,
     MpJoinAck,
+    Subtype,
 )
 from analyzer.rules import Rule
 from analyzer.seqnum import expand32, serial_gt, unwrap32
@@ -342,16 +344,20 @@ def bus_for(ctx: Context) -> Bus:
     return bus
 
 
-# Contradictory DSS flag combinations, indexed by the low five flag bits: rule ids to report.
+# Contradictory DSS flag combinations, indexed by the low five flag bits; the families that own the
+# rules (DSS-009/010 here, CLOSE-001 in close) judge them.
+FIN_WITHOUT_MAPPING, WIDTH_WITHOUT_FIELD, EMPTY = "DATA_FIN without a mapping", "width flag without field", "empty"
+
+
 def _odd_flags(flags: int) -> tuple[str, ...]:
-    ids = []
+    odd = []
     if flags & DSS_DATA_FIN and not flags & DSS_MAPPING:
-        ids.append("CLOSE-001")
+        odd.append(FIN_WITHOUT_MAPPING)
     if (flags & DSS_ACK64 and not flags & DSS_ACK) or (flags & DSS_DSN64 and not flags & DSS_MAPPING):
-        ids.append("DSS-009")
+        odd.append(WIDTH_WITHOUT_FIELD)
     if not flags & (DSS_ACK | DSS_MAPPING):
-        ids.append("DSS-010")
-    return tuple(ids)
+        odd.append(EMPTY)
+    return tuple(odd)
 
 
 ODD_FLAGS = tuple(_odd_flags(flags) for flags in range(32))
@@ -417,6 +423,11 @@ class DssRules(Family):
              "A host's DATA_FIN occupies the data sequence number after its last data byte. Mapping data at or "
              "beyond it (before or after the DATA_FIN was sent) is a violation. Retransmitting data below it is fine."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (OptionMalformed,)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, OptionMalformed) and fact.option.subtype == Subtype.DSS:
+            self.ctx.report("DSS-001", fact.describe(), list(fact.frames), fact.subflow)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -874,15 +885,15 @@ class DssRules(Family):
 
     # ------------------------------------------------------------------ flag sanity
     def _odd_flags(self, seg: Segment, flow: Flow, opt: Dss) -> None:
-        ids = ODD_FLAGS[opt.flags & 0x1F]
-        if "DSS-009" in ids:
+        odd = ODD_FLAGS[opt.flags & 0x1F]
+        if WIDTH_WITHOUT_FIELD in odd:
             what = []
             if opt.flags & DSS_ACK64 and not opt.flags & DSS_ACK:
                 what.append("'a' (8-byte Data ACK) without 'A'")
             if opt.flags & DSS_DSN64 and not opt.flags & DSS_MAPPING:
                 what.append("'m' (8-byte DSN) without 'M'")
             self.ctx.report("DSS-009", f"DSS flags {opt.flags:#04x}: {' and '.join(what)}", seg.frame, flow.sf)
-        if "DSS-010" in ids:
+        if EMPTY in odd:
             self.ctx.report(
                 "DSS-010", f"DSS flags {opt.flags:#04x}: neither a Data ACK (A) nor a mapping (M)", seg.frame, flow.sf
             )

@@ -26,10 +26,11 @@ from analyzer.checker.observations import (
     observations,
     side_name,
 )
+from analyzer.facts import Fact, OptionMalformed
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_RST, Segment
 from analyzer.model import Analysis, Connection, Subflow
-from analyzer.mptcp.options import Dss, MpFail
+from analyzer.mptcp.options import Dss, MpFail, Subtype
 from analyzer.rules import Rule
 from analyzer.seqnum import serial_lt
 
@@ -80,6 +81,11 @@ class MpFailRules(Family):
              "reported: the host that sent the infinite mapping is judged by its sequence numbers, the other by "
              "its acknowledgment of it (or one round trip)."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (OptionMalformed,)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, OptionMalformed) and fact.option.subtype == Subtype.MP_FAIL:
+            self.ctx.report("FAIL-001", fact.describe(), list(fact.frames), fact.subflow)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

@@ -33,6 +33,7 @@ from analyzer.checker.observations import (
     seq_le,
     side_name,
 )
+from analyzer.facts import Fact, FellBack
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Subflow
@@ -111,6 +112,12 @@ class FallbackRules(Family):
              "sequence number (Linux keeps the current mapping's DSN and SSN). The exact RFC requirement for "
              "these fields is not settled, so this is a warning."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (FellBack,)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, FellBack):
+            rule = "FALLBACK-001" if fact.cause == "synack" else "FALLBACK-007"
+            self.ctx.report(rule, f"connection fell back to TCP: {fact.reason}", list(fact.frames), fact.subflow)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from analyzer.checker.base import MASK64, Context, Family
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations, seq_le, side_name
+from analyzer.facts import Fact, FastcloseKeyMismatch
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow
@@ -75,6 +76,16 @@ class FastCloseRules(Family):
              "payload the data is discarded by the receiver along with the connection; the RFC does not forbid "
              "it in so many words, so that case is a warning."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (FastcloseKeyMismatch,)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, FastcloseKeyMismatch):
+            which = " (the sender's own key)" if fact.carried == fact.sender_key else ""
+            self.ctx.report(
+                "FC-001",
+                f"MP_FASTCLOSE carries key {fact.carried:016x}{which}; the receiver's key is {fact.receiver_key:016x}",
+                list(fact.frames), fact.subflow,
+            )  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

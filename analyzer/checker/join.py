@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family, header_cut
+from analyzer.facts import Fact, JoinAckHmacChecked, JoinSynAckHmacChecked
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Grouping, Subflow
@@ -156,6 +157,26 @@ class JoinRules(Family):
              "The join targets a port other than the connection's initial port, and no ADD_ADDR announced it. "
              "The RFC allows this; Linux rejects such joins unless the port was announced."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (JoinSynAckHmacChecked, JoinAckHmacChecked)
+
+    def on_fact(self, fact: Fact) -> None:
+        """Join HMACs next to the values the keys and nonces give."""
+        sf = fact.subflow
+        if sf is None:
+            return
+        if isinstance(fact, JoinSynAckHmacChecked) and fact.seen != fact.expected:
+            self.ctx.report(
+                "JOIN-002",
+                f"SYN/ACK of join subflow {sf.id} carries truncated HMAC {fact.seen:016x}, "
+                f"expected {fact.expected:016x}",
+                list(fact.frames), sf,
+            )  # fmt: skip
+        elif isinstance(fact, JoinAckHmacChecked) and fact.seen != fact.expected:
+            self.ctx.report(
+                "JOIN-003",
+                f"third ACK of join subflow {sf.id} carries HMAC {fact.seen.hex()}, expected {fact.expected.hex()}",
+                list(fact.frames), sf,
+            )  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from analyzer.checker.base import Context, Family, header_cut
+from analyzer.facts import Fact, KeyChanged, KeyEchoMismatch
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Subflow
@@ -143,6 +144,25 @@ class MpCapableRules(Family):
         Rule("MPC-015", E, "§3.1", "Responder's MP_CAPABLE outside its SYN/ACK, or SYN/ACK of the wrong length",
              "The responder sends MP_CAPABLE only on its SYN/ACK, and that option carries its key (12 bytes)."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (KeyEchoMismatch, KeyChanged)
+
+    def on_fact(self, fact: Fact) -> None:
+        """Keys the tracker learnt that disagree with each other."""
+        frames, sf = list(fact.frames), fact.subflow
+        if isinstance(fact, KeyEchoMismatch):
+            self.ctx.report(
+                "MPC-004",
+                f"the client echoed the server key {fact.echoed:016x}, but the server's SYN/ACK "
+                f"(frame {fact.known_frame}) carried {fact.known:016x}",
+                frames, sf,
+            )  # fmt: skip
+        elif isinstance(fact, KeyChanged):
+            who = "client" if fact.side == CLIENT else "server"
+            rule = "MPC-004" if fact.version == 0 and fact.side == CLIENT else "MPC-005"  # v0 echoes both keys
+            self.ctx.report(
+                rule, f"the {who}'s key changed from {fact.old:016x} (frame {fact.old_frame}) to {fact.new:016x}",
+                frames, sf,
+            )  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from analyzer.checker.base import Context, Family
+from analyzer.facts import Fact, OptionExperimental, OptionListMalformed, OptionMalformed, OptionUnassigned
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Subflow
@@ -75,6 +76,10 @@ def reserved_bits(opt: MptcpOption) -> tuple[int, str] | None:
     return None
 
 
+# Subtypes whose malformed lengths have a rule of their own, in their family (DSS-001, FAIL-001, PRIO-001).
+LENGTH_JUDGED_BY_ITS_FAMILY = frozenset({Subtype.DSS, Subtype.MP_FAIL, Subtype.MP_PRIO})
+
+
 class OptionFormatRules(Family):
     RULES: ClassVar[tuple[Rule, ...]] = (
         # OPT-001/002/003 are emitted by the tracker (context-free checks); listed here with full text.
@@ -111,6 +116,26 @@ class OptionFormatRules(Family):
              "appear later. Either a stack sends options it never negotiated, or a middlebox stripped them from "
              "the SYN before the capture point. Not checked when the SYN was not captured."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (
+        OptionListMalformed, OptionMalformed, OptionUnassigned, OptionExperimental,
+    )  # fmt: skip
+
+    def on_fact(self, fact: Fact) -> None:
+        """The tracker's observations of the option list and of options no other family judges."""
+        frames, sf = list(fact.frames), fact.subflow
+        if isinstance(fact, OptionListMalformed):
+            self.ctx.report("OPT-001", f"malformed TCP option list: {fact.reason}", frames, sf)
+        elif isinstance(fact, OptionMalformed):
+            subtype = fact.option.subtype
+            if subtype is None:  # shorter than 3 bytes: no subtype byte (§3)
+                self.ctx.report("OPT-001", fact.describe(), frames, sf)
+            elif subtype not in LENGTH_JUDGED_BY_ITS_FAMILY:
+                self.ctx.report("OPT-002", fact.describe(), frames, sf)
+        elif isinstance(fact, OptionUnassigned):
+            self.ctx.report("OPT-003", f"MPTCP option with unassigned subtype {fact.subtype:#x}", frames, sf)
+        elif isinstance(fact, OptionExperimental):
+            self.ctx.report("OPT-003", "MP_EXPERIMENTAL option (subtype 0xf, private use)", frames, sf,
+                            severity=INFO)  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

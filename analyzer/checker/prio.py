@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from analyzer.checker.base import Context, Family
+from analyzer.facts import Fact, OptionMalformed
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow
-from analyzer.mptcp.options import Dss, MpCapable, MpJoinSyn, MpJoinSynAck, MpPrio
+from analyzer.mptcp.options import Dss, MpCapable, MpJoinSyn, MpJoinSynAck, MpPrio, Subtype
 from analyzer.rules import Rule
 from analyzer.seqnum import serial_lt
 
@@ -62,6 +63,11 @@ class PriorityRules(Family):
              "The address ID of a v0 MP_PRIO must name an address of the connection (ID 0, an MP_JOIN address ID "
              "or an announced address). Only judged when the whole connection was captured from its handshake."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (OptionMalformed,)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, OptionMalformed) and fact.option.subtype == Subtype.MP_PRIO:
+            self.ctx.report("PRIO-001", fact.describe(), list(fact.frames), fact.subflow)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

@@ -14,7 +14,7 @@ from analyzer.ci.junit import finding_line
 from analyzer.ci.rulebook import FAMILY_NAMES, rfc_link, rules_by_family
 from analyzer.ci.xcheck import KNOWN_BUGS, Disagreement, XcheckReport
 from analyzer.findings import Finding, Severity
-from analyzer.rules import Rule
+from analyzer.rules import Rule, source_file
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 
@@ -50,6 +50,9 @@ def explain_rule(console: Console, rule: Rule) -> None:
     section = f"RFC 8684 {rule.section}" if rule.section != "-" else "not a protocol rule"
     grid.add_row("section", Text(section + (f"  {link}" if link else "")))
     grid.add_row("family", Text(f"{rule.family} ({FAMILY_NAMES.get(rule.family, rule.family)})"))
+    where = source_file(rule.id)
+    if where:
+        grid.add_row("decided in", Text(where))
     console.print(grid)
     if rule.description:
         console.print()

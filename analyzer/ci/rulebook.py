@@ -10,7 +10,7 @@ import difflib
 import re
 
 import analyzer.checker  # noqa: F401  (registers the family rules in RULES)
-from analyzer.rules import RULES, Rule
+from analyzer.rules import RULES, Rule, source_file
 
 # Catalogue order of the rule families; CAPTURE and GROUP are observations about the capture, not
 # protocol rules. A family that appears in the registry but not here is listed after these.
@@ -100,4 +100,5 @@ def rule_to_json(rule: Rule) -> dict[str, object]:
         "title": rule.title,
         "description": rule.description,
         "url": rfc_link(rule.section),
+        "decided_in": source_file(rule.id),
     }
