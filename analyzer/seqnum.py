@@ -47,6 +47,26 @@ def unwrap32(value: int, reference: int) -> int:
     return unwrapped
 
 
+def unwrap(value: int, reference: int, bits: int) -> int:
+    """The unbounded integer congruent to ``value`` mod 2^bits closest to ``reference``.
+
+    The endpoint keeps sequence numbers as offsets that never wrap; only the wire carries them modulo
+    2^32 (subflow) or 2^64 (data level).
+    """
+    modulus = 1 << bits
+    half = modulus >> 1
+    candidate = reference - (reference % modulus) + (value % modulus)
+    if candidate - reference > half:
+        candidate -= modulus
+    elif reference - candidate > half:
+        candidate += modulus
+    return candidate
+
+
+def unwrap64(value: int, reference: int) -> int:
+    return unwrap(value, reference, 64)
+
+
 # Two DSNs this close lie in one data stream: IDSNs are hash outputs, so unrelated connections are
 # 2^64 apart on average. Used to link subflows (and their bytes) whose handshake was not captured.
 DSN_LINK_DISTANCE = 1 << 40

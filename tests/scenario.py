@@ -24,6 +24,7 @@ from pathlib import Path
 import dpkt
 
 from analyzer.mptcp import crypto
+from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.options import (
     DSS_ACK,
     DSS_ACK64,
@@ -48,15 +49,6 @@ SERVER_KEY = 0x1112131415161718
 Option = MptcpOption | bytes
 
 
-def _checksum16(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
 def ipv4_tcp(
     src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
     options: bytes = b"", payload: bytes = b"", window: int = 65535,
@@ -68,9 +60,9 @@ def ipv4_tcp(
     tcp += options + payload
     s, d = ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed
     pseudo = s + d + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", _checksum16(pseudo + tcp)) + tcp[18:]
+    tcp = tcp[:16] + struct.pack("!H", internet_checksum(pseudo + tcp)) + tcp[18:]
     header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, s, d)
-    header = header[:10] + struct.pack("!H", _checksum16(header)) + header[12:]
+    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
     return header + tcp
 
 

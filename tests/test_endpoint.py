@@ -39,10 +39,10 @@ from analyzer.endpoint.datalevel import DataReceiver, DataSender
 from analyzer.endpoint.errors import LocalProtocolError, RemoteProtocolError
 from analyzer.endpoint.mapping import ChecksumFailure, MappingTable, RecvMapping
 from analyzer.endpoint.scheduler import BackupAware, LowestRtt, PathInfo, RoundRobin
-from analyzer.endpoint.segment import ACK, SYN, RawOption, internet_checksum
-from analyzer.endpoint.seqnum import unwrap32, unwrap64
+from analyzer.endpoint.segment import ACK, SYN, RawOption
 from analyzer.endpoint.state import TcpState, Trigger, step
 from analyzer.mptcp import crypto
+from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.options import (
     AddAddr,
     Dss,
@@ -56,6 +56,7 @@ from analyzer.mptcp.options import (
     MpTcpRst,
     RemoveAddr,
 )
+from analyzer.seqnum import unwrap32, unwrap64
 
 C1 = ipaddress.IPv4Address("10.0.1.1")
 C2 = ipaddress.IPv4Address("10.0.2.1")

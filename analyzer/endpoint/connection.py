@@ -45,7 +45,6 @@ from analyzer.endpoint.mapping import REASON_MPTCP, ChecksumFailure, MappingTabl
 from analyzer.endpoint.pathmanager import JoinPlan, PathManager
 from analyzer.endpoint.scheduler import PathInfo, make_scheduler
 from analyzer.endpoint.segment import RST, Address, DecodeError, OutOption, RawOption, Segment, decode_packet
-from analyzer.endpoint.seqnum import MASK32, MASK64, unwrap
 from analyzer.endpoint.state import TcpState
 from analyzer.endpoint.tcp import Chunk, SegmentKind, TcpSubflow
 from analyzer.mptcp.crypto import dss_checksum
@@ -69,6 +68,7 @@ from analyzer.mptcp.options import (
     MpTcpRst,
     RemoveAddr,
 )
+from analyzer.seqnum import MASK32, MASK64, unwrap
 
 __all__ = ["MptcpConnection", "SubflowInfo"]
 

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
+from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.options import Dss, MpPrio, MptcpOption
 from analyzer.tcp_options import walk_tcp_options
 
@@ -134,16 +135,6 @@ class Segment:
         if len(out) > _MAX_OPTION_SPACE:
             raise ValueError(f"TCP options need {len(out)} bytes, more than the {_MAX_OPTION_SPACE} available")
         return bytes(out)
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 ones'-complement sum of 16-bit words (odd length padded with a zero byte), complemented."""
-    if len(data) % 2:
-        data += b"\x00"
-    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def encode_packet(seg: Segment, ip_id: int = 0, ttl: int = 64) -> bytes:

@@ -17,8 +17,8 @@ from typing import Protocol
 from analyzer.endpoint.config import TcpTuning
 from analyzer.endpoint.congestion import NewReno, RttEstimator
 from analyzer.endpoint.segment import ACK, FIN, PSH, RST, SYN, Address, OutOption, Segment
-from analyzer.endpoint.seqnum import MASK32, unwrap32
 from analyzer.endpoint.state import CAN_SEND_DATA, DONE, SYNCHRONIZED, TcpState, Trigger, step
+from analyzer.seqnum import MASK32, unwrap32
 
 __all__ = ["Chunk", "OptionSource", "SegmentKind", "SubflowInput", "TcpSubflow"]
 

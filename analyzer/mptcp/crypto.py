@@ -132,6 +132,19 @@ def add_addr_hmac(
     return int.from_bytes(digest[-8:], "big")
 
 
+def internet_checksum(data: bytes) -> int:
+    """RFC 1071 ones'-complement sum of 16-bit words (odd length padded with a zero byte), complemented.
+
+    The IP and TCP checksums of every packet the endpoint, the simulator, the lab tools and the tests write.
+    """
+    if len(data) % 2:
+        data += b"\x00"
+    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
 def _pseudo_header(dsn64: int, rel_ssn: int, data_len: int) -> bytes:
     if not 0 <= dsn64 <= _UINT64:
         raise ValueError(f"the checksum's DSN is always the full 64-bit value, got {dsn64!r}")

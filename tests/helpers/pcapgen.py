@@ -43,6 +43,7 @@ import dpkt
 from dpkt import pcapng as dpkt_pcapng
 
 from analyzer.mptcp import Dss, MpCapable, crypto
+from analyzer.mptcp.crypto import internet_checksum
 
 # ----------------------------------------------------------------------------------------- constants
 
@@ -86,16 +87,6 @@ def ip_bytes(addr: str | bytes) -> bytes:
     if isinstance(addr, bytes):
         return addr
     return ipaddress.ip_address(addr).packed
-
-
-def internet_checksum(data: bytes) -> int:
-    """RFC 1071 one's complement sum."""
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
 
 
 def pad_options(options: bytes) -> bytes:
