@@ -26,6 +26,17 @@ class Severity(enum.IntEnum):
         return cls[text.upper()]
 
 
+# What a verdict rests on that the capture does not show (JSON ``assumes``). A finding that names one is
+# never an error on its own; a user who knows the assumption holds may say so (``check --assume``).
+ASSUMPTIONS: dict[str, str] = {
+    "no-capture-loss": "the capture lost no packet of this connection",
+    "subflows-from-syn": "every subflow of the connection was captured from its SYN",
+    "keys-captured": "both MP_CAPABLE keys and the initial subflow's SYN were captured",
+    "capture-order": "the capture saw these packets (on different subflows) in the order they were sent",
+    "capture-from-start": "the capture started before the connection did",
+}
+
+
 @dataclass(slots=True)
 class Finding:
     rule: str
@@ -34,6 +45,7 @@ class Finding:
     frames: list[int] = field(default_factory=list)
     connection: int | None = None
     subflow: int | None = None
+    assumes: tuple[str, ...] = ()  # keys of ASSUMPTIONS the verdict rests on (empty: proven by the bytes)
 
     def to_json(self) -> dict[str, object]:
         from analyzer.rules import RULES
@@ -48,6 +60,7 @@ class Finding:
             "message": self.message,
             "section": rule.section if rule else None,
             "title": rule.title if rule else None,
+            "assumes": list(self.assumes),
         }
 
 
@@ -68,6 +81,7 @@ class FindingSink:
         connection: int | None = None,
         subflow: int | None = None,
         severity: Severity | None = None,
+        assumes: tuple[str, ...] = (),
     ) -> None:
         from analyzer.rules import RULES
 
@@ -79,4 +93,4 @@ class FindingSink:
         if severity is None:
             meta = RULES.get(rule)
             severity = meta.severity if meta else Severity.WARNING
-        self.findings.append(Finding(rule, severity, message, frames or [], connection, subflow))
+        self.findings.append(Finding(rule, severity, message, frames or [], connection, subflow, assumes))

@@ -281,6 +281,7 @@ def test_close_006_is_a_warning_when_the_capture_lost_part_of_the_hole(tmp_path:
     analysis = analyze(sc.write(tmp_path))
     finding = one(analysis, "CLOSE-006")
     assert (finding.severity, finding.frames) == (Severity.WARNING, [fin, ack])
+    assert finding.assumes == ("no-capture-loss",)
 
 
 def test_close_006_data_fin_acknowledged_after_all_data(tmp_path: Path) -> None:

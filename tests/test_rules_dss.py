@@ -288,6 +288,7 @@ def test_dss_007_is_a_warning_when_the_capture_lost_less_than_the_offset(tmp_pat
     analysis = analyze(sc.write(tmp_path))
     finding = one(analysis, "DSS-007")
     assert (finding.severity, finding.frames) == (Severity.WARNING, [frame])
+    assert finding.assumes == ("no-capture-loss",)
 
 
 # DSS-008 -----------------------------------------------------------------------------------------

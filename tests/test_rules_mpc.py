@@ -105,7 +105,7 @@ def test_mpc_003_syn_ack_with_mp_capable_answers_a_plain_syn(tmp_path: Path) -> 
     syn = sf.raw("c", SYN)
     synack = sf.raw("s", SYN | ACK, [MpCapable(1, H, s.key)])
     (finding,) = of(run(sc, tmp_path), "MPC-003")
-    assert (finding.severity, finding.frames) == (Severity.ERROR, [syn, synack])
+    assert (finding.severity, finding.frames, finding.assumes) == (Severity.ERROR, [syn, synack], ())
 
 
 def test_mpc_003_is_only_a_warning_when_an_earlier_syn_may_predate_the_capture(tmp_path: Path) -> None:
@@ -117,6 +117,7 @@ def test_mpc_003_is_only_a_warning_when_an_earlier_syn_may_predate_the_capture(t
     synack = sf.raw("s", SYN | ACK, [MpCapable(1, H, s.key)])
     (finding,) = of(run(sc, tmp_path), "MPC-003")
     assert (finding.severity, finding.frames) == (Severity.WARNING, [syn, synack])
+    assert finding.assumes == ("capture-from-start",)
 
 
 def test_mpc_003_answering_an_earlier_mp_capable_syn_with_the_same_isn_is_fine(tmp_path: Path) -> None:

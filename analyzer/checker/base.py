@@ -20,7 +20,7 @@ from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
-from analyzer.rules import Rule, register
+from analyzer.rules import RULES, Rule, register
 from analyzer.seqnum import expand32, serial_lt
 
 MASK64 = (1 << 64) - 1
@@ -56,13 +56,22 @@ class Context:
         sf: Subflow | None = None,
         conn: Connection | None = None,
         severity: Severity | None = None,
+        assumes: tuple[str, ...] = (),
     ) -> None:
-        """Record a finding; ``severity`` overrides the rule's default (e.g. lowered by a hazard)."""
+        """Record a finding; ``severity`` overrides the rule's default (e.g. lowered by a hazard).
+
+        ``assumes`` names what the verdict rests on that the capture does not show; such a finding is at
+        most a warning (an error means proven).
+        """
         if isinstance(frames, int):
             frames = [frames]
         if conn is None and sf is not None:
             conn = sf.connection
-        self.sink.add(rule, message, sorted(set(frames)), conn.id if conn else None, sf.id if sf else None, severity)
+        if assumes and (severity or RULES[rule].severity) > Severity.WARNING:
+            severity = Severity.WARNING
+        self.sink.add(
+            rule, message, sorted(set(frames)), conn.id if conn else None, sf.id if sf else None, severity, assumes
+        )
 
     # ------------------------------------------------------------------ model helpers
     @staticmethod
@@ -141,6 +150,21 @@ class Context:
             and conn.sides[CLIENT].key is not None
             and conn.sides[1 - CLIENT].key is not None
         )
+
+    def unproven(self, conn: Connection, *, capture_gap: bool = False, keys: bool = True) -> tuple[str, ...]:
+        """The assumptions a verdict about ``conn``'s data would rest on (empty: the capture shows it all).
+
+        ``capture_gap``: the stage saw a hole the capture left in this data; ``keys``: the verdict needs the
+        keys (IDSN) and the initial SYN.
+        """
+        missing: list[str] = []
+        if capture_gap:
+            missing.append("no-capture-loss")
+        if not self.fully_captured(conn):
+            missing.append("subflows-from-syn")
+        if keys and not self.handshake_seen(conn):
+            missing.append("keys-captured")
+        return tuple(missing)
 
     def after_grace(self, time: float) -> bool:
         """H-END guard: the capture lasted long enough after ``time`` for a reaction to be expected."""

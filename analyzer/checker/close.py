@@ -180,14 +180,15 @@ class CloseRules(Family):
             return  # lost or cut by the capture, or carried by a subflow only grouped at the end (H-LOSS, H-MID)
         lo, hi = hole
         base = sd.base or 0
-        certain = self.ctx.fully_captured(conn) and self.ctx.handshake_seen(conn) and not sd.gap
+        assumes = self.ctx.unproven(conn, capture_gap=sd.gap)
+        certain = not assumes
         self.ctx.report(
             "CLOSE-006",
             f"the {side_name(flow.side)}'s Data ACK {ack} covers the {side_name(sd.side)}'s DATA_FIN (DSN "
             f"{sd.fin_dsn}, frame {sd.fin_frame}), but DSN {(base + lo) & MASK64}–{(base + hi - 1) & MASK64} "
             f"({hi - lo} bytes) was never mapped on any subflow"
             + ("" if certain else " in the capture (which lost packets or missed a subflow's start)"),
-            [frame, sd.fin_frame], flow.sf, severity=None if certain else W,
+            [frame, sd.fin_frame], flow.sf, assumes=assumes,
         )  # fmt: skip
 
     def _early_close(self, conn: Connection, sides: tuple[SideData | None, SideData | None]) -> None:

@@ -208,7 +208,8 @@ class DataAckRules(Family):
         fin = acked.fin_dsn
         stop = min((f for f in (acked.infinite_frame, self.bus.conn(conn).infinite_frame) if f is not None),
                    default=None)  # fmt: skip
-        certain = self.ctx.fully_captured(conn) and self.ctx.handshake_seen(conn) and not acked.gap
+        assumes = self.ctx.unproven(conn, capture_gap=acked.gap)
+        certain = not assumes
         hazard = "" if certain else " (a subflow not captured from its SYN or a capture loss may hide that data)"
         who, peer = side_name(side), side_name(acked.side)
         reported: set[str] = set()
@@ -223,7 +224,7 @@ class DataAckRules(Family):
                         "DACK-006",
                         f"the {who}'s Data ACK {ack} is beyond the {peer}'s DATA_FIN at DSN {fin} (frame "
                         f"{acked.fin_frame}); at most {(fin + 1) & MASK64} can be acknowledged{hazard}",
-                        [frame, acked.fin_frame], sf, conn, severity=None if certain else W,
+                        [frame, acked.fin_frame], sf, conn, assumes=assumes,
                     )  # fmt: skip
                 continue
             if bound is None or not serial_gt(ack, bound) or acked.tfo:
@@ -244,7 +245,7 @@ class DataAckRules(Family):
                     f"the {who}'s Data ACK {ack} acknowledges {(ack - bound) & MASK64} bytes beyond anything the "
                     f"{peer} mapped (highest mapping end {bound})"
                 )
-            self.ctx.report(rule, message + hazard, frame, sf, conn, severity=None if certain else W)
+            self.ctx.report(rule, message + hazard, frame, sf, conn, assumes=assumes)
 
     def _report_early(self, conn: Connection, side: int, state: _AckState) -> None:
         """DACK-007, kept only when the key-giving third ACK was captured after the Data ACK."""

@@ -718,7 +718,7 @@ class DssRules(Family):
                     f"at {ssn}, and no earlier mapping covers bytes {lo & MASK32}–{(hi - 1) & MASK32}"
                     + ("" if in_order else " (a retransmission or capture loss precedes it, so an uncaptured mapping "
                                             "may exist)"),
-                    seg.frame, flow.sf, severity=None if in_order else W,
+                    seg.frame, flow.sf, assumes=() if in_order else ("no-capture-loss",),
                 )  # fmt: skip
         if flow.uncovered:
             self._late_mapping(seg, flow, start, end, ssn)
@@ -932,14 +932,15 @@ class DssRules(Family):
             return
         if sd.cut or sd.lowest <= sd.lost:
             return  # the capture lost (or cut the mappings of) at least that much of this host's data
-        certain = self.ctx.fully_captured(conn) and not sd.gap
+        assumes = self.ctx.unproven(conn, capture_gap=sd.gap, keys=False)  # the keys were checked above
+        certain = not assumes
         self.ctx.report(
             "DSS-007",
             f"the {who}'s first mapped DSN is {(sd.base + sd.lowest) & MASK64}, {sd.lowest} above its IDSN + 1 = "
             f"{sd.base} (derived from its key)"
             + ("" if certain else "; the capture may have missed the first data (capture loss or a subflow not "
                                   "captured from its SYN)"),
-            sd.lowest_frame, conn=conn, severity=None if certain else W,
+            sd.lowest_frame, conn=conn, assumes=assumes,
         )  # fmt: skip
 
     def _window_report(self, conn: Connection, sd: SideData) -> None:

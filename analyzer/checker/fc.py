@@ -179,7 +179,7 @@ class FastCloseRules(Family):
                 "FC-004",
                 f"the {side_name(close.sender)} maps new data (DSN up to {end}) after its MP_FASTCLOSE of frame "
                 f"{close.frame}, beyond the {close.max_dsn_end} it had mapped before{where}",
-                [close.frame, seg.frame], sf, severity=None if same else W,
+                [close.frame, seg.frame], sf, assumes=() if same else ("capture-order",),
             )  # fmt: skip
             return
 

@@ -427,7 +427,7 @@ class JoinRules(Family):
         self.ctx.report(
             "JOIN-005",
             f"the initiator sends {length} bytes on join subflow {sf.id} before the responder's fourth ACK ({detail})",
-            frames, sf, severity=None if proven else W,
+            frames, sf, assumes=() if proven else ("no-capture-loss",),
         )  # fmt: skip
 
     def _plain_data(self, seg: Segment, sf: Subflow, st: JoinState) -> None:

@@ -478,5 +478,6 @@ class MpCapableRules(Family):
                     "with MP_CAPABLE and the same ISN may have been missed)"
                 )
             self.ctx.report(
-                "MPC-003", message, [cand.syn_frame, cand.synack_frame], cand.sf, severity=W if early else None,
+                "MPC-003", message, [cand.syn_frame, cand.synack_frame], cand.sf,
+                assumes=("capture-from-start",) if early else (),
             )  # fmt: skip

@@ -105,6 +105,7 @@ def build(results: Sequence[TraceResult], base: Path | None = None) -> dict[str,
                     "subflow": finding.subflow,
                     "trace": result.path,
                     "failsCheck": finding.severity >= result.fail_on,
+                    "assumes": list(finding.assumes),
                 },
             }
             if finding.rule in index:
