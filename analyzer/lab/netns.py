@@ -239,6 +239,9 @@ class Lab:
             for fam in (4, 6):
                 self.ip(self.srv, f"-{fam}", "route", "add", "default", "via",
                         addr(ROUTER_SERVER_LINK, ROUTER_HOST, fam), "dev", "srv1")
+                # the server is not on a connected subnet any more: the client's first connect() (no source
+                # address yet) needs a route in the main table; path 1, as in the direct topology
+                self.ip(self.cli, f"-{fam}", "route", "add", "default", "via", addr(1, ROUTER_HOST, fam), "dev", "cli1")
         # Paths are chosen by the *client's* address, so every subflow is symmetric: the client
         # routes by source (its path-2 subflow to the server's path-1 address leaves on path 2),
         # the server by destination (plain connected routes bring the answer back on path 2).

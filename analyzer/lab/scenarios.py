@@ -70,10 +70,11 @@ _ALL = [
     _s("offload-on", "TSO/GSO/GRO and TX checksum offload left on (the veth defaults): the capture shows "
        "super-segments far above the MSS, as on most real hosts.",
        mode="subflow", offloads="on", c2s_bytes=200_000, s2c_bytes=200_000),
-    _s("mp-fail", "DSS checksums on, one subflow; a middlebox (nftables payload rewrite in the client "
-       "namespace, TCP checksum kept valid) corrupts the client's 5th data packet: the server's DSS "
-       "checksum fails and it answers with MP_FAIL; the connection goes on without MPTCP (infinite mapping).",
-       mode="single", checksum=True, corrupt={1: 5}, c2s_bytes=60_000, s2c_bytes=20_000),
+    _s("mp-fail", "DSS checksums on, two subflows; a middlebox (nftables payload rewrite in the client "
+       "namespace, TCP checksum kept valid) corrupts the client's 3rd data packet on path 2: the server's DSS "
+       "checksum fails, it answers with MP_FAIL and resets that subflow (MP_TCPRST); the data is reinjected "
+       "on path 1, so both streams arrive intact.",
+       mode="subflow", checksum=True, corrupt={2: 3}, c2s_bytes=80_000, s2c_bytes=40_000, rate=SHAPED),
     _s("syncookies", "net.ipv4.tcp_syncookies=2 in the server namespace: the MP_CAPABLE and MP_JOIN SYNs are "
        "answered with SYN cookies (the kernel rebuilds the MPTCP state from the third ACK).",
        mode="subflow", syncookies=True, c2s_bytes=80_000, s2c_bytes=80_000, rate=SHAPED),
