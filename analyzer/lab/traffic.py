@@ -19,7 +19,8 @@ from analyzer.lab.schedule import Timeline, run_timeline
 def program_params(lab: Lab) -> dict[str, Any]:
     """The JSON both in-namespace programs get."""
     cfg = lab.cfg
-    return {"family": cfg.family, "port": cfg.port, "seed": cfg.seed, "connections": cfg.connections,
+    return {"lab": lab.cli,  # names the run on the programs' command lines (tests look for leftovers)
+            "family": cfg.family, "port": cfg.port, "seed": cfg.seed, "connections": cfg.connections,
             "c2s_bytes": cfg.c2s_bytes, "s2c_bytes": cfg.s2c_bytes, "timeout": cfg.timeout,
             "expected_subflows": cfg.expected_subflows, "wait_subflows": cfg.wait_subflows,
             "server": cfg.server_addr(1, cfg.family), "mptcp": not cfg.fallback, "settle": cfg.bulk_events,
