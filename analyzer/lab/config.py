@@ -32,6 +32,7 @@ SERVER_HOST = 2
 ROUTER_HOST = 254
 ROUTER_SERVER_LINK = 101  # router topology: the one link between router and server is "path" 101
 DEFAULT_PORT = 5201
+DEFAULT_BUFFER_KIB = 65536
 FIRST_CHUNK = 1000  # bytes the client sends before waiting for the extra subflows
 DATA_CHUNK = 1 << 20  # generator granularity (see DataStream)
 SEND_CHUNK = 64 * 1024
@@ -82,7 +83,9 @@ class LabConfig:
     capture_filter: str = ""
     port: int = DEFAULT_PORT
     wait_subflows: bool = True
-    buffer_kib: int = 16384
+    # tcpdump -B: in immediate mode its ring slots are sized for the full snaplen, so 16 MiB holds only ~64
+    # packets and a burst on an unpaced path overflows it on a busy machine (the lab then refuses the capture)
+    buffer_kib: int = DEFAULT_BUFFER_KIB
     immediate: bool = True
     timeout: float = 60.0
     command: str | None = None
@@ -160,7 +163,7 @@ class LabConfig:
             args += ["--topology", self.topology]
         if self.capture_filter:
             args += ["--filter", self.capture_filter]
-        if self.buffer_kib != 16384:
+        if self.buffer_kib != DEFAULT_BUFFER_KIB:
             args += ["--buffer-kib", str(self.buffer_kib)]
         if self.offloads != "off":
             args += ["--offloads", self.offloads]
