@@ -4,7 +4,7 @@
 Why: parser/checker performance must be measured on realistic input: one MPTCP connection with
 two subflows, wire-sized segments (offloads off) and a short snaplen (128, headers + options
 only), as a capture from a busy link would be.  Output goes to bench/out/ (git-ignored):
-``large.pcap`` plus its ``large.json`` sidecar.  Needs root; see samples/mptcp_lab.py.
+``large.pcap`` plus its ``large.json`` sidecar.  Needs root; see analyzer/lab/.
 
     sudo python3 bench/make_large_trace.py                 # >= 300k packets, ~1 min
     sudo python3 bench/make_large_trace.py --min-packets 1000000 --c2s-mib 1200
@@ -13,7 +13,6 @@ only), as a capture from a busy link would be.  Output goes to bench/out/ (git-i
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -27,13 +26,10 @@ REPO = HERE.parent
 
 
 def _load_lab() -> ModuleType:
-    """Import samples/mptcp_lab.py (samples/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("mptcp_lab", REPO / "samples" / "mptcp_lab.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mptcp_lab"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """The package's kernel lab (analyzer.lab, `mptcp-analyze lab`)."""
+    import analyzer.lab
+
+    return analyzer.lab
 
 
 def count_packets(pcap: Path) -> int:

@@ -25,6 +25,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "endpoint": ("analyzer.endpoint",),
     "report": ("analyzer.report",),
     "ci": ("analyzer.ci",),
+    "lab": ("analyzer.lab",),
     "cli": ("analyzer.cli",),
     "pipeline": ("analyzer.pipeline",),
     "tui": ("tui",),
@@ -35,12 +36,14 @@ OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model"
 NEVER: dict[str, set[str]] = {
     "mptcp": {"*"},  # the protocol core imports nothing of ours
     "wire": set(GROUPS) - {"wire", "mptcp"},
-    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui"},
+    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui", "lab"},
     "facts": set(GROUPS) - {"facts", "mptcp"},  # what observers publish and families judge: model + codec only
-    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui"},
-    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui"},
-    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui"},
-    "ci": {"endpoint", "tui", "cli"},
+    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui", "lab"},
+    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui", "lab"},
+    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui", "lab"},
+    "ci": {"endpoint", "tui", "cli", "lab"},
+    # the kernel lab makes the traces the analyzer is tested on: it may share the protocol core, nothing else
+    "lab": set(GROUPS) - {"lab", "mptcp"},
 }
 # textual belongs to the inspector's views, never to its data side (session, index, dissect, filter, ...)
 TEXTUAL_ALLOWED = ("tui.app", "tui.messages", "tui.screenshot", "tui.screens", "tui.widgets")

@@ -1,6 +1,6 @@
 """Fresh real-kernel traces, built now in network namespaces, analysed against the kernel's own account.
 
-Why: the committed samples are one run each. These tests make new traces with samples/mptcp_lab.py
+Why: the committed samples are one run each. These tests make new traces with the lab (analyzer.lab)
 for the cases that stress reassembly (random loss on one path, DSS checksums, IPv6, a path that
 fails mid-transfer, many concurrent connections) and check that analyze() agrees with the sidecar
 the lab wrote: the same connections and subflows (4-tuples as the kernel lists them), both data
@@ -35,7 +35,7 @@ def _skip_reason() -> str | None:
     try:
         lab = _load_lab()
     except Exception as exc:  # pragma: no cover - reported as the skip reason
-        return f"cannot import samples/mptcp_lab.py: {exc}"
+        return f"cannot import analyzer.lab: {exc}"
     reason: str | None = lab.lab_unavailable_reason()
     if reason is None and shutil.which("tc") is None:
         reason = "tc (iproute2) not installed: the live traces pace their paths with tbf"

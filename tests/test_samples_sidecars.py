@@ -132,7 +132,7 @@ def _netns_skip_reason() -> str | None:
     try:
         lab = _load_lab()
     except Exception as exc:  # pragma: no cover - import problems are reported as skip reason
-        return f"cannot import samples/mptcp_lab.py: {exc}"
+        return f"cannot import analyzer.lab: {exc}"
     reason: str | None = lab.lab_unavailable_reason()
     return reason
 

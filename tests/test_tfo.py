@@ -73,7 +73,7 @@ def _live_skip_reason() -> str | None:
     try:
         reason: str | None = _load_lab().lab_unavailable_reason()
     except Exception as exc:  # pragma: no cover - reported as the skip reason
-        return f"cannot import samples/mptcp_lab.py: {exc}"
+        return f"cannot import analyzer.lab: {exc}"
     return reason
 
 
