@@ -23,6 +23,7 @@ from rich.console import Console
 from analyzer.ci.check import Lost
 
 LOCAL = "local"
+CONNECT_TIMEOUT = "15s"  # a scheduler that does not answer by then is unreachable
 RETRIES = 1  # a trace whose worker dies is run once more, then reported as an input error
 INSTALL_HINT = "pip install 'mptcp-analyze[dask]'"
 
@@ -62,7 +63,7 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
             yield client
         return
     try:
-        client = distributed.Client(address, timeout="15s")
+        client = distributed.Client(address, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise ClusterError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
     with client:
@@ -95,13 +96,15 @@ class DaskExecutor:
         origin: dict[str, tuple[int, int]] = {key: (i, 0) for i, key in enumerate(keys)}  # key -> (item, attempt)
         pending = {future.key: future for future in futures}
         done: dict[int, _Out | Lost] = {}
-        following = 0
-        completions = as_completed(futures)
+        following = finished = 0
+        # results travel with the completions: a finished result left on a worker that then dies
+        # would be recomputed (the trace analysed twice) before we could fetch it
+        completions = as_completed(futures, with_results=True, raise_errors=False)
         try:
-            for future in completions:
+            for future, value in completions:
                 pending.pop(future.key, None)
                 index, attempt = origin.pop(future.key)
-                out = self._outcome(future, attempt)
+                out = self._outcome(future, value, attempt)
                 future.release()
                 if out is None:  # the worker died: once more, under a new key
                     retry = self.client.submit(fn, items[index], key=f"{prefix}-{index}-{attempt + 1}", pure=False)
@@ -110,8 +113,9 @@ class DaskExecutor:
                     completions.add(retry)
                     continue
                 done[index] = out
+                finished += 1
                 if self.progress is not None:
-                    self.progress(len(done), len(items))
+                    self.progress(finished, len(items))
                 while following in done:
                     yield done.pop(following)
                     following += 1
@@ -119,15 +123,14 @@ class DaskExecutor:
             if pending:  # the caller stopped early: free the cluster
                 self.client.cancel(list(pending.values()))
 
-    def _outcome(self, future: Any, attempt: int) -> Any:
+    def _outcome(self, future: Any, value: Any, attempt: int) -> Any:
         """The task's result, ``None`` when it should be retried, or a :class:`Lost`."""
-        killed_worker = require().KilledWorker
         if future.status == "finished":
-            return future.result()
+            return value
         if future.status != "error":  # cancelled or lost: the cluster dropped it
             return Lost("the Dask cluster cancelled its task (scheduler restarted or connection lost)")
-        exc = future.exception()
-        if isinstance(exc, killed_worker):
+        exc = future.exception()  # the error travelled with the completion: no round trip
+        if isinstance(exc, require().KilledWorker):
             if attempt < self.retries:
                 return None
             runs = attempt + 1
