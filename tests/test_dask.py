@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -101,7 +102,7 @@ def _timeless(junit: str) -> str:
 
 def test_missing_dask_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` now raises ImportError
-    code, out, err = run_cli("check", "--dask", "local", SAMPLE_FILES[0])
+    code, _, err = run_cli("check", "--dask", "local", SAMPLE_FILES[0])
     assert code == check.EXIT_USAGE
     assert err.count("\n") == 1 and "dask.distributed" in err and "mptcp-analyze[dask]" in err
 
@@ -217,6 +218,7 @@ def test_the_readme_duckdb_query_runs_on_a_summarised_corpus(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     code, out, err = run_cli("summarise", str(SAMPLES), "-o", "corpus.parquet")
     assert code == 0, err
+    assert f"{len(SAMPLE_FILES)} traces (0 unreadable)" in out
     rows = duckdb.sql(readme_query()).fetchall()
     _, rules = expected_rows()
     assert {row[0]: row[2] for row in rows} == dict(rules)
@@ -231,7 +233,7 @@ def test_summarise_keeps_unreadable_traces_as_rows_and_exits_2(tmp_path: Path) -
     bad.write_bytes(b"not a capture at all" * 10)
     out = tmp_path / "c.parquet"
     code, stdout, err = run_cli("summarise", SAMPLE_FILES[0], bad, tmp_path / "missing.pcap", "-o", out)
-    assert code == check.EXIT_USAGE
+    assert code == check.EXIT_USAGE and "3 traces (2 unreadable)" in stdout
     assert err.count("mptcp-analyze: error:") == 2 and str(bad) in err
     traces = pd.read_parquet(out / "traces")
     assert list(traces["status"]) == ["ok", "error", "error"]
@@ -251,3 +253,21 @@ def test_summarise_refuses_to_overwrite_without_force(tmp_path: Path) -> None:
     (other / "keep.txt").write_text("mine")
     code, _, err = run_cli("summarise", SAMPLE_FILES[1], "-o", other, "--force")
     assert code == check.EXIT_USAGE and (other / "keep.txt").exists()
+
+
+def test_the_package_imports_without_dask_or_pyarrow() -> None:
+    """dask and pyarrow are optional: nothing imports them until --dask or summarise asks."""
+    code = (
+        "import sys, analyzer.cli, analyzer.ci.cluster, analyzer.ci.corpus;"
+        "print(sorted(m for m in ('dask', 'distributed', 'pyarrow', 'duckdb', 'polars') if m in sys.modules))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_summarise_without_pyarrow_is_one_line_and_exit_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    code, _, err = run_cli("summarise", SAMPLE_FILES[0], "-o", tmp_path / "c.parquet")
+    assert code == check.EXIT_USAGE and err.count("\n") == 1 and "pyarrow" in err
+    assert not (tmp_path / "c.parquet").exists()

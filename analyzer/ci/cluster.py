@@ -50,11 +50,16 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
 
     The LocalCluster lets a task's worker die once (``allowed-failures`` 0: the scheduler gives up at the
     first death, :class:`DaskExecutor` resubmits once) and queues one task per worker thread, so a dying
-    trace takes no innocent one with it.
+    trace takes no innocent one with it. Worker profiling is off (it samples stacks every 10 ms).
     """
     distributed = require()
     if address == LOCAL:
-        config = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
+        config = {
+            "distributed.scheduler.allowed-failures": 0,
+            "distributed.scheduler.worker-saturation": 1.0,
+            # the analysis is pure Python: a stack-sampling profiler every 10 ms would take a share of its CPU
+            "distributed.worker.profile.enabled": False,
+        }
         dask_config = importlib.import_module("dask.config")
         with dask_config.set(config), distributed.LocalCluster(
             n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
