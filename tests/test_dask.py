@@ -38,6 +38,11 @@ TCPDUMP = ROOT / "tests" / "data" / "tcpdump"
 runner = CliRunner()
 
 
+# LocalCluster worker processes forked rather than spawned (the default): starts and restarts take less time
+def forked_workers() -> Any:
+    return dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
+
+
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     """Two in-process workers (threads): quick to start, and the scheduler is the real one."""
@@ -84,15 +89,16 @@ def test_cluster_results_match_the_single_process_run(client: Any) -> None:
 
 
 def test_cli_dask_local_gives_the_same_json_junit_and_sarif(tmp_path: Path) -> None:
-    traces = [*SAMPLE_FILES[:4], str(TCPDUMP / "mptcp-aa-v1.pcap")]  # the tcpdump one has an ADDR-001 error
+    paths = [*SAMPLE_FILES[:4], str(TCPDUMP / "mptcp-aa-v1.pcap")]  # the tcpdump one has an ADDR-001 error
     outputs = {}
     for mode, extra in (("jobs", ["--jobs", "1"]), ("dask", ["--dask", "local", "--jobs", "2"])):
         junit, sarif = tmp_path / f"{mode}.xml", tmp_path / f"{mode}.sarif"
-        code, out, _ = run_cli("check", "--no-expect", "--json", "--junit", junit, "--sarif", sarif, *extra, *traces)
+        with forked_workers():
+            code, out, _ = run_cli("check", "--no-expect", "--json", "--junit", junit, "--sarif", sarif, *extra, *paths)
         outputs[mode] = (code, out, _timeless(junit.read_text()), sarif.read_text())
     assert outputs["dask"] == outputs["jobs"]
     assert outputs["jobs"][0] == check.EXIT_FAIL
-    assert [t["trace"]["path"] for t in json.loads(outputs["dask"][1])["traces"]] == traces
+    assert [t["trace"]["path"] for t in json.loads(outputs["dask"][1])["traces"]] == paths
 
 
 def _timeless(junit: str) -> str:
@@ -142,10 +148,7 @@ def test_a_dead_worker_is_retried_once_then_an_input_error(tmp_path: Path) -> No
     for name, source in zip(names, SAMPLE_FILES, strict=False):
         shutil.copy(source, corpus_dir / name)
     jobs = check.make_jobs([str(corpus_dir / n) for n in names], None, Severity.ERROR, False)
-    # worker processes, as --dask local runs them (forked rather than spawned: restarts take less time)
-    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}), cluster.connect(
-        cluster.LOCAL, workers=2
-    ) as client:  # fmt: skip
+    with forked_workers(), cluster.connect(cluster.LOCAL, workers=2) as client:  # worker processes, as --dask local
         outs = list(cluster.DaskExecutor(client)(dying_check(attempts), jobs))
     results = [check.lost_result(job, o) if isinstance(o, check.Lost) else o for job, o in zip(jobs, outs, strict=True)]
     runs = Counter(p.name.rsplit(".", 1)[0] for p in attempts.iterdir())

@@ -64,6 +64,7 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
         with dask_config.set(config), distributed.LocalCluster(
             n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
             dashboard_address=None, silence_logs=logging.ERROR,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # its health routes: any free loopback port
         ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
             yield client
         return
