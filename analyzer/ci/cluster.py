@@ -50,7 +50,8 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
 
     The LocalCluster lets a task's worker die once (``allowed-failures`` 0: the scheduler gives up at the
     first death, :class:`DaskExecutor` resubmits once) and queues one task per worker thread, so a dying
-    trace is the only task running on its worker and no innocent one is blamed with it. Worker profiling is off (it samples stacks every 10 ms).
+    trace is the only task running on its worker and no innocent one is blamed with it. Worker profiling
+    is off (it samples stacks every 10 ms).
     """
     distributed = require()
     if address == LOCAL:
