@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,6 +19,9 @@ from analyzer.lab.cli import register as register_lab
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
 from analyzer.report import json_out, text
+
+if TYPE_CHECKING:
+    from analyzer.ci.check import Executor
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -271,6 +276,33 @@ def rules_command(
         render.explain_rule(console, rule)
 
 
+DASK_OPTION = typer.Option(
+    "--dask", metavar="SCHEDULER",
+    help="run on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for a LocalCluster of --jobs "
+    "processes (default: one per core)",
+)  # fmt: skip
+
+
+@contextlib.contextmanager
+def _executor(dask: str | None, jobs: int, description: str) -> Iterator[Executor]:
+    """The executor for ``--dask`` / ``--jobs``: a Dask cluster (one clear line if unavailable) or local processes."""
+    from analyzer.ci import check
+
+    if dask is None:
+        yield check.process_pool(jobs)
+        return
+    from analyzer.ci import cluster
+
+    try:
+        with (
+            cluster.connect(dask, workers=jobs if jobs > 1 else None) as client,
+            cluster.progress_bar(description) as progress,
+        ):
+            yield cluster.DaskExecutor(client, progress)
+    except cluster.ClusterError as exc:
+        raise _fail(str(exc)) from None
+
+
 @app.command("check")
 def check_command(
     traces: Annotated[
@@ -294,6 +326,7 @@ def check_command(
         bool, typer.Option("--json", help="print JSON (each trace's mptcp-analyze/1 document plus a verdict)")
     ] = False,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="check traces in N parallel processes")] = 1,
+    dask: Annotated[str | None, DASK_OPTION] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list every finding, not only failing ones")] = False,
 ) -> None:
     """Check traces for RFC 8684 violations (CI): exit 0 clean, 1 findings or unmet expectations, 2 input errors.
@@ -326,7 +359,8 @@ def check_command(
     except expect_mod.ExpectationError as exc:
         raise _fail(str(exc)) from None
     entries = check.expand_inputs(traces)
-    results = check.check_inputs(entries, expectations, threshold, want_document=json_output, workers=jobs)
+    with _executor(dask, jobs, "checking") as executor:
+        results = check.check_inputs(entries, expectations, threshold, want_document=json_output, executor=executor)
     for result in results:  # each input error once, on stderr; the summary on stdout only marks the trace
         if result.status in (check.Status.ERROR, check.Status.INTERNAL):
             print(f"mptcp-analyze: error: {result.error}", file=sys.stderr)
@@ -340,6 +374,37 @@ def check_command(
     else:
         render.check_summary(Console(highlight=False), results, threshold, verbose)
     raise typer.Exit(code)
+
+
+@app.command("summarise")
+def summarise_command(
+    traces: Annotated[
+        list[str], typer.Argument(help="capture files, or directories (searched for *.pcap, *.pcapng, *.cap, *.gz)")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="dataset directory to write (e.g. corpus.parquet)")],
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="summarise traces in N parallel processes")] = 1,
+    dask: Annotated[str | None, DASK_OPTION] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace an existing corpus at --output")] = False,
+) -> None:
+    """Summarise a corpus of traces as partitioned Parquet: tables traces, connections and findings.
+
+    pandas, polars and DuckDB read each table's directory directly, e.g. in DuckDB:
+    SELECT rule, count(*) FROM 'OUT/findings/*.parquet' GROUP BY rule ORDER BY 2 DESC.
+    Exit 0, or 2 when a trace could not be read (it is still a row of the traces table).
+    """
+    from analyzer.ci import check, corpus
+
+    entries = check.expand_inputs(traces)
+    try:
+        with _executor(dask, jobs, "summarising") as executor:
+            counts = corpus.summarise(entries, output, executor, force=force)
+    except corpus.CorpusError as exc:
+        raise _fail(str(exc)) from None
+    for error in counts.errors:
+        print(f"mptcp-analyze: error: {error}", file=sys.stderr)
+    print(f"{output}: {counts.traces} traces ({len(counts.errors)} unreadable), {counts.connections} connections, "
+          f"{counts.findings} findings in {counts.parts} part(s) per table")  # fmt: skip
+    raise typer.Exit(EXIT_USAGE if counts.errors else EXIT_OK)
 
 
 @app.command("xcheck")
@@ -387,7 +452,7 @@ def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzi
     run(trace)  # an unreadable file: one line on stderr, exit 2
 
 
-COMMANDS = {"report", "follow", "rules", "check", "xcheck", "tui"}
+COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui"}
 register_simulate(app, COMMANDS)
 register_lab(app, COMMANDS)
 

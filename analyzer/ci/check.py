@@ -1,7 +1,8 @@
 """``check``: analyse many traces, apply expectations, decide a verdict and an exit code.
 
 Each trace is analysed by :func:`check_trace`, which only returns plain data (no model objects), so
-it can run in worker processes (``--jobs``); results always come back in input order.
+it can run anywhere an :class:`Executor` sends it: in this process, in worker processes (``--jobs``) or
+on a Dask cluster (``--dask``, :mod:`analyzer.ci.distributed`). Results always come back in input order.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from analyzer.ci.expect import Expectations, ExpectationSet, Unmet
 from analyzer.ci.rulebook import families, family_of
@@ -148,14 +149,56 @@ def _originals(findings: list[Finding], ignored: list[Finding]) -> list[Severity
     return [f.severity for f in findings if id(f) not in dropped]
 
 
-def run_checks(jobs: Sequence[TraceJob], workers: int = 1) -> Iterator[TraceResult]:
-    """Check every trace, yielding results in input order (in ``workers`` processes when > 1)."""
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield check_trace(job)
-        return
-    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
-        yield from pool.map(check_trace, jobs)
+_Item = TypeVar("_Item")
+_Out = TypeVar("_Out")
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """An item an executor could not get a result for (its worker died, or the task itself failed)."""
+
+    message: str
+    internal: bool = False  # True: a bug (the task raised); False: the worker running it died
+
+
+class Executor(Protocol):
+    """Runs ``fn`` over ``items``, yielding one result (or :class:`Lost`) per item, in input order."""
+
+    def __call__(self, fn: Callable[[_Item], _Out], items: Sequence[_Item], /) -> Iterable[_Out | Lost]: ...
+
+
+def serial(fn: Callable[[_Item], _Out], items: Sequence[_Item], /) -> Iterable[_Out | Lost]:
+    """The in-process executor."""
+    return map(fn, items)
+
+
+def process_pool(workers: int) -> Executor:
+    """An executor over ``workers`` local processes (serial when there is at most one)."""
+
+    def run(fn: Callable[[_Item], _Out], items: Sequence[_Item], /) -> Iterator[_Out | Lost]:
+        if workers <= 1 or len(items) <= 1:
+            yield from map(fn, items)
+            return
+        with ProcessPoolExecutor(max_workers=min(workers, len(items))) as pool:
+            yield from pool.map(fn, items)
+
+    return run
+
+
+def run_checks(jobs: Sequence[TraceJob], workers: int = 1, executor: Executor | None = None) -> Iterator[TraceResult]:
+    """Check every trace through ``executor`` (default: ``workers`` processes), yielding results in input order.
+
+    A trace the executor lost (e.g. its Dask worker died twice) is an input error, never dropped.
+    """
+    run = executor if executor is not None else process_pool(workers)
+    for job, out in zip(jobs, run(check_trace, jobs), strict=True):
+        yield lost_result(job, out) if isinstance(out, Lost) else out
+
+
+def lost_result(job: TraceJob, lost: Lost) -> TraceResult:
+    status = Status.INTERNAL if lost.internal else Status.ERROR
+    error = f"{job.path}: {lost.message}"
+    return TraceResult(job.path, status, error=error, fail_on=job.fail_on, expectations=job.expectations)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,11 +236,11 @@ def expand_inputs(args: Iterable[str]) -> list[str | InputError]:
 
 def check_inputs(
     entries: Sequence[str | InputError], expectations: ExpectationSet | None, fail_on: Severity,
-    want_document: bool = False, workers: int = 1,
+    want_document: bool = False, workers: int = 1, executor: Executor | None = None,
 ) -> list[TraceResult]:  # fmt: skip
     """Check every path of ``entries`` (input errors become ERROR results), in the order given."""
     jobs = make_jobs([e for e in entries if isinstance(e, str)], expectations, fail_on, want_document)
-    checked = iter(run_checks(jobs, workers))
+    checked = iter(run_checks(jobs, workers, executor))
     return [next(checked) if isinstance(e, str) else error_result(e, fail_on) for e in entries]
 
 
