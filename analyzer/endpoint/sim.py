@@ -38,7 +38,7 @@ from analyzer.endpoint.network import Link, LinkSpec
 from analyzer.endpoint.pcapout import CaptureFormat, CaptureWriter
 from analyzer.endpoint.segment import Address, encode_packet
 
-__all__ = ["Action", "CapturePoint", "SimConfig", "SimResult", "StreamTruth", "run"]
+__all__ = ["Action", "CapturePoint", "Drop", "SimConfig", "SimResult", "StreamTruth", "run"]
 
 SERVER_PORT = 5201
 ProgressCallback = Callable[[float], None]
@@ -106,6 +106,17 @@ class StreamTruth:
 
 
 @dataclass(frozen=True, slots=True)
+class Drop:
+    """A packet the network lost: ground truth for comparing the client's and the server's capture."""
+
+    time: float
+    path: int  # 1-based
+    direction: str  # "c2s" | "s2c"
+    reason: str
+    packet: bytes  # as the sender handed it to the network (the bytes its capture holds)
+
+
+@dataclass(frozen=True, slots=True)
 class SimResult:
     pcap: Path
     c2s: StreamTruth
@@ -118,6 +129,7 @@ class SimResult:
     client_close: str | None  # ConnectionClosed reason at the client
     server_close: str | None
     log: tuple[str, ...]  # endpoint events, "time side event"
+    drops: tuple[Drop, ...] = ()  # every packet the paths dropped, in order
 
     @property
     def completed(self) -> bool:
@@ -220,6 +232,7 @@ class Simulator:
         self.log: list[str] = []
         self.packets_sent = 0
         self.packets_dropped = 0
+        self.drops: list[Drop] = []
         self.writer = CaptureWriter(cfg.output, cfg.fmt)
 
     # ------------------------------------------------------------------ event plumbing
@@ -239,6 +252,7 @@ class Simulator:
             self._push(transit.tap_time, _Tap(packet))
         if transit.arrival is None:
             self.packets_dropped += 1
+            self.drops.append(Drop(now, path + 1, "c2s" if src_is_client else "s2c", transit.reason or "", packet))
             return
         self._in_flight += 1
         peer = Role.SERVER if src_is_client else Role.CLIENT
@@ -390,6 +404,7 @@ class Simulator:
             client_close=capp.closed_reason,
             server_close=sapp.closed_reason,
             log=tuple(self.log),
+            drops=tuple(self.drops),
         )
 
 
