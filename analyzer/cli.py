@@ -393,7 +393,9 @@ def compare_command(
     json_output: Annotated[bool, typer.Option("--json", help="print the mptcp-analyze-compare/1 JSON")] = False,
 ) -> None:
     """Match connections, subflows and packets of two captures; report loss, delay and middlebox effects."""
-    from analyzer.compare import compare, json_out as compare_json, text as compare_text
+    from analyzer.compare import compare
+    from analyzer.compare import json_out as compare_json
+    from analyzer.compare import text as compare_text
 
     try:
         result = compare(trace_a, trace_b)

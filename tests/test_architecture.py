@@ -26,6 +26,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "ci": ("analyzer.ci",),
     "cli": ("analyzer.cli",),
     "pipeline": ("analyzer.pipeline",),
+    "compare": ("analyzer.compare",),
     "tui": ("tui",),
 }
 OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model", "analyzer.findings", "analyzer.rules")
@@ -34,11 +35,12 @@ OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model"
 NEVER: dict[str, set[str]] = {
     "mptcp": {"*"},  # the protocol core imports nothing of ours
     "wire": set(GROUPS) - {"wire", "mptcp"},
-    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui"},
-    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui"},
-    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui"},
-    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui"},
+    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui", "compare"},
+    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui", "compare"},
+    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui", "compare"},
+    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui", "compare"},
     "ci": {"endpoint", "tui", "cli"},
+    "compare": {"checker", "endpoint", "report", "ci", "cli", "tui"},  # over the pipeline and the model only
 }
 # textual belongs to the inspector's views, never to its data side (session, index, dissect, filter, ...)
 TEXTUAL_ALLOWED = ("tui.app", "tui.messages", "tui.screenshot", "tui.screens", "tui.widgets")

@@ -25,7 +25,7 @@ from analyzer.compare.middlebox import (
 from analyzer.compare.model import Comparison, ConnectionMatch, DirectionStats, SubflowMatch
 from analyzer.compare.packets import DirectionWork, orientation, percentile, reordered, seq_delta
 from analyzer.ingest.capture import CaptureError
-from analyzer.model import CLIENT, SERVER, DIRECTION_NAMES, Analysis, Subflow
+from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, Subflow
 from analyzer.pipeline import AnalysisOptions, analyze
 
 WINDOW_SLACK = 1e-3  # seconds: a packet due just outside the other capture's time span is not called lost
@@ -56,11 +56,11 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
     out = Comparison(a.trace.path, b.trace.path, None)
     out.errors = [f"A: {e}" for e in a.trace.errors] + [f"B: {e}" for e in b.trace.errors]
     pairings = match_connections(a, b)
-    matched = [(x, y) for p in pairings for x, y in p.subflows if y is not None]
-    packets_a = index_subflows(a.trace.path, [x for x, _ in matched])
-    packets_b = index_subflows(b.trace.path, [y for _, y in matched])
+    matched = [(x, y, flipped) for p in pairings for x, y, flipped in p.subflows if y is not None]
+    packets_a = index_subflows(a.trace.path, [x for x, _, _ in matched])
+    packets_b = index_subflows(b.trace.path, [y for _, y, _ in matched])
     out.indexed_packets = sum(len(h) for store in (packets_a, packets_b) for sp in store.values() for h in sp.halves)
-    pairs = {id(x): _start(x, y, packets_a[x.id], packets_b[y.id]) for x, y in matched}
+    pairs = {id(x): _start(x, y, flipped, packets_a[x.id], packets_b[y.id]) for x, y, flipped in matched}
     out.clock_offset_s = _clock_offset(list(pairs.values()))
     offset = out.clock_offset_s or 0.0
     checksum_frames = (_checksum_frames(a), _checksum_frames(b))
@@ -68,7 +68,7 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
         conn = ConnectionMatch(
             pairing.a_conn.id if pairing.a_conn else None, pairing.b_conn.id if pairing.b_conn else None, pairing.match
         )
-        for x, y in pairing.subflows:
+        for x, y, _ in pairing.subflows:
             pair = pairs.get(id(x)) if y is not None else None
             if pair is None:
                 conn.subflows.append(_unmatched(x))
@@ -80,11 +80,14 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
     return out
 
 
-def _start(x: Subflow, y: Subflow, pa: SubflowPackets, pb: SubflowPackets) -> _Pair:
-    deltas = [seq_delta(pa.halves[d], pb.halves[d], x.halves[d].isn, y.halves[d].isn) for d in (CLIENT, SERVER)]
+def _start(x: Subflow, y: Subflow, flipped: bool, pa: SubflowPackets, pb: SubflowPackets) -> _Pair:
+    """Both directions of a matched subflow, in A's roles (B's halves swapped when B guessed them the other way)."""
+    b_halves = pb.halves[::-1] if flipped else pb.halves
+    b_isns = [y.halves[d ^ flipped].isn for d in (CLIENT, SERVER)]
+    deltas = [seq_delta(pa.halves[d], b_halves[d], x.halves[d].isn, b_isns[d]) for d in (CLIENT, SERVER)]
     works = (
-        DirectionWork(pa.halves[CLIENT], pb.halves[CLIENT], deltas[CLIENT], deltas[SERVER]),
-        DirectionWork(pa.halves[SERVER], pb.halves[SERVER], deltas[SERVER], deltas[CLIENT]),
+        DirectionWork(pa.halves[CLIENT], b_halves[CLIENT], deltas[CLIENT], deltas[SERVER]),
+        DirectionWork(pa.halves[SERVER], b_halves[SERVER], deltas[SERVER], deltas[CLIENT]),
     )
     for work in works:
         work.pair_unique()
@@ -121,14 +124,18 @@ def _one_way_delays(work: DirectionWork, offset: float) -> list[float]:
 
 
 def _finish(
-    pair: _Pair, pairing: Pairing, offset: float, analyses: tuple[Analysis, Analysis], checksum_frames: tuple[set[int], set[int]]
+    pair: _Pair,
+    pairing: Pairing,
+    offset: float,
+    analyses: tuple[Analysis, Analysis],
+    checksum_frames: tuple[set[int], set[int]],
 ) -> SubflowMatch:
     x, y = pair.a, pair.b
     result = SubflowMatch(x.id, y.id, f"{x.client} → {x.server}", f"{y.client} → {y.server}", pair.a_is_client_side)
     log = EffectLog()
     address_effect(log, x, y)
-    fallback = (
-        (pairing.a_conn is None or pairing.a_conn.fallback) or (pairing.b_conn is None or pairing.b_conn.fallback)
+    fallback = (pairing.a_conn is None or pairing.a_conn.fallback) or (
+        pairing.b_conn is None or pairing.b_conn.fallback
     )
     mp_fail = first_mp_fail(
         [("A", pair.works[d].a) for d in (CLIENT, SERVER)] + [("B", pair.works[d].b) for d in (CLIENT, SERVER)]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Subflow
 
 Stage = Callable[[Subflow, Subflow], bool]
+Matched = tuple[Subflow, Subflow, bool]  # (A's, B's, B's client/server roles are the other way round)
 
 
 @dataclass(slots=True)
@@ -22,7 +23,7 @@ class Pairing:
     a_conn: Connection | None
     b_conn: Connection | None
     match: str  # "keys" | "token" | "tuple" | "dsn"
-    subflows: list[tuple[Subflow, Subflow | None]]
+    subflows: list[tuple[Subflow, Subflow | None, bool]]
 
 
 def _tuple(sf: Subflow) -> tuple[bytes, int, bytes, int]:
@@ -62,11 +63,11 @@ def same_ports_other_isn(a: Subflow, b: Subflow) -> bool:
     return _tuple(a) == _tuple(b)
 
 
-def same_dsn_space(a: Subflow, b: Subflow) -> bool:
+def same_dsn_space(a: Subflow, b: Subflow, flipped: bool = False) -> bool:
     """Data sequence ranges of both directions overlap (where known): sequence numbers and addresses rewritten."""
     overlaps = 0
     for d in (CLIENT, SERVER):
-        ha, hb = a.halves[d], b.halves[d]
+        ha, hb = a.halves[d], b.halves[d ^ flipped]
         if None in (ha.dsn_first, ha.dsn_last, hb.dsn_first, hb.dsn_last):
             continue
         if ha.dsn_first > hb.dsn_last or hb.dsn_first > ha.dsn_last:  # type: ignore[operator]
@@ -75,21 +76,34 @@ def same_dsn_space(a: Subflow, b: Subflow) -> bool:
     return overlaps > 0
 
 
-TUPLE_STAGES: tuple[Stage, ...] = (same_tuple, same_isns, same_join, same_ports_other_isn)
-DSN_STAGES: tuple[Stage, ...] = (same_dsn_space,)
+def same_tuple_flipped(a: Subflow, b: Subflow) -> bool:
+    """B guessed the roles the other way round (no SYN captured): its client is A's server."""
+    return b.role_guessed and _tuple(a) == (b.server_ip, b.server_port, b.client_ip, b.client_port)
+
+
+def same_dsn_space_flipped(a: Subflow, b: Subflow) -> bool:
+    return b.role_guessed and same_dsn_space(a, b, flipped=True)
+
+
+# (test, whether a match means B's roles are flipped)
+TUPLE_STAGES: tuple[tuple[Stage, bool], ...] = (
+    (same_tuple, False), (same_isns, False), (same_join, False), (same_tuple_flipped, True),
+    (same_ports_other_isn, False),
+)  # fmt: skip
+DSN_STAGES: tuple[tuple[Stage, bool], ...] = ((same_dsn_space, False), (same_dsn_space_flipped, True))
 
 
 def pair_subflows(
-    a_list: Iterable[Subflow], b_list: Iterable[Subflow], stages: tuple[Stage, ...]
-) -> list[tuple[Subflow, Subflow]]:
+    a_list: Iterable[Subflow], b_list: Iterable[Subflow], stages: tuple[tuple[Stage, bool], ...]
+) -> list[Matched]:
     """Pair subflows stage by stage; each subflow is used once, stronger evidence first."""
     a_left, b_left = list(a_list), list(b_list)
-    pairs: list[tuple[Subflow, Subflow]] = []
-    for stage in stages:
+    pairs: list[Matched] = []
+    for stage, flipped in stages:
         for a in list(a_left):
             b = next((b for b in b_left if stage(a, b)), None)
             if b is not None:
-                pairs.append((a, b))
+                pairs.append((a, b, flipped))
                 a_left.remove(a)
                 b_left.remove(b)
     return pairs
@@ -118,12 +132,12 @@ def _by_identity(a: Connection, candidates: list[Connection]) -> tuple[Connectio
     return None
 
 
-def _initial_pair(a: Connection, b: Connection, taken: list[tuple[Subflow, Subflow]]) -> list[tuple[Subflow, Subflow]]:
+def _initial_pair(a: Connection, b: Connection, taken: list[Matched]) -> list[Matched]:
     """The initial subflows of two connections matched by keys are the same subflow, whatever a box rewrote."""
     ia, ib = a.initial_subflow, b.initial_subflow
-    if ia is None or ib is None or any(x is ia or y is ib for x, y in taken):
+    if ia is None or ib is None or any(x is ia or y is ib for x, y, _ in taken):
         return []
-    return [(ia, ib)]
+    return [(ia, ib, False)]
 
 
 def match_connections(a: Analysis, b: Analysis) -> list[Pairing]:
@@ -140,8 +154,8 @@ def match_connections(a: Analysis, b: Analysis) -> list[Pairing]:
         b_free.remove(other)
         pairs = pair_subflows(conn.subflows, other.subflows, TUPLE_STAGES)
         pairs += _initial_pair(conn, other, pairs)
-        rest_a = [sf for sf in conn.subflows if all(sf is not x for x, _ in pairs)]
-        rest_b = [sf for sf in other.subflows if all(sf is not y for _, y in pairs)]
+        rest_a = [sf for sf in conn.subflows if all(sf is not x for x, _, _ in pairs)]
+        rest_b = [sf for sf in other.subflows if all(sf is not y for _, y, _ in pairs)]
         pairs += pair_subflows(rest_a, rest_b, DSN_STAGES)
         pairings.append(Pairing(conn, other, how, _in_a_order(conn.subflows, pairs)))
     b_flows = [sf for conn in b_free for sf in conn.subflows] + list(b.tcp_flows)
@@ -152,7 +166,7 @@ def match_connections(a: Analysis, b: Analysis) -> list[Pairing]:
             continue
         reverse = pair_subflows(conn.subflows, a.tcp_flows, TUPLE_STAGES)
         if reverse:
-            pairings.append(Pairing(None, conn, "tuple", [(x, y) for y, x in reverse]))
+            pairings.append(Pairing(None, conn, "tuple", [(x, y, flipped) for y, x, flipped in reverse]))
     pairings.sort(key=lambda p: (p.a_conn.id if p.a_conn else 1 << 30, p.b_conn.id if p.b_conn else 0))
     return pairings
 
@@ -164,18 +178,18 @@ def _by_subflows(conn: Connection, b_flows: list[Subflow]) -> Pairing:
     if not pairs:
         pairs = pair_subflows(conn.subflows, b_flows, DSN_STAGES)
         how = "dsn"
-    owners = Counter(id(b.connection) for _, b in pairs if b.connection is not None)
+    owners = Counter(id(b.connection) for _, b, _ in pairs if b.connection is not None)
     b_conn = None
     if owners:
         best = owners.most_common(1)[0][0]
-        b_conn = next(b.connection for _, b in pairs if id(b.connection) == best)
-        pairs = [(x, y) for x, y in pairs if y.connection is None or y.connection is b_conn]
-    for _, y in pairs:
+        b_conn = next(b.connection for _, b, _ in pairs if id(b.connection) == best)
+        pairs = [(x, y, f) for x, y, f in pairs if y.connection is None or y.connection is b_conn]
+    for _, y, _ in pairs:
         if y in b_flows:
             b_flows.remove(y)
     return Pairing(conn, b_conn, how if pairs else "tuple", _in_a_order(conn.subflows, pairs))
 
 
-def _in_a_order(subflows: list[Subflow], pairs: list[tuple[Subflow, Subflow]]) -> list[tuple[Subflow, Subflow | None]]:
-    partner = {id(x): y for x, y in pairs}
-    return [(sf, partner.get(id(sf))) for sf in subflows]
+def _in_a_order(subflows: list[Subflow], pairs: list[Matched]) -> list[tuple[Subflow, Subflow | None, bool]]:
+    partner = {id(x): (y, flipped) for x, y, flipped in pairs}
+    return [(sf, *partner.get(id(sf), (None, False))) for sf in subflows]

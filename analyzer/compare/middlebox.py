@@ -41,7 +41,12 @@ class EffectLog:
 
 def address_effect(log: EffectLog, a: Subflow, b: Subflow) -> None:
     """The same subflow under other addresses or ports: network address (and port) translation."""
-    if (a.client_ip, a.client_port, a.server_ip, a.server_port) == (b.client_ip, b.client_port, b.server_ip, b.server_port):
+    if (a.client_ip, a.client_port, a.server_ip, a.server_port) == (
+        b.client_ip,
+        b.client_port,
+        b.server_ip,
+        b.server_port,
+    ):
         return
     changes = []
     if (a.client_ip, a.client_port) != (b.client_ip, b.client_port):
@@ -185,7 +190,9 @@ def _split_effects(
             used_a.add(i)
             used_b.update(tiles)
             effect = "segment_split" if a_up else "segments_coalesced"
-            detail = f"{name} {work.a[i].length} bytes {'split into' if a_up else 'coalesced from'} {len(tiles)} segments"
+            detail = (
+                f"{name} {work.a[i].length} bytes {'split into' if a_up else 'coalesced from'} {len(tiles)} segments"
+            )
             log.add(effect, detail, [work.a[i].frame], [work.b[k].frame for k in tiles])
     for j in b_left:  # several A packets are one B packet
         if j in used_b:

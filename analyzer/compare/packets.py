@@ -81,9 +81,9 @@ class DirectionWork:
         """Each downstream copy of a repeated key takes the free upstream copy whose delay is most typical.
 
         Candidates must have been sent at least ``min_owd`` before (less :data:`TOLERANCE`); of those, the
-        one with the same IPv4 identification (if any), then the one whose implied one-way delay is closest to ``typical_owd`` (the median of the unambiguous pairs)
-        wins, so a lost original loses to its retransmission and a burst of identical duplicate ACKs pairs
-        copy by copy.
+        ones with the same IPv4 identification (if any), then the one whose implied one-way delay is closest
+        to ``typical_owd`` (the median of the unambiguous pairs) wins, so a lost original loses to its
+        retransmission and a burst of identical duplicate ACKs pairs copy by copy.
         """
         for a_idx, b_idx in self.ambiguous:
             if self.a_upstream is None:
@@ -98,7 +98,9 @@ class DirectionWork:
                 candidates = [u for u in free if arrival - up_recs[u].ts >= min_owd - TOLERANCE]
                 if not candidates:
                     continue
-                same_id = [u for u in candidates if up_recs[u].ip_id is not None and up_recs[u].ip_id == down_recs[d].ip_id]
+                same_id = [
+                    u for u in candidates if up_recs[u].ip_id is not None and up_recs[u].ip_id == down_recs[d].ip_id
+                ]
                 candidates = same_id or candidates
                 u = min(candidates, key=lambda c: abs(arrival - up_recs[c].ts - typical_owd))
                 free.remove(u)
