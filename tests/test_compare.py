@@ -119,3 +119,28 @@ def test_cli_json_and_text(tmp_path: Path) -> None:
     assert "matched by keys" in result.output and "A→B (c2s)" in result.output
     result = runner.invoke(app, ["compare", str(client), str(tmp_path / "missing.pcap")])
     assert result.exit_code == 2
+
+
+def test_simulate_cli_two_vantage_points_and_a_middlebox(tmp_path: Path) -> None:
+    """`simulate --capture client|server` with one seed: compare's losses add up to what the summary says."""
+    import re
+
+    runner = CliRunner()
+    summaries = []
+    for side in ("client", "server"):
+        args = ["simulate", "--bytes", "120K", "--loss", "0.03", "--seed", "4", "--middlebox", "nat"]
+        result = runner.invoke(app, [*args, "--capture", side, "-o", str(tmp_path / f"{side}.pcap")])
+        assert result.exit_code == 0, result.output
+        summaries.append(result.output)
+    dropped = {int(m.group(1)) for text in summaries if (m := re.search(r"(\d+) dropped by the network", text))}
+    assert len(dropped) == 1 and dropped.pop() > 0  # one run seen from both ends
+    counts = re.search(r"(\d+) dropped by the network", summaries[0])
+    assert counts is not None
+    result = runner.invoke(app, ["compare", str(tmp_path / "client.pcap"), str(tmp_path / "server.pcap"), "--json"])
+    report = json.loads(result.output)
+    lost = sum(sf[k]["lost"] for c in report["connections"] for sf in c["subflows"] for k in ("a_to_b", "b_to_a"))
+    assert lost == int(counts.group(1))
+    result = runner.invoke(app, ["compare", str(tmp_path / "client.pcap"), str(tmp_path / "server.pcap")])
+    assert "address_rewritten" in result.output and "198.51.100.1" in result.output
+    result = runner.invoke(app, ["simulate", "--middlebox", "teleport", "-o", str(tmp_path / "x.pcap")])
+    assert result.exit_code == 2

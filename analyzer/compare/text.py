@@ -14,10 +14,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 
 
-def _frames(frames: list[int], count: int) -> str:
+def _frames(frames: list[int]) -> str:
     shown = ",".join(str(f) for f in frames[:FRAMES_SHOWN])
     more = len(frames) - FRAMES_SHOWN
-    return shown + (f",… (+{more})" if more > 0 else "") + (f" ×{count}" if count > 1 else "")
+    return (shown or "-") + (f",… (+{more})" if more > 0 else "")
 
 
 def _direction_row(table: Table, label: str, stats: DirectionStats) -> None:
@@ -45,13 +45,11 @@ def _subflow(console: Console, sf: SubflowMatch) -> None:
     for stats, label in ((sf.a_to_b, "A→B"), (sf.b_to_a, "B→A")):
         if stats.lost_frames:
             side = "A" if label == "A→B" else "B"
-            console.print(f"    lost {label}: frames of {side} {_frames(stats.lost_frames, 1)}", highlight=False)
+            console.print(f"    lost {label}: frames of {side} {_frames(stats.lost_frames)}", highlight=False)
     for effect in sf.middlebox:
-        console.print(
-            f"    [bold]{effect.effect}[/]: {effect.detail} "
-            f"(A {_frames(effect.frames_a, effect.count)}; B {_frames(effect.frames_b, 1)})",
-            highlight=False,
-        )
+        times = f" ×{effect.count}" if effect.count > 1 else ""
+        console.print(f"    [bold]{effect.effect}[/]{times}: {effect.detail}", highlight=False)
+        console.print(f"      frames A {_frames(effect.frames_a)}  B {_frames(effect.frames_b)}", highlight=False)
 
 
 def render(console: Console, comparison: Comparison) -> None:
