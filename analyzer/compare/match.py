@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Subflow
 
-Stage = Callable[[Subflow, Subflow], bool]
+Test = Callable[[Subflow, Subflow], bool]
 Matched = tuple[Subflow, Subflow, bool]  # (A's, B's, B's client/server roles are the other way round)
 
 
@@ -85,27 +85,63 @@ def same_dsn_space_flipped(a: Subflow, b: Subflow) -> bool:
     return b.role_guessed and same_dsn_space(a, b, flipped=True)
 
 
-# (test, whether a match means B's roles are flipped)
-TUPLE_STAGES: tuple[tuple[Stage, bool], ...] = (
-    (same_tuple, False), (same_isns, False), (same_join, False), (same_tuple_flipped, True),
-    (same_ports_other_isn, False),
-)  # fmt: skip
-DSN_STAGES: tuple[tuple[Stage, bool], ...] = ((same_dsn_space, False), (same_dsn_space_flipped, True))
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One kind of evidence: a test, whether it means B's roles are flipped, and keys that must be equal first."""
+
+    test: Test
+    flipped: bool = False
+    key_a: Callable[[Subflow], object] | None = None  # bucket A and B by these so the test runs on few pairs
+    key_b: Callable[[Subflow], object] | None = None
 
 
-def pair_subflows(
-    a_list: Iterable[Subflow], b_list: Iterable[Subflow], stages: tuple[tuple[Stage, bool], ...]
-) -> list[Matched]:
+def _join_key(sf: Subflow) -> object:
+    return (sf.join_token, sf.join_nonces[CLIENT])
+
+
+def _reversed_tuple(sf: Subflow) -> tuple[bytes, int, bytes, int]:
+    return (sf.server_ip, sf.server_port, sf.client_ip, sf.client_port)
+
+
+def _has_dsn(sf: Subflow) -> object:
+    return any(half.dsn_first is not None for half in sf.halves)
+
+
+TUPLE_STAGES: tuple[Stage, ...] = (
+    Stage(same_tuple, key_a=_tuple, key_b=_tuple),
+    Stage(same_isns, key_a=_isns, key_b=_isns),
+    Stage(same_join, key_a=_join_key, key_b=_join_key),
+    Stage(same_tuple_flipped, True, key_a=_tuple, key_b=_reversed_tuple),
+    Stage(same_ports_other_isn, key_a=_tuple, key_b=_tuple),
+)
+DSN_STAGES: tuple[Stage, ...] = (
+    Stage(same_dsn_space, key_a=_has_dsn, key_b=_has_dsn),
+    Stage(same_dsn_space_flipped, True, key_a=_has_dsn, key_b=_has_dsn),
+)
+
+
+def pair_subflows(a_list: Iterable[Subflow], b_list: Iterable[Subflow], stages: tuple[Stage, ...]) -> list[Matched]:
     """Pair subflows stage by stage; each subflow is used once, stronger evidence first."""
-    a_left, b_left = list(a_list), list(b_list)
+    a_left, b_all = list(a_list), list(b_list)
+    used_b: set[int] = set()
     pairs: list[Matched] = []
-    for stage, flipped in stages:
-        for a in list(a_left):
-            b = next((b for b in b_left if stage(a, b)), None)
-            if b is not None:
-                pairs.append((a, b, flipped))
-                a_left.remove(a)
-                b_left.remove(b)
+    for stage in stages:
+        buckets: dict[object, list[Subflow]] | None = None
+        if stage.key_a is not None and stage.key_b is not None:
+            buckets = {}
+            for candidate in b_all:
+                if id(candidate) not in used_b:
+                    buckets.setdefault(stage.key_b(candidate), []).append(candidate)
+        rest: list[Subflow] = []
+        for a in a_left:
+            pool = b_all if buckets is None or stage.key_a is None else buckets.get(stage.key_a(a), [])
+            found = next((b for b in pool if id(b) not in used_b and stage.test(a, b)), None)
+            if found is None:
+                rest.append(a)
+                continue
+            used_b.add(id(found))
+            pairs.append((a, found, stage.flipped))
+        a_left = rest
     return pairs
 
 

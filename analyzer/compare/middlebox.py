@@ -23,6 +23,9 @@ def _name(opt: MptcpOption) -> str:
         return f"MPTCP subtype {subtype}"
 
 
+MAX_PIECES = 64  # a segment split into more pieces than this is not looked for
+
+
 class EffectLog:
     """Effects of one subflow, one entry per (effect, what, direction)."""
 
@@ -100,12 +103,14 @@ def _option_difference(
             log.add("option_altered", f"{name} {option} changed", [a.frame], [b.frame])
 
 
-def _tile(start: int, end: int, pieces: dict[int, list[int]], recs: list[PacketRecord]) -> list[int] | None:
-    """Pieces (indexes into recs, by sequence number) that cover [start, end) exactly, in order; None if none do."""
+def _tile(
+    start: int, end: int, pieces: dict[int, list[int]], used: set[int], recs: list[PacketRecord]
+) -> list[int] | None:
+    """Unused pieces (indexes into recs, by sequence number) that cover [start, end) exactly, in order."""
     out: list[int] = []
     cur = start
-    while cur != end:
-        choice = next((k for k in pieces.get(cur, []) if k not in out and recs[k].length > 0), None)
+    while cur != end and len(out) <= MAX_PIECES:
+        choice = next((k for k in pieces.get(cur, []) if k not in used and k not in out and recs[k].length > 0), None)
         if choice is None:
             return None
         nxt = (cur + recs[choice].length) & 0xFFFFFFFF
@@ -113,7 +118,7 @@ def _tile(start: int, end: int, pieces: dict[int, list[int]], recs: list[PacketR
             return None
         out.append(choice)
         cur = nxt
-    return out if len(out) >= 2 else None
+    return out if cur == end and len(out) >= 2 else None
 
 
 def range_effects(
@@ -185,7 +190,7 @@ def _split_effects(
         pieces_a.setdefault(seq_a[i], []).append(i)
     a_up = work.a_upstream is not False
     for i in a_left:  # one A packet is several B packets
-        tiles = _tile(seq_a[i], (seq_a[i] + work.a[i].length) & 0xFFFFFFFF, _free(pieces_b, used_b), work.b)
+        tiles = _tile(seq_a[i], (seq_a[i] + work.a[i].length) & 0xFFFFFFFF, pieces_b, used_b, work.b)
         if tiles:
             used_a.add(i)
             used_b.update(tiles)
@@ -198,17 +203,13 @@ def _split_effects(
         if j in used_b:
             continue
         b = work.b[j]
-        tiles = _tile(b.seq, (b.seq + b.length) & 0xFFFFFFFF, _free(pieces_a, used_a), work.a)
+        tiles = _tile(b.seq, (b.seq + b.length) & 0xFFFFFFFF, pieces_a, used_a, work.a)
         if tiles:
             used_b.add(j)
             used_a.update(tiles)
             effect = "segments_coalesced" if a_up else "segment_split"
             detail = f"{name} {b.length} bytes {'coalesced from' if a_up else 'split into'} {len(tiles)} segments"
             log.add(effect, detail, [work.a[k].frame for k in tiles], [b.frame])
-
-
-def _free(pieces: dict[int, list[int]], used: set[int]) -> dict[int, list[int]]:
-    return {seq: [k for k in ks if k not in used] for seq, ks in pieces.items()}
 
 
 def first_mp_fail(records: list[tuple[str, list[PacketRecord]]]) -> str | None:

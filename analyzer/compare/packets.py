@@ -10,6 +10,7 @@ produced it, so a lost original and its delivered retransmission are told apart.
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ MASK = 0xFFFFFFFF
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 KEY_FLAGS = TH_FIN | TH_SYN | TH_RST | TH_ACK
 TOLERANCE = 1e-3  # seconds of timestamp noise allowed when deciding which copy produced which
+
+CANDIDATES = 64  # latest upstream copies considered for one downstream copy (bounds repeated-key work)
 
 Key = tuple[int, int, int, object]
 
@@ -92,18 +95,22 @@ class DirectionWork:
             up, down = (a_idx, b_idx) if self.a_upstream else (b_idx, a_idx)
             up_recs, down_recs = (self.a, self.b) if self.a_upstream else (self.b, self.a)
             shift = offset if self.a_upstream else -offset  # upstream clock -> downstream clock
-            free = list(up)
+            free = list(up)  # capture order, so (nearly) time order: bisect finds who was sent in time
+            free_ts = [up_recs[u].ts for u in free]
             for d in down:
                 arrival = down_recs[d].ts - shift
-                candidates = [u for u in free if arrival - up_recs[u].ts >= min_owd - TOLERANCE]
-                if not candidates:
+                end = bisect.bisect_right(free_ts, arrival - min_owd + TOLERANCE)
+                window = range(max(0, end - CANDIDATES), end)
+                if not window:
                     continue
                 same_id = [
-                    u for u in candidates if up_recs[u].ip_id is not None and up_recs[u].ip_id == down_recs[d].ip_id
+                    k
+                    for k in window
+                    if up_recs[free[k]].ip_id is not None and up_recs[free[k]].ip_id == down_recs[d].ip_id
                 ]
-                candidates = same_id or candidates
-                u = min(candidates, key=lambda c: abs(arrival - up_recs[c].ts - typical_owd))
-                free.remove(u)
+                k = min(same_id or window, key=lambda c: abs(arrival - free_ts[c] - typical_owd))
+                u = free.pop(k)
+                del free_ts[k]
                 self.pairs.append((u, d) if self.a_upstream else (d, u))
         self.ambiguous = []
 
