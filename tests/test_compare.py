@@ -144,3 +144,32 @@ def test_simulate_cli_two_vantage_points_and_a_middlebox(tmp_path: Path) -> None
     assert "address_rewritten" in result.output and "198.51.100.1" in result.output
     result = runner.invoke(app, ["simulate", "--middlebox", "teleport", "-o", str(tmp_path / "x.pcap")])
     assert result.exit_code == 2
+
+
+def test_bad_input_is_one_line_never_a_traceback(tmp_path: Path) -> None:
+    client, server, sim = two_points(tmp_path, 3)
+    garbage = tmp_path / "garbage.pcap"
+    garbage.write_bytes(b"\x00not a capture at all" * 10)
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(client.read_bytes()[: client.stat().st_size // 2 + 7])  # ends inside a record
+    runner = CliRunner()
+    for args in ([str(garbage), str(server)], [str(client), str(garbage)], ["-", str(server)]):
+        result = runner.invoke(app, ["compare", *args])
+        assert result.exit_code == 2 and result.exception is None or isinstance(result.exception, SystemExit)
+    result = runner.invoke(app, ["compare", str(cut), str(server), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert any("A:" in error for error in report["errors"])  # the damage is named
+    # the server's packets after the cut are not called lost: the A capture simply ended
+    lost = sum(sf["b_to_a"]["lost"] for sf in report["connections"][0]["subflows"])
+    assert lost <= sum(d.direction == "s2c" for d in sim.drops)
+
+
+def test_a_capture_compared_with_itself_shows_nothing(tmp_path: Path) -> None:
+    client, _, _ = two_points(tmp_path, 3)
+    report = comparison_to_json(compare(str(client), str(client)))
+    for sf in report["connections"][0]["subflows"]:
+        assert sf["middlebox"] == []
+        for key in ("a_to_b", "b_to_a"):
+            assert sf[key]["lost"] == sf[key]["reordered"] == sf[key]["unmatched_downstream"] == 0
+            assert sf[key]["owd_ms"]["max"] == 0
