@@ -136,3 +136,27 @@ def test_nat_and_new_sequence_numbers_without_handshakes_match_by_dsn(tmp_path: 
     matched = [sf for sf in conn["subflows"] if sf["b"] is not None]
     assert matched and no_loss(report)  # packets before B began are not called lost
     assert {"address_rewritten", "sequence_rewritten"} <= all_effects(report)
+
+
+def test_split_seen_from_the_other_end(tmp_path: Path) -> None:
+    """Swapped captures: still a split (the server's capture holds the pieces), frames on the right sides."""
+    client, server, result = through_box(tmp_path, MiddleboxEffect.SPLIT)
+    report = comparison_to_json(compare(str(server), str(client)))
+    found = effects(report, "segment_split")
+    assert sum(e["count"] for e in found) == len(result.middlebox_log)
+    pieces = [p for a in result.middlebox_log for p in a.after]
+    assert sorted(f for e in found for f in e["frames_a"]) == frames_of(server, pieces)
+    assert sorted(f for e in found for f in e["frames_b"]) == frames_of(
+        client, [a.before for a in result.middlebox_log]
+    )
+    assert all_effects(report) == {"segment_split"} and no_loss(report)
+
+
+def test_altered_mp_capable(tmp_path: Path) -> None:
+    client, server, result = through_box(tmp_path, MiddleboxEffect.ALTER_MPC, checksum=True)
+    report = comparison_to_json(compare(str(client), str(server)))
+    found = effects(report, "option_altered")
+    assert [e["detail"] for e in found] == ["c2s MP_CAPABLE changed"]
+    assert found[0]["frames_a"] == frames_of(client, [a.before for a in result.middlebox_log])
+    assert found[0]["frames_b"] == frames_of(server, [p for a in result.middlebox_log for p in a.after])
+    assert all_effects(report) == {"option_altered"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -20,6 +21,8 @@ __all__ = ["Middlebox", "MiddleboxAction", "MiddleboxEffect", "MiddleboxSpec"]
 
 KIND_MPTCP: Final = 30
 KIND_NOP: Final = 1
+MP_CAPABLE: Final = 0  # subtype
+CHECKSUM_REQUIRED: Final = 0x80  # MP_CAPABLE flag A
 NAT_BASE: Final = "198.51.100.0"  # TEST-NET-2: the client's public address on path i is .i
 NAT6_BASE: Final = "2001:db8:100::"
 NAT_PORT_SHIFT: Final = 20000
@@ -31,6 +34,7 @@ class MiddleboxEffect(enum.Enum):
     NAT = "nat"  # client address and port translated
     SPLIT = "split"  # every n-th client data segment split in two (options copied, like TSO)
     CORRUPT = "corrupt"  # one byte of the n-th client data segment flipped (TCP checksum fixed up)
+    ALTER_MPC = "alter-mpc"  # the checksum-required (A) flag cleared in the client's MP_CAPABLE options
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +65,8 @@ class Middlebox:
         if data:
             self._data_segments += 1
         for effect, apply in (
-            (MiddleboxEffect.STRIP_MPTCP, effects and MiddleboxEffect.STRIP_MPTCP in effects),
+            (MiddleboxEffect.STRIP_MPTCP, MiddleboxEffect.STRIP_MPTCP in effects),
+            (MiddleboxEffect.ALTER_MPC, c2s and MiddleboxEffect.ALTER_MPC in effects),
             (
                 MiddleboxEffect.CORRUPT,
                 data and MiddleboxEffect.CORRUPT in effects and self._data_segments == self.spec.every,
@@ -86,7 +91,9 @@ class Middlebox:
 
     def _apply(self, effect: MiddleboxEffect, packet: bytes, c2s: bool) -> list[bytes]:
         if effect is MiddleboxEffect.STRIP_MPTCP:
-            return [_strip_mptcp(packet)]
+            return [_edit_mptcp(packet, _to_nops)]
+        if effect is MiddleboxEffect.ALTER_MPC:
+            return [_edit_mptcp(packet, _clear_checksum_flag)]
         if effect is MiddleboxEffect.CORRUPT:
             return [_corrupt(packet)]
         if effect is MiddleboxEffect.SPLIT:
@@ -119,7 +126,17 @@ def _fix_checksums(packet: bytearray) -> bytes:
     return bytes(packet)
 
 
-def _strip_mptcp(packet: bytes) -> bytes:
+def _to_nops(option: bytearray) -> None:
+    option[:] = bytes([KIND_NOP]) * len(option)
+
+
+def _clear_checksum_flag(option: bytearray) -> None:
+    if len(option) >= 4 and option[2] >> 4 == MP_CAPABLE:
+        option[3] &= ~CHECKSUM_REQUIRED & 0xFF
+
+
+def _edit_mptcp(packet: bytes, edit: Callable[[bytearray], None]) -> bytes:
+    """Apply ``edit`` to every MPTCP option in place (same length), then fix the checksums."""
     tcp = _tcp_start(packet)
     end = tcp + (packet[tcp + 12] >> 4) * 4
     out = bytearray(packet)
@@ -133,7 +150,9 @@ def _strip_mptcp(packet: bytes) -> bytes:
             continue
         length = max(out[i + 1], 2)
         if kind == KIND_MPTCP:
-            out[i : min(i + length, end)] = bytes([KIND_NOP]) * (min(i + length, end) - i)
+            option = out[i : min(i + length, end)]
+            edit(option)
+            out[i : i + len(option)] = option
         i += length
     return packet if out == packet else _fix_checksums(out)
 
