@@ -452,7 +452,28 @@ def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzi
     run(trace)  # an unreadable file: one line on stderr, exit 2
 
 
-COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui"}
+@app.command("compare")
+def compare_command(
+    trace_a: Annotated[str, typer.Argument(help="capture at one vantage point (e.g. the client)")],
+    trace_b: Annotated[str, typer.Argument(help="capture of the same traffic elsewhere (e.g. the server)")],
+    json_output: Annotated[bool, typer.Option("--json", help="print the mptcp-analyze-compare/1 JSON")] = False,
+) -> None:
+    """Match connections, subflows and packets of two captures; report loss, delay and middlebox effects."""
+    from analyzer.compare import compare
+    from analyzer.compare import json_out as compare_json
+    from analyzer.compare import text as compare_text
+
+    try:
+        result = compare(trace_a, trace_b)
+    except CaptureError as exc:
+        raise _fail(str(exc)) from None
+    if json_output:
+        print(compare_json.dumps(result))
+    else:
+        compare_text.render(Console(highlight=False), result)
+
+
+COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare"}
 register_simulate(app, COMMANDS)
 register_lab(app, COMMANDS)
 

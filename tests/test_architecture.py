@@ -28,6 +28,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "lab": ("analyzer.lab",),
     "cli": ("analyzer.cli",),
     "pipeline": ("analyzer.pipeline",),
+    "compare": ("analyzer.compare",),
     "tui": ("tui",),
 }
 OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model", "analyzer.findings", "analyzer.rules")
@@ -36,14 +37,15 @@ OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model"
 NEVER: dict[str, set[str]] = {
     "mptcp": {"*"},  # the protocol core imports nothing of ours
     "wire": set(GROUPS) - {"wire", "mptcp"},
-    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui", "lab"},
+    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui", "lab", "compare"},
     "facts": set(GROUPS) - {"facts", "mptcp"},  # what observers publish and families judge: model + codec only
-    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui", "lab"},
-    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui", "lab"},
-    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui", "lab"},
+    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui", "lab", "compare"},
+    "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui", "lab", "compare"},
+    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui", "lab", "compare"},
     "ci": {"endpoint", "tui", "cli", "lab"},
     # the kernel lab makes the traces the analyzer is tested on: it may share the protocol core, nothing else
     "lab": set(GROUPS) - {"lab", "mptcp"},
+    "compare": {"checker", "endpoint", "report", "ci", "cli", "tui", "lab"},  # over the pipeline and the model only
 }
 # textual belongs to the inspector's views, never to its data side (session, index, dissect, filter, ...)
 TEXTUAL_ALLOWED = ("tui.app", "tui.messages", "tui.screenshot", "tui.screens", "tui.widgets")

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from analyzer.endpoint.config import SchedulerName
 from analyzer.endpoint.faults import FAULTS, fault_config
+from analyzer.endpoint.middlebox import MiddleboxEffect, MiddleboxSpec
 from analyzer.endpoint.network import LinkSpec
 from analyzer.endpoint.pcapout import CaptureFormat
 from analyzer.endpoint.scenarios import SCENARIOS, scenario_config
@@ -157,6 +158,8 @@ def _summary(console: Console, cfg: SimConfig, result: SimResult, fault: str | N
         state = "intact" if truth.intact else f"RECEIVED {truth.received_bytes} bytes {truth.received_sha256}"
         table.add_row(name, f"{truth.sent_bytes} bytes sha256 {truth.sent_sha256} ({state})")
     table.add_row("closed", f"client: {result.client_close}, server: {result.server_close}")
+    if result.middlebox_log:
+        table.add_row("middlebox", f"{len(result.middlebox_log)} packets changed")
     if fault is not None:
         table.add_row("fault", f"{fault}: violates {FAULTS[fault].rule}")
     console.print(table)
@@ -185,6 +188,10 @@ def simulate(
     checksum: Annotated[bool, typer.Option("--checksum", help="negotiate DSS checksums")] = False,
     ipv6: Annotated[bool, typer.Option("--ipv6", help="IPv6 addresses")] = False,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="no summary, no progress bar")] = False,
+    middlebox: Annotated[
+        str | None,
+        typer.Option(help=f"a box on every path, comma list of {','.join(e.value for e in MiddleboxEffect)}"),
+    ] = None,
 ) -> None:
     """Simulate an MPTCP transfer over N paths with the bundled endpoint and write a capture."""
     console = Console()
@@ -209,6 +216,7 @@ def simulate(
         cfg = replace(
             cfg, c2s_bytes=c2s, s2c_bytes=s2c, seed=seed, capture=capture, fmt=fmt, ipv6=ipv6,
             checksum=cfg.checksum or checksum, scheduler=scheduler or cfg.scheduler,
+            middlebox=_middlebox(middlebox) if middlebox else cfg.middlebox,
         )  # fmt: skip
         result = _run_with_progress(cfg, show=not quiet)
     except (ValueError, OSError) as exc:
@@ -216,6 +224,17 @@ def simulate(
         raise typer.Exit(EXIT_USAGE) from None
     if not quiet:
         _summary(console, cfg, result, fault)
+
+
+def _middlebox(text: str) -> MiddleboxSpec:
+    """``nat,split`` → the box; the capture side (--capture client|server) sees the packets before or after it."""
+    names = {e.value: e for e in MiddleboxEffect}
+    effects = set()
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if part not in names:
+            raise ValueError(f"unknown middlebox effect {part!r} (use {', '.join(names)})")
+        effects.add(names[part])
+    return MiddleboxSpec(frozenset(effects))
 
 
 def register(app: typer.Typer, commands: set[str] | None = None) -> None:

@@ -34,11 +34,12 @@ from analyzer.endpoint.events import (
     Event,
     SubflowAdded,
 )
+from analyzer.endpoint.middlebox import Middlebox, MiddleboxAction, MiddleboxSpec
 from analyzer.endpoint.network import Link, LinkSpec
 from analyzer.endpoint.pcapout import CaptureFormat, CaptureWriter
 from analyzer.endpoint.segment import Address, encode_packet
 
-__all__ = ["Action", "CapturePoint", "SimConfig", "SimResult", "StreamTruth", "run"]
+__all__ = ["Action", "CapturePoint", "Drop", "SimConfig", "SimResult", "StreamTruth", "run"]
 
 SERVER_PORT = 5201
 ProgressCallback = Callable[[float], None]
@@ -88,6 +89,7 @@ class SimConfig:
     ipv6: bool = False
     tcp: TcpTuning = field(default_factory=TcpTuning)
     max_time: float = 600.0
+    middlebox: MiddleboxSpec | None = None  # a box on every path, between the client's and the server's capture
     max_events: int = 5_000_000
 
 
@@ -106,6 +108,17 @@ class StreamTruth:
 
 
 @dataclass(frozen=True, slots=True)
+class Drop:
+    """A packet the network lost: ground truth for comparing the client's and the server's capture."""
+
+    time: float
+    path: int  # 1-based
+    direction: str  # "c2s" | "s2c"
+    reason: str
+    packet: bytes  # as the sender handed it to the network (the bytes its capture holds)
+
+
+@dataclass(frozen=True, slots=True)
 class SimResult:
     pcap: Path
     c2s: StreamTruth
@@ -118,6 +131,8 @@ class SimResult:
     client_close: str | None  # ConnectionClosed reason at the client
     server_close: str | None
     log: tuple[str, ...]  # endpoint events, "time side event"
+    drops: tuple[Drop, ...] = ()  # every packet the paths dropped, in order
+    middlebox_log: tuple[MiddleboxAction, ...] = ()  # every change the middlebox made
 
     @property
     def completed(self) -> bool:
@@ -220,6 +235,8 @@ class Simulator:
         self.log: list[str] = []
         self.packets_sent = 0
         self.packets_dropped = 0
+        self.drops: list[Drop] = []
+        self.middlebox = Middlebox(cfg.middlebox) if cfg.middlebox is not None else None
         self.writer = CaptureWriter(cfg.output, cfg.fmt)
 
     # ------------------------------------------------------------------ event plumbing
@@ -229,20 +246,27 @@ class Simulator:
 
     def _send(self, side: Role, packet: bytes, now: float) -> None:
         src_is_client = side is Role.CLIENT
-        path = self._route(packet)
-        link = self.links[path][0 if src_is_client else 1]
         self.packets_sent += 1
         if self.cfg.capture.value == side.value:
             self.writer.write(now, packet)
-        transit = link.transmit(len(packet), now)
+        out = [packet] if self.middlebox is None else self.middlebox.process(packet, src_is_client)
+        # Route by the client's own (untranslated) addresses: before the box c2s, after it s2c.
+        path = self._route(packet if src_is_client or not out else out[0])
+        for wire in out:
+            self._transmit(wire, packet, path, src_is_client, now)
+
+    def _transmit(self, wire: bytes, sent: bytes, path: int, src_is_client: bool, now: float) -> None:
+        link = self.links[path][0 if src_is_client else 1]
+        transit = link.transmit(len(wire), now)
         if self.cfg.capture is CapturePoint.MIDDLE and transit.tap_time is not None:
-            self._push(transit.tap_time, _Tap(packet))
+            self._push(transit.tap_time, _Tap(wire))
         if transit.arrival is None:
             self.packets_dropped += 1
+            self.drops.append(Drop(now, path + 1, "c2s" if src_is_client else "s2c", transit.reason or "", sent))
             return
         self._in_flight += 1
         peer = Role.SERVER if src_is_client else Role.CLIENT
-        self._push(transit.arrival, _Arrive(peer, packet))
+        self._push(transit.arrival, _Arrive(peer, wire))
 
     def _route(self, packet: bytes) -> int:
         if packet[0] >> 4 == 4:
@@ -390,6 +414,8 @@ class Simulator:
             client_close=capp.closed_reason,
             server_close=sapp.closed_reason,
             log=tuple(self.log),
+            drops=tuple(self.drops),
+            middlebox_log=tuple(self.middlebox.log) if self.middlebox is not None else (),
         )
 
 
