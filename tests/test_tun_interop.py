@@ -1,0 +1,148 @@
+"""The bundled endpoint against the Linux kernel's MPTCP over a TUN device (analyzer/endpoint/tun.py).
+
+Why: the simulator only proves the endpoint agrees with itself. Here the kernel is the peer, on a
+real clock: both roles, a join on a second path (opened by either side, or after the kernel's
+ADD_ADDR), checksums, IPv6; each run byte-exact both ways (SHA-256 of what each application read
+against what the other wrote), closed with DATA_FIN, zero error findings from the analyzer on the
+tcpdump capture of the TUN, and no MPTcpExt failure counter moved in the kernel's namespace. A bad
+join HMAC must move the counter the kernel keeps for it. Needs root and /dev/net/tun; skipped with
+the reason otherwise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from analyzer.endpoint.config import Misbehave
+from analyzer.endpoint.tun import (
+    InteropConfig,
+    InteropResult,
+    KernelRole,
+    failure_counters_moved,
+    run_interop,
+    unavailable_reason,
+)
+from analyzer.findings import Severity
+from analyzer.model import Analysis
+from analyzer.pipeline import analyze
+
+REASON = unavailable_reason()
+needs_tun = pytest.mark.skipif(REASON is not None, reason=f"needs a TUN device in a network namespace: {REASON}")
+MB = 1 << 20
+
+
+def _run(tmp_path: Path, **params: object) -> tuple[InteropResult, Analysis]:
+    cfg = InteropConfig(capture=tmp_path / "tun.pcap", timeout=25.0, **params)  # type: ignore[arg-type]
+    result = run_interop(cfg)
+    return result, analyze(str(tmp_path / "tun.pcap"))
+
+
+def _assert_clean(result: InteropResult, analysis: Analysis, subflows: int, sent: int) -> None:
+    """Byte-exact both ways, a DATA_FIN close, no kernel failure counter, no error finding."""
+    assert result.intact, result
+    assert result.capture_dropped == 0
+    assert (result.c2s_bytes, result.s2c_bytes) == (sent, sent)
+    assert result.endpoint_close == "closed" and result.kernel_eof
+    delta = result.nstat_delta()
+    assert failure_counters_moved(delta) == {}
+    assert not {k for k in delta if "Rst" in k or "Fastclose" in k}, delta  # a DATA_FIN close, no resets
+    assert analysis.trace.errors == []
+    errors = [f"{f.rule} {f.message}" for f in analysis.findings if f.severity >= Severity.ERROR]
+    assert errors == []
+    (conn,) = analysis.connections
+    assert conn.fallback is False and conn.version == 1
+    assert len(conn.subflows) == subflows
+    c2s, s2c = analysis.streams[conn.id]
+    assert (c2s.bytes, c2s.sha256, c2s.complete) == (sent, result.c2s_sent, True)
+    assert (s2c.bytes, s2c.sha256, s2c.complete) == (sent, result.s2c_sent, True)
+
+
+@pytest.mark.netns
+@needs_tun
+def test_endpoint_client_joins_kernel_server(tmp_path: Path) -> None:
+    """Endpoint client, kernel server; the endpoint joins from its second address; 2 MiB each way."""
+    result, analysis = _run(tmp_path, c2s_bytes=2 * MB, s2c_bytes=2 * MB, paths=2)
+    _assert_clean(result, analysis, subflows=2, sent=2 * MB)
+    delta = result.nstat_delta()
+    assert delta["MPTcpExtMPCapableSYNRX"] == 1 and delta["MPTcpExtMPCapableACKRX"] == 1
+    assert delta["MPTcpExtMPJoinSynRx"] == 1 and delta["MPTcpExtMPJoinAckRx"] == 1
+    assert result.subflows == 2
+
+
+@pytest.mark.netns
+@needs_tun
+def test_kernel_client_joins_endpoint_server(tmp_path: Path) -> None:
+    """Kernel client (a ``subflow`` endpoint on its second address), endpoint server."""
+    result, analysis = _run(tmp_path, kernel=KernelRole.CLIENT, c2s_bytes=MB, s2c_bytes=MB, paths=2)
+    _assert_clean(result, analysis, subflows=2, sent=MB)
+    delta = result.nstat_delta()
+    assert delta["MPTcpExtMPCapableSYNTX"] == 1 and delta["MPTcpExtMPCapableSYNACKRX"] == 1
+    assert delta["MPTcpExtMPJoinSynAckRx"] == 1
+
+
+@pytest.mark.netns
+@needs_tun
+def test_endpoint_joins_address_the_kernel_announced_with_checksums(tmp_path: Path) -> None:
+    """The kernel server signals its second address (ADD_ADDR); the endpoint joins it; DSS checksums on."""
+    result, analysis = _run(tmp_path, c2s_bytes=MB, s2c_bytes=MB, paths=2, announce=True, checksum=True)
+    _assert_clean(result, analysis, subflows=2, sent=MB)
+    delta = result.nstat_delta()
+    assert delta["MPTcpExtAddAddrTx"] >= 1 and delta["MPTcpExtEchoAdd"] == 1
+    assert analysis.connections[0].checksum is True
+    ok = sum(h.checksums[0] for sf in analysis.connections[0].subflows for h in sf.halves)
+    assert ok > 100
+
+
+@pytest.mark.netns
+@needs_tun
+def test_ipv6_kernel_client_with_checksums(tmp_path: Path) -> None:
+    """Both subflows over IPv6 (fd00:210::/32), checksums on, kernel as client."""
+    result, analysis = _run(
+        tmp_path, kernel=KernelRole.CLIENT, c2s_bytes=MB // 2, s2c_bytes=MB // 2, paths=2, ipv6=True, checksum=True
+    )
+    _assert_clean(result, analysis, subflows=2, sent=MB // 2)
+    assert analysis.connections[0].subflows[0].client.startswith("[fd00:210:")
+
+
+@pytest.mark.netns
+@needs_tun
+def test_bad_join_ack_hmac_moves_the_kernels_counter(tmp_path: Path) -> None:
+    """The endpoint's third ACK of the join carries a wrong HMAC: the kernel counts it and resets the
+    subflow; the data still arrives whole on the initial subflow, and the analyzer proves the fault."""
+    result, analysis = _run(
+        tmp_path, c2s_bytes=200_000, s2c_bytes=200_000, paths=2, misbehave=frozenset({Misbehave.BAD_JOIN_ACK_HMAC})
+    )
+    assert result.intact
+    moved = failure_counters_moved(result.nstat_delta())
+    assert moved == {"MPTcpExtMPJoinAckHMacFailure": 1}
+    errors = {f.rule for f in analysis.findings if f.severity >= Severity.ERROR}
+    assert errors == {"JOIN-003"}
+
+
+@pytest.mark.netns
+@needs_tun
+def test_bad_join_synack_hmac_moves_the_kernels_counter(tmp_path: Path) -> None:
+    """The endpoint server answers the kernel's join with a wrong SYN/ACK HMAC: MPJoinSynAckHMacFailure."""
+    result, analysis = _run(
+        tmp_path, kernel=KernelRole.CLIENT, c2s_bytes=200_000, s2c_bytes=200_000, paths=2,
+        misbehave=frozenset({Misbehave.BAD_JOIN_SYNACK_HMAC}),
+    )  # fmt: skip
+    assert result.intact
+    moved = failure_counters_moved(result.nstat_delta())
+    assert moved == {"MPTcpExtMPJoinSynAckHMacFailure": 1}
+    assert any(f.severity >= Severity.ERROR for f in analysis.findings)
+
+
+def test_failure_counters_are_recognised_by_name() -> None:
+    """Counter names that say failure are caught; ordinary progress counters are not."""
+    delta = {
+        "MPTcpExtMPJoinAckHMacFailure": 1, "MPTcpExtDSSNoMatchTCP": 2, "MPTcpExtInfiniteMapRx": 0,
+        "MPTcpExtMPCapableSYNRX": 1, "MPTcpExtRcvWndShared": 9, "MPTcpExtOFOQueue": 4, "MPTcpExtMPRstRx": 1,
+        "MPTcpExtAddAddrDrop": 1,
+    }  # fmt: skip
+    assert failure_counters_moved(delta) == {
+        "MPTcpExtMPJoinAckHMacFailure": 1, "MPTcpExtDSSNoMatchTCP": 2, "MPTcpExtInfiniteMapRx": 0,
+        "MPTcpExtAddAddrDrop": 1,
+    }  # fmt: skip
