@@ -108,6 +108,27 @@ def test_ipv6_kernel_client_with_checksums(tmp_path: Path) -> None:
 
 @pytest.mark.netns
 @needs_tun
+@pytest.mark.parametrize("kernel", [KernelRole.SERVER, KernelRole.CLIENT])
+def test_endpoint_fastcloses(tmp_path: Path, kernel: KernelRole) -> None:
+    """Once both applications have everything, the endpoint ends with RST + MP_FASTCLOSE on every
+    subflow: the kernel counts the MP_FASTCLOSE, its socket reads ECONNRESET, and nothing failed."""
+    result, analysis = _run(tmp_path, kernel=kernel, c2s_bytes=300_000, s2c_bytes=300_000, paths=2, fastclose=True)
+    assert result.intact and result.capture_dropped == 0
+    assert result.endpoint_close == "fastclose"
+    assert result.kernel_error is not None and "reset" in result.kernel_error.lower()
+    delta = result.nstat_delta()
+    assert failure_counters_moved(delta) == {}
+    assert delta["MPTcpExtMPFastcloseRx"] >= 1
+    assert [f"{f.rule} {f.message}" for f in analysis.findings if f.severity >= Severity.ERROR] == []
+    assert "FC-005" in {f.rule for f in analysis.findings}
+    (conn,) = analysis.connections
+    c2s, s2c = analysis.streams[conn.id]
+    assert (c2s.bytes, c2s.sha256) == (300_000, result.c2s_sent)
+    assert (s2c.bytes, s2c.sha256) == (300_000, result.s2c_sent)
+
+
+@pytest.mark.netns
+@needs_tun
 def test_bad_join_ack_hmac_moves_the_kernels_counter(tmp_path: Path) -> None:
     """The endpoint's third ACK of the join carries a wrong HMAC: the kernel counts it and resets the
     subflow; the data still arrives whole on the initial subflow, and the analyzer proves the fault."""

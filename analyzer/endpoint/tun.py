@@ -95,6 +95,7 @@ class InteropConfig:
     timeout: float = 30.0
     seed: int = 1
     misbehave: frozenset[Misbehave] = frozenset()
+    fastclose: bool = False  # the endpoint ends with MP_FASTCLOSE instead of DATA_FIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +108,15 @@ class InteropResult:
     s2c_bytes: int
     subflows: int  # subflows the endpoint saw established
     endpoint_close: str | None  # ConnectionClosed reason at the endpoint
-    kernel_eof: bool  # the kernel application read end-of-stream
+    kernel_eof: bool  # the kernel application read end-of-stream (or its socket failed: kernel_error)
+    kernel_error: str | None  # the error the kernel socket returned, e.g. ECONNRESET after MP_FASTCLOSE
     nstat_before: dict[str, int]
     nstat_after: dict[str, int]
     duration: float
     capture: Path | None
     namespace: str
     capture_dropped: int | None  # packets tcpdump said the kernel dropped (None: no capture)
+    tun_stats: dict[str, int]  # the TUN's counters as the kernel sees it (tx = towards the endpoint)
 
     @property
     def intact(self) -> bool:
@@ -137,9 +140,9 @@ def unavailable_reason() -> str | None:
         return "needs root (network namespaces and a TUN device)"
     if not os.path.exists("/dev/net/tun"):
         return "no /dev/net/tun"
-    for tool in ("ip", "nstat"):
+    for tool in ("ip", "nstat", "tcpdump"):
         if not _which(tool):
-            return f"{tool} (iproute2) not installed"
+            return f"{tool} not installed"
     try:
         if Path("/proc/sys/net/mptcp/enabled").read_text().strip() != "1":
             return "net.mptcp.enabled is not 1"
@@ -344,6 +347,8 @@ class _KernelApp:
         except OSError as exc:
             self.error = f"recv: {exc}"
             self.eof = True
+            self.sent = len(self.data)  # nothing more can be written either
+            self._maybe_shut()
             return
         if chunk:
             self.received += chunk
@@ -426,7 +431,7 @@ def _run_in(
         endpoint = MptcpConnection(ep_cfg)
         start = time.monotonic()
         capture = Capture(ns, cfg.capture) if cfg.capture is not None else None
-        loop = _Loop(fd, endpoint, app, c2s if kernel_is_server else s2c, start)
+        loop = _Loop(fd, endpoint, app, c2s if kernel_is_server else s2c, start, cfg.fastclose)
         try:
             _start(loop, app, kernel_is_server, kernel_addrs[0], ep_addrs[0])
             loop.run(start + cfg.timeout)
@@ -437,6 +442,7 @@ def _run_in(
         if capture is not None:
             capture.stop(loop.packets_in + loop.packets_out)
         after = read_nstat(ns)
+        tun_stats = _link_stats(ns)
     finally:
         os.close(fd)
         app.close_all()
@@ -447,9 +453,20 @@ def _run_in(
         c2s_sent=_sha(c2s), c2s_received=_sha(server_got), s2c_sent=_sha(s2c),
         s2c_received=_sha(client_got), c2s_bytes=len(server_got), s2c_bytes=len(client_got),
         subflows=loop.subflows, endpoint_close=loop.closed_reason, kernel_eof=app.eof,
+        kernel_error=app.error,
         nstat_before=before, nstat_after=after, duration=time.monotonic() - start, capture=cfg.capture, namespace=ns,
-        capture_dropped=capture.dropped if capture is not None else None,
+        capture_dropped=capture.dropped if capture is not None else None, tun_stats=tun_stats,
     )  # fmt: skip
+
+
+def _link_stats(ns: str) -> dict[str, int]:
+    """rx/tx packets, bytes and drops of the TUN (``ip -s -j link``); tx_dropped counts packets the
+    kernel could not queue because the runner read too slowly."""
+    out = subprocess.run(
+        ["ip", "-n", ns, "-s", "-j", "link", "show", TUN_NAME], check=True, capture_output=True, text=True, timeout=10
+    ).stdout
+    stats = json.loads(out)[0].get("stats64", {})
+    return {f"{way}_{k}": int(v) for way in ("rx", "tx") for k, v in stats.get(way, {}).items() if isinstance(v, int)}
 
 
 def _kernel_socket(app: _KernelApp, family: int, server: bool, ipv6: bool) -> None:
@@ -484,8 +501,12 @@ def _sha(data: bytes) -> str:
 class _Loop:
     """The select loop: TUN packets to and from the endpoint, endpoint timers, the kernel application."""
 
-    def __init__(self, fd: int, endpoint: MptcpConnection, app: _KernelApp, ep_data: bytes, start: float) -> None:
+    def __init__(
+        self, fd: int, endpoint: MptcpConnection, app: _KernelApp, ep_data: bytes, start: float, fastclose: bool
+    ) -> None:
         self.fd = fd
+        self.fastclose = fastclose  # end with MP_FASTCLOSE once both applications have all their data
+        self.aborted = False
         self.ep = endpoint
         self.app = app
         self.ep_data = ep_data
@@ -506,7 +527,8 @@ class _Loop:
     def start_client(self, server: Address) -> None:
         now = self.now()
         self.ep.send(self.ep_data, now)
-        self.ep.close(now)
+        if not self.fastclose:
+            self.ep.close(now)
         self.ep.connect(server, PORT, now)
         self._drive(now)
 
@@ -537,7 +559,7 @@ class _Loop:
                 self.received += event.data
             elif isinstance(event, EndOfStream):
                 self.peer_done = True
-                if self.ep.role is Role.SERVER:
+                if self.ep.role is Role.SERVER and not self.fastclose:
                     self.ep.close(now)
                     acted = True
             elif isinstance(event, SubflowAdded):
@@ -547,7 +569,15 @@ class _Loop:
             elif isinstance(event, Connected) and self.ep.role is Role.SERVER:
                 self.ep.send(self.ep_data, now)
                 acted = True
+        if self.fastclose and not self.aborted and self._all_delivered():
+            self.aborted = True
+            self.ep.abort(now)
+            acted = True
         return acted
+
+    def _all_delivered(self) -> bool:
+        """Both applications read everything the other wrote (so the reset loses nothing)."""
+        return len(self.received) >= len(self.app.data) and len(self.app.received) >= len(self.ep_data)
 
     def _done(self) -> bool:
         return self.ep.finished and self.app.closed
