@@ -11,10 +11,12 @@ the reason otherwise.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from analyzer.cli import main
 from analyzer.endpoint.config import Misbehave
 from analyzer.endpoint.tun import (
     InteropConfig,
@@ -167,3 +169,26 @@ def test_failure_counters_are_recognised_by_name() -> None:
         "MPTcpExtMPJoinAckHMacFailure": 1, "MPTcpExtDSSNoMatchTCP": 2, "MPTcpExtInfiniteMapRx": 0,
         "MPTcpExtAddAddrDrop": 1,
     }  # fmt: skip
+
+
+@pytest.mark.netns
+@needs_tun
+def test_cli_listen_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``mptcp-analyze endpoint listen --json -o``: exit 0, intact, no failure counter, no analyzer error."""
+    pcap = tmp_path / "listen.pcap"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["endpoint", "listen", "--bytes", "200K", "--reply-bytes", "100K", "--json", "-o", str(pcap)])
+    assert exit_info.value.code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["intact"] is True and out["failure_counters"] == {} and out["analyzer_errors"] == []
+    assert out["c2s_bytes"] == 200 * 1024 and out["s2c_bytes"] == 100 * 1024 and out["subflows"] == 2
+    assert out["nstat_delta"]["MPTcpExtMPJoinSynTx"] == 1
+    assert pcap.stat().st_size > 200 * 1024
+
+
+def test_cli_refuses_a_host_outside_the_runner_namespace(capsys: pytest.CaptureFixture[str]) -> None:
+    """Traffic only goes to the namespace the runner makes: any other host is a usage error (exit 2)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["endpoint", "connect", "192.0.2.1", "80"])
+    assert exit_info.value.code == 2
+    assert "10.210.1.1" in capsys.readouterr().err

@@ -51,6 +51,7 @@ __all__ = [
     "InteropConfig",
     "InteropResult",
     "KernelRole",
+    "addresses",
     "failure_counters_moved",
     "run_interop",
     "unavailable_reason",
@@ -96,6 +97,8 @@ class InteropConfig:
     seed: int = 1
     misbehave: frozenset[Misbehave] = frozenset()
     fastclose: bool = False  # the endpoint ends with MP_FASTCLOSE instead of DATA_FIN
+    port: int = PORT  # the server's port (kernel listener or endpoint)
+    tun: str = TUN_NAME  # the TUN device's name (inside the fresh namespace, so it cannot clash)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +211,7 @@ def open_tun(ifname: str) -> int:
     return fd
 
 
-def _addresses(paths: int, ipv6: bool) -> tuple[list[Address], list[Address]]:
+def addresses(paths: int, ipv6: bool) -> tuple[list[Address], list[Address]]:
     """(kernel addresses, endpoint addresses), one pair per path."""
     kernel: list[Address] = []
     endpoint: list[Address] = []
@@ -227,14 +230,14 @@ def _configure(ns: str, kernel: list[Address], cfg: InteropConfig) -> None:
     for addr in kernel:
         prefix = 64 if addr.version == 6 else 24
         extra = ["nodad"] if addr.version == 6 else []
-        _ip("-n", ns, "addr", "add", f"{addr}/{prefix}", "dev", TUN_NAME, *extra)
-    _ip("-n", ns, "link", "set", TUN_NAME, "up")
+        _ip("-n", ns, "addr", "add", f"{addr}/{prefix}", "dev", cfg.tun, *extra)
+    _ip("-n", ns, "link", "set", cfg.tun, "up")
     _ip("-n", ns, "mptcp", "limits", "set", "subflow", "4", "add_addr_accepted", "4")
     for i, addr in enumerate(kernel[1:], start=1):
         if cfg.kernel is KernelRole.CLIENT:
-            _ip("-n", ns, "mptcp", "endpoint", "add", str(addr), "dev", TUN_NAME, "id", str(i), "subflow")
+            _ip("-n", ns, "mptcp", "endpoint", "add", str(addr), "dev", cfg.tun, "id", str(i), "subflow")
         elif cfg.announce:
-            _ip("-n", ns, "mptcp", "endpoint", "add", str(addr), "dev", TUN_NAME, "id", str(i), "signal")
+            _ip("-n", ns, "mptcp", "endpoint", "add", str(addr), "dev", cfg.tun, "id", str(i), "signal")
     sysctl = ["ip", "netns", "exec", ns, "sysctl", "-q", "-w"]
     subprocess.run([*sysctl, f"net.mptcp.checksum_enabled={int(cfg.checksum)}"], check=True, timeout=10)
 
@@ -252,11 +255,11 @@ def read_nstat(ns: str) -> dict[str, int]:
 class Capture:
     """tcpdump on the TUN in a namespace (raw IP packets, packet-buffered)."""
 
-    def __init__(self, ns: str, path: Path) -> None:
+    def __init__(self, ns: str, path: Path, tun: str = TUN_NAME) -> None:
         self.path = path
         self.dropped: int | None = None  # "packets dropped by kernel", once stopped
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "tcpdump", "-i", TUN_NAME, "-U", "-n", "-s", "0", "-B", "16384", "-w",
+            ["ip", "netns", "exec", ns, "tcpdump", "-i", tun, "-U", "-n", "-s", "0", "-B", "16384", "-w",
              str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -391,7 +394,7 @@ def run_interop(cfg: InteropConfig) -> InteropResult:
     """One connection between the endpoint and the kernel over a TUN, in a fresh namespace."""
     rng = random.Random(f"{cfg.seed}:data")
     c2s, s2c = rng.randbytes(cfg.c2s_bytes), rng.randbytes(cfg.s2c_bytes)
-    kernel_addrs, ep_addrs = _addresses(max(1, cfg.paths), cfg.ipv6)
+    kernel_addrs, ep_addrs = addresses(max(1, cfg.paths), cfg.ipv6)
     previous = signal.getsignal(signal.SIGTERM)
 
     def _on_term(signum: int, frame: FrameType | None) -> None:
@@ -415,25 +418,25 @@ def _run_in(
     kernel_is_server = cfg.kernel is KernelRole.SERVER
     app = _KernelApp(s2c if kernel_is_server else c2s)
     with inside(ns):
-        fd = open_tun(TUN_NAME)
+        fd = open_tun(cfg.tun)
     try:
         # The path manager decides at socket creation whether it has work: configure first.
         _configure(ns, kernel_addrs, cfg)
         with inside(ns):
-            _kernel_socket(app, family, kernel_is_server, cfg.ipv6)
+            _kernel_socket(app, family, kernel_is_server, cfg.ipv6, cfg.port)
         before = read_nstat(ns)
         own_primary_only = not kernel_is_server or cfg.announce
         ep_cfg = EndpointConfig(
             role=Role.CLIENT if kernel_is_server else Role.SERVER,
             addresses=[LocalAddress(a, i) for i, a in enumerate(ep_addrs[:1] if own_primary_only else ep_addrs)],
-            rng=random.Random(f"{cfg.seed}:endpoint"), checksum=cfg.checksum, port=PORT, misbehave=cfg.misbehave,
+            rng=random.Random(f"{cfg.seed}:endpoint"), checksum=cfg.checksum, port=cfg.port, misbehave=cfg.misbehave,
         )  # fmt: skip
         endpoint = MptcpConnection(ep_cfg)
         start = time.monotonic()
-        capture = Capture(ns, cfg.capture) if cfg.capture is not None else None
+        capture = Capture(ns, cfg.capture, cfg.tun) if cfg.capture is not None else None
         loop = _Loop(fd, endpoint, app, c2s if kernel_is_server else s2c, start, cfg.fastclose)
         try:
-            _start(loop, app, kernel_is_server, kernel_addrs[0], ep_addrs[0])
+            _start(loop, app, kernel_is_server, kernel_addrs[0], ep_addrs[0], cfg.port)
             loop.run(start + cfg.timeout)
         except BaseException:
             if capture is not None:
@@ -442,7 +445,7 @@ def _run_in(
         if capture is not None:
             capture.stop(loop.packets_in + loop.packets_out)
         after = read_nstat(ns)
-        tun_stats = _link_stats(ns)
+        tun_stats = _link_stats(ns, cfg.tun)
     finally:
         os.close(fd)
         app.close_all()
@@ -459,36 +462,38 @@ def _run_in(
     )  # fmt: skip
 
 
-def _link_stats(ns: str) -> dict[str, int]:
+def _link_stats(ns: str, tun: str) -> dict[str, int]:
     """rx/tx packets, bytes and drops of the TUN (``ip -s -j link``); tx_dropped counts packets the
     kernel could not queue because the runner read too slowly."""
     out = subprocess.run(
-        ["ip", "-n", ns, "-s", "-j", "link", "show", TUN_NAME], check=True, capture_output=True, text=True, timeout=10
+        ["ip", "-n", ns, "-s", "-j", "link", "show", tun], check=True, capture_output=True, text=True, timeout=10
     ).stdout
     stats = json.loads(out)[0].get("stats64", {})
     return {f"{way}_{k}": int(v) for way in ("rx", "tx") for k, v in stats.get(way, {}).items() if isinstance(v, int)}
 
 
-def _kernel_socket(app: _KernelApp, family: int, server: bool, ipv6: bool) -> None:
-    """The kernel's MPTCP socket, non-blocking: a listener on :data:`PORT`, or one to connect."""
+def _kernel_socket(app: _KernelApp, family: int, server: bool, ipv6: bool, port: int) -> None:
+    """The kernel's MPTCP socket, non-blocking: a listener on ``port``, or one to connect."""
     sock = socket.socket(family, socket.SOCK_STREAM, IPPROTO_MPTCP)
     sock.setblocking(False)
     if server:
         app.listener = sock
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("::" if ipv6 else "0.0.0.0", PORT))
+        sock.bind(("::" if ipv6 else "0.0.0.0", port))
         sock.listen(4)
     else:
         app.sock = sock
 
 
-def _start(loop: _Loop, app: _KernelApp, kernel_is_server: bool, kernel_addr: Address, ep_addr: Address) -> None:
+def _start(
+    loop: _Loop, app: _KernelApp, kernel_is_server: bool, kernel_addr: Address, ep_addr: Address, port: int
+) -> None:
     """The endpoint connects to the kernel's listener, or the kernel's socket to the endpoint."""
     if kernel_is_server:
-        loop.start_client(kernel_addr)
+        loop.start_client(kernel_addr, port)
         return
     assert app.sock is not None
-    err = app.sock.connect_ex((str(ep_addr), PORT))
+    err = app.sock.connect_ex((str(ep_addr), port))
     if err not in (0, errno.EINPROGRESS):
         raise OSError(err, f"connect: {os.strerror(err)}")
     loop.connecting = True
@@ -524,12 +529,12 @@ class _Loop:
     def now(self) -> float:
         return time.monotonic() - self.start
 
-    def start_client(self, server: Address) -> None:
+    def start_client(self, server: Address, port: int) -> None:
         now = self.now()
         self.ep.send(self.ep_data, now)
         if not self.fastclose:
             self.ep.close(now)
-        self.ep.connect(server, PORT, now)
+        self.ep.connect(server, port, now)
         self._drive(now)
 
     def _drive(self, now: float) -> None:
