@@ -158,6 +158,47 @@ def test_bad_join_synack_hmac_moves_the_kernels_counter(tmp_path: Path) -> None:
     assert any(f.severity >= Severity.ERROR for f in analysis.findings)
 
 
+@pytest.mark.netns
+@needs_tun
+def test_kernel_client_joins_address_the_endpoint_announced(tmp_path: Path) -> None:
+    """The endpoint server sends ADD_ADDR for its second address; the kernel client echoes it and joins."""
+    result, analysis = _run(tmp_path, kernel=KernelRole.CLIENT, c2s_bytes=MB // 2, s2c_bytes=MB // 2, announce=True)
+    _assert_clean(result, analysis, subflows=2, sent=MB // 2)
+    delta = result.nstat_delta()
+    assert delta["MPTcpExtAddAddr"] == 1 and delta["MPTcpExtEchoAddTx"] == 1 and delta["MPTcpExtMPJoinSynTx"] == 1
+    assert {sf.server for sf in analysis.connections[0].subflows} == {"10.210.1.2:5201", "10.210.2.2:5201"}
+
+
+@pytest.mark.netns
+@needs_tun
+def test_bad_add_addr_hmac_is_ignored_by_the_kernel(tmp_path: Path) -> None:
+    """A wrong ADD_ADDR HMAC: the kernel neither counts the address (AddAddr stays 0) nor joins it; the
+    connection carries on with one subflow, and the analyzer proves the bad HMAC."""
+    result, analysis = _run(
+        tmp_path, kernel=KernelRole.CLIENT, c2s_bytes=200_000, s2c_bytes=200_000, announce=True,
+        misbehave=frozenset({Misbehave.BAD_ADD_ADDR_HMAC}),
+    )  # fmt: skip
+    assert result.intact and result.endpoint_close == "closed"
+    delta = result.nstat_delta()
+    assert "MPTcpExtAddAddr" not in delta and "MPTcpExtMPJoinSynTx" not in delta
+    assert len(analysis.connections[0].subflows) == 1
+    assert {f.rule for f in analysis.findings if f.severity >= Severity.ERROR} == {"ADDR-001"}
+
+
+@pytest.mark.netns
+@needs_tun
+def test_bad_dss_checksum_makes_the_kernel_send_mp_fail(tmp_path: Path) -> None:
+    """With checksums on, one mapping on the join subflow has a wrong checksum: the kernel counts
+    DataCsumErr, answers MP_FAIL and resets that subflow; the data still arrives whole."""
+    result, analysis = _run(
+        tmp_path, c2s_bytes=300_000, s2c_bytes=300_000, checksum=True,
+        misbehave=frozenset({Misbehave.BAD_DSS_CHECKSUM}),
+    )  # fmt: skip
+    assert result.intact
+    assert failure_counters_moved(result.nstat_delta()) == {"MPTcpExtDataCsumErr": 1, "MPTcpExtMPFailTx": 1}
+    assert "CSUM-001" in {f.rule for f in analysis.findings if f.severity >= Severity.ERROR}
+
+
 def test_failure_counters_are_recognised_by_name() -> None:
     """Counter names that say failure are caught; ordinary progress counters are not."""
     delta = {

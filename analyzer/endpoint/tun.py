@@ -87,8 +87,8 @@ class InteropConfig:
     kernel: KernelRole = KernelRole.SERVER
     paths: int = 2  # address pairs; with 2 the second subflow is opened as ``announce`` says
     # Second path: False = the side that connected opens it (the endpoint joins from its second address,
-    # or the kernel client has a ``subflow`` endpoint); True = the kernel server announces its second
-    # address (``ip mptcp endpoint ... signal``) and the endpoint joins it.
+    # or the kernel client has a ``subflow`` endpoint); True = the server announces its second address
+    # (the kernel with ``ip mptcp endpoint ... signal``, the endpoint with ADD_ADDR) and the client joins it.
     announce: bool = False
     ipv6: bool = False
     checksum: bool = False  # net.mptcp.checksum_enabled in the namespace, and the endpoint asks too
@@ -234,9 +234,9 @@ def _configure(ns: str, kernel: list[Address], cfg: InteropConfig) -> None:
     _ip("-n", ns, "link", "set", cfg.tun, "up")
     _ip("-n", ns, "mptcp", "limits", "set", "subflow", "4", "add_addr_accepted", "4")
     for i, addr in enumerate(kernel[1:], start=1):
-        if cfg.kernel is KernelRole.CLIENT:
+        if cfg.kernel is KernelRole.CLIENT and not cfg.announce:
             _ip("-n", ns, "mptcp", "endpoint", "add", str(addr), "dev", cfg.tun, "id", str(i), "subflow")
-        elif cfg.announce:
+        elif cfg.kernel is KernelRole.SERVER and cfg.announce:
             _ip("-n", ns, "mptcp", "endpoint", "add", str(addr), "dev", cfg.tun, "id", str(i), "signal")
     sysctl = ["ip", "netns", "exec", ns, "sysctl", "-q", "-w"]
     subprocess.run([*sysctl, f"net.mptcp.checksum_enabled={int(cfg.checksum)}"], check=True, timeout=10)
@@ -426,9 +426,12 @@ def _run_in(
             _kernel_socket(app, family, kernel_is_server, cfg.ipv6, cfg.port)
         before = read_nstat(ns)
         own_primary_only = not kernel_is_server or cfg.announce
+        endpoint_announces = not kernel_is_server and cfg.announce
+        announced = [LocalAddress(a, i) for i, a in enumerate(ep_addrs) if i and endpoint_announces]
         ep_cfg = EndpointConfig(
             role=Role.CLIENT if kernel_is_server else Role.SERVER,
             addresses=[LocalAddress(a, i) for i, a in enumerate(ep_addrs[:1] if own_primary_only else ep_addrs)],
+            announce=announced,
             rng=random.Random(f"{cfg.seed}:endpoint"), checksum=cfg.checksum, port=cfg.port, misbehave=cfg.misbehave,
         )  # fmt: skip
         endpoint = MptcpConnection(ep_cfg)
