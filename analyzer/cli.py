@@ -13,6 +13,7 @@ from rich.console import Console
 
 from analyzer.endpoint.cli import register as register_simulate
 from analyzer.ingest.capture import CaptureError
+from analyzer.interop_cli import register as register_endpoint
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
 from analyzer.report import json_out, text
@@ -388,6 +389,7 @@ def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzi
 
 COMMANDS = {"report", "follow", "rules", "check", "xcheck", "tui"}
 register_simulate(app, COMMANDS)
+register_endpoint(app, COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> None:

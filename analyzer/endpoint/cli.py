@@ -1,7 +1,5 @@
 """``mptcp-analyze simulate``: a thin typer command over :mod:`analyzer.endpoint.sim`.
 
-:func:`register` also adds ``mptcp-analyze endpoint connect|listen`` (:mod:`analyzer.endpoint.tun_cli`).
-
 Hooked into the main CLI with :func:`register`; all logic lives in the simulator, scenarios and faults.
 """
 
@@ -225,6 +223,3 @@ def register(app: typer.Typer, commands: set[str] | None = None) -> None:
     app.command("simulate")(simulate)
     if commands is not None:
         commands.add("simulate")
-    from analyzer.endpoint.tun_cli import register as register_endpoint  # imports parse_size from here
-
-    register_endpoint(app, commands)

@@ -64,6 +64,9 @@ IFF_NO_PI: Final = 0x1000
 CLONE_NEWNET: Final = 0x40000000
 TUN_NAME: Final = "matun0"
 PORT: Final = 5201
+# Whole packets (the TUN's MTU is 1500) with a small snaplen: in immediate mode libpcap's ring has one
+# snaplen-sized slot per packet, and -s 0 (256 KiB) would leave a 32 MiB buffer only ~128 slots.
+SNAPLEN: Final = 2048
 # MPTcpExt counters whose name contains one of these count something that went wrong: HMAC and
 # checksum failures, MP_FAIL, drops, mismatching or missing mappings, rejected joins, fallbacks
 # (and infinite mappings), socket errors. Resets (MPRstTx/Rx) are not here: a fault run resets on purpose.
@@ -231,7 +234,8 @@ def _configure(ns: str, kernel: list[Address], cfg: InteropConfig) -> None:
         prefix = 64 if addr.version == 6 else 24
         extra = ["nodad"] if addr.version == 6 else []
         _ip("-n", ns, "addr", "add", f"{addr}/{prefix}", "dev", cfg.tun, *extra)
-    _ip("-n", ns, "link", "set", cfg.tun, "up")
+    # a longer queue towards the endpoint: the Python reader is slower than the kernel's sender
+    _ip("-n", ns, "link", "set", cfg.tun, "txqueuelen", "4096", "up")
     _ip("-n", ns, "mptcp", "limits", "set", "subflow", "4", "add_addr_accepted", "4")
     for i, addr in enumerate(kernel[1:], start=1):
         if cfg.kernel is KernelRole.CLIENT and not cfg.announce:
@@ -259,8 +263,8 @@ class Capture:
         self.path = path
         self.dropped: int | None = None  # "packets dropped by kernel", once stopped
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns, "tcpdump", "-i", tun, "-U", "-n", "-s", "0", "-B", "16384", "-w",
-             str(path)],
+            ["ip", "netns", "exec", ns, "tcpdump", "-i", tun, "--immediate-mode", "-U", "-n", "-s", str(SNAPLEN),
+             "-B", "32768", "-w", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stderr is not None
@@ -525,7 +529,7 @@ class _Loop:
         self.peer_done = False
         self.connecting = False
         self.ip_id = 0
-        self.packets_in = 0  # read from the TUN
+        self.packets_in = 0  # TCP packets read from the TUN (not ND/MLD: those may precede the capture)
         self.packets_out = 0  # written to the TUN
         self.linger_until: float | None = None
 
@@ -637,11 +641,11 @@ class _Loop:
                 packet = os.read(self.fd, 65536)
             except BlockingIOError:
                 return
-            self.packets_in += 1
             now = self.now()
             try:
                 decode_packet(packet)
             except DecodeError:
                 continue  # not TCP (IPv6 neighbour discovery, MLD): nothing for the endpoint
+            self.packets_in += 1
             self.ep.receive_segment(packet, now)
             self._drive(now)

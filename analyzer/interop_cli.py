@@ -1,6 +1,7 @@
 """``mptcp-analyze endpoint connect|listen``: the bundled endpoint against the kernel over a TUN.
 
-A thin typer layer over :mod:`analyzer.endpoint.tun`. Traffic stays inside the namespace the runner
+A thin typer layer over :mod:`analyzer.endpoint.tun`; it lives outside ``endpoint/`` because it
+also analyses the capture (the endpoint group never imports the pipeline). Traffic stays inside the namespace the runner
 creates (10.210.0.0/16, fd00:210::/32), which is deleted afterwards, also on Ctrl-C.
 Exit status: 0 when both streams arrived byte-exact and no kernel failure counter moved (and, with
 ``-o``, the analyzer found no error), 1 otherwise, 2 for usage errors or a machine that cannot run it.
@@ -31,6 +32,8 @@ from analyzer.endpoint.tun import (
     run_interop,
     unavailable_reason,
 )
+from analyzer.findings import Severity
+from analyzer.pipeline import analyze
 
 __all__ = ["connect", "listen", "register"]
 
@@ -153,9 +156,6 @@ def _run(cfg: InteropConfig, json_output: bool) -> None:
 
 
 def _analyse(capture: Path) -> list[str]:
-    from analyzer.findings import Severity
-    from analyzer.pipeline import analyze
-
     analysis = analyze(str(capture))
     return [f"{f.rule} {f.message}" for f in analysis.findings if f.severity >= Severity.ERROR]
 
