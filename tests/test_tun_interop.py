@@ -18,10 +18,12 @@ import pytest
 
 from analyzer.cli import main
 from analyzer.endpoint.config import Misbehave
+from analyzer.endpoint.pcapout import CaptureWriter
 from analyzer.endpoint.tun import (
     InteropConfig,
     InteropResult,
     KernelRole,
+    count_records,
     failure_counters_moved,
     run_interop,
     unavailable_reason,
@@ -233,3 +235,16 @@ def test_cli_refuses_a_host_outside_the_runner_namespace(capsys: pytest.CaptureF
         main(["endpoint", "connect", "192.0.2.1", "80"])
     assert exit_info.value.code == 2
     assert "10.210.1.1" in capsys.readouterr().err
+
+
+def test_count_records_ignores_a_record_cut_short(tmp_path: Path) -> None:
+    """The capture is stopped only once it holds every packet the runner moved: the count must not
+    include a record tcpdump is still writing."""
+    path = tmp_path / "c.pcap"
+    with CaptureWriter(path) as writer:
+        for i in range(5):
+            writer.write(float(i), bytes(40 + i))
+    assert count_records(path) == 5
+    path.write_bytes(path.read_bytes()[:-3])
+    assert count_records(path) == 4
+    assert count_records(tmp_path / "missing.pcap") == 0

@@ -52,6 +52,7 @@ __all__ = [
     "InteropResult",
     "KernelRole",
     "addresses",
+    "count_records",
     "failure_counters_moved",
     "run_interop",
     "unavailable_reason",
