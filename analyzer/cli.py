@@ -15,6 +15,7 @@ from rich.console import Console
 
 from analyzer.endpoint.cli import register as register_simulate
 from analyzer.ingest.capture import CaptureError
+from analyzer.interop_cli import register as register_endpoint
 from analyzer.lab.cli import register as register_lab
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
@@ -476,6 +477,7 @@ def compare_command(
 COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare"}
 register_simulate(app, COMMANDS)
 register_lab(app, COMMANDS)
+register_endpoint(app, COMMANDS)
 
 
 def main(argv: list[str] | None = None) -> None:
