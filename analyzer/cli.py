@@ -16,6 +16,7 @@ from rich.console import Console
 from analyzer.endpoint.cli import register as register_simulate
 from analyzer.ingest.capture import CaptureError
 from analyzer.interop_cli import register as register_endpoint
+from analyzer.interop_cli import register_lab_scenarios
 from analyzer.lab.cli import register as register_lab
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
@@ -478,6 +479,7 @@ COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", 
 register_simulate(app, COMMANDS)
 register_lab(app, COMMANDS)
 register_endpoint(app, COMMANDS)
+register_lab_scenarios()
 
 
 def main(argv: list[str] | None = None) -> None:

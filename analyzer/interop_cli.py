@@ -9,8 +9,10 @@ Exit status: 0 when both streams arrived byte-exact and no kernel failure counte
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -35,7 +37,7 @@ from analyzer.endpoint.tun import (
 from analyzer.findings import Severity
 from analyzer.pipeline import analyze
 
-__all__ = ["connect", "listen", "register"]
+__all__ = ["connect", "lab_scenario", "listen", "register"]
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -196,3 +198,53 @@ def register(app: typer.Typer, commands: set[str] | None = None) -> None:
     app.add_typer(endpoint_app, name="endpoint")
     if commands is not None:
         commands.add("endpoint")
+
+
+# ---------------------------------------------------------------------- lab scenarios
+LAB_SCENARIOS = {
+    "endpoint-client": (KernelRole.SERVER, "The bundled endpoint as client of a kernel MPTCP server over TUN, with a "
+                                           "join from its second address; 300 kB each way."),
+    "endpoint-server": (KernelRole.CLIENT, "A kernel MPTCP client (with a 'subflow' endpoint on its second address) "
+                                           "against the bundled endpoint as server over TUN; 300 kB each way."),
+}
+
+
+def lab_scenario(name: str, output: Path) -> dict[str, Any]:
+    """Run one interop lab scenario: OUTPUT (the TUN capture) and OUTPUT.json (a lab sidecar)."""
+    from analyzer.lab.config import LabError
+
+    role, description = LAB_SCENARIOS[name]
+    reason = unavailable_reason()
+    if reason is not None:
+        raise LabError(f"{name}: {reason}")
+    cfg = InteropConfig(c2s_bytes=300_000, s2c_bytes=300_000, kernel=role, paths=2, capture=output, seed=12)
+    result = run_interop(cfg)
+    if not result.intact:
+        raise LabError(f"{name}: the streams did not arrive byte-exact (the endpoint or the kernel misbehaved)")
+    if result.capture_dropped:
+        raise LabError(f"{name}: tcpdump dropped {result.capture_dropped} packets, the capture is incomplete")
+    delta = result.nstat_delta()
+    sidecar: dict[str, Any] = {
+        "name": output.stem, "description": description, "command": f"mptcp-analyze lab {name} -o {output}",
+        "kernel": os.uname().release, "link_type": "RAW",
+        "capture": {"interfaces": [cfg.tun], "namespace": result.namespace, "dropped": result.capture_dropped},
+        "connections": [{
+            "client": result.client, "server": result.server, "mptcp": True, "subflows": result.subflows,
+            "subflows_expected": cfg.paths,
+            "c2s": {"bytes": cfg.c2s_bytes, "sha256": result.c2s_sent},
+            "s2c": {"bytes": cfg.s2c_bytes, "sha256": result.s2c_sent},
+            "endpoint_role": "client" if role is KernelRole.SERVER else "server",
+        }],
+        "nstat": {"kernel": {"MPTcpExt": delta}},
+        "failure_counters_moved": failure_counters_moved(delta),
+    }
+    output.with_suffix(".json").write_text(json.dumps(sidecar, indent=1) + "\n")
+    return sidecar
+
+
+def register_lab_scenarios() -> None:
+    """Offer the interop runs as lab scenarios (the lab itself never imports the endpoint)."""
+    from analyzer.lab.cli import EXTERNAL_SCENARIOS
+
+    for name in LAB_SCENARIOS:
+        EXTERNAL_SCENARIOS[name] = functools.partial(lab_scenario, name)

@@ -26,6 +26,7 @@ from typing import Any
 import dpkt
 import pytest
 
+from analyzer.interop_cli import LAB_SCENARIOS
 from analyzer.lab import SCENARIOS, lab_unavailable_reason
 from analyzer.pipeline import analyze
 from analyzer.report.json_out import analysis_to_json
@@ -35,7 +36,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.e
 # the names scripts rely on (issue 12's contract); the interop scenarios come with the TUN runner
 CONTRACT = {"single", "two-paths", "add-addr", "remove-addr", "backup", "path-failure", "lossy", "checksum",
             "fallback", "ipv6", "many-connections", "tfo", "offload-on", "mp-fail", "syncookies", "fullmesh",
-            "add-addr-port", "router"}
+            "add-addr-port", "router", "endpoint-client", "endpoint-server"}
 MPTCP_KIND, TFO_KIND = 30, 34
 MP_CAPABLE, MP_JOIN, ADD_ADDR, REMOVE_ADDR, MP_PRIO, MP_FAIL, MP_TCPRST = 0, 1, 3, 4, 5, 6, 8
 
@@ -299,9 +300,9 @@ def test_list_is_the_contract() -> None:
     proc = _cli("lab", "--list")
     assert proc.returncode == 0
     names = proc.stdout.split()
-    assert names == list(SCENARIOS)
+    assert names == [*SCENARIOS, *LAB_SCENARIOS]
     assert set(names) >= CONTRACT
-    assert set(FEATURES) == set(names), "every scenario has its feature check"
+    assert set(FEATURES) == set(SCENARIOS), "every kernel-to-kernel scenario has its feature check"
 
 
 def test_not_root_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -380,6 +381,30 @@ def test_ctrl_c_tears_everything_down(tmp_path: Path) -> None:
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     assert mine not in left and f"ma-srv-{proc.pid}-" not in left
     assert not _running(mine) and not _running("tcpdump", str(out))
+
+
+@pytest.mark.netns
+@needs_lab
+@pytest.mark.parametrize("name", list(LAB_SCENARIOS))
+def test_endpoint_interop_scenarios_match_their_sidecar(name: str, tmp_path: Path) -> None:
+    """endpoint-client / endpoint-server: the bundled endpoint against the kernel over TUN, as lab scenarios."""
+    out = tmp_path / f"{name}.pcap"
+    proc = _cli("lab", name, "-o", str(out))
+    if proc.returncode == 2 and "TUN" in proc.stderr:
+        pytest.skip(proc.stderr.strip())
+    assert proc.returncode == 0, proc.stderr
+    sidecar = json.loads(out.with_suffix(".json").read_text())
+    analysis = json.loads(json.dumps(analysis_to_json(analyze(str(out)))))
+    (want,) = sidecar["connections"]
+    (conn,) = analysis["connections"]
+    assert conn["subflows"][0]["client"] == want["client"] and len(conn["subflows"]) == want["subflows"] == 2
+    for direction in ("c2s", "s2c"):
+        got = conn["streams"][direction]
+        assert (got["bytes"], got["sha256"], got["complete"]) == (
+            want[direction]["bytes"], want[direction]["sha256"], True), direction
+    assert [f for f in analysis["findings"] if f["severity"] == "error"] == []
+    assert sidecar["failure_counters_moved"] == {}
+    assert want["endpoint_role"] == ("client" if name == "endpoint-client" else "server")
 
 
 def _running(*needles: str) -> bool:

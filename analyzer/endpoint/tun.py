@@ -39,7 +39,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 from analyzer.endpoint.config import EndpointConfig, LocalAddress, Misbehave, Role
 from analyzer.endpoint.connection import MptcpConnection
@@ -124,6 +124,8 @@ class InteropResult:
     namespace: str
     capture_dropped: int | None  # packets tcpdump said the kernel dropped (None: no capture)
     tun_stats: dict[str, int]  # the TUN's counters as the kernel sees it (tx = towards the endpoint)
+    client: str | None = None  # the initial subflow's client endpoint, "ip:port" ([v6]:port)
+    server: str | None = None
 
     @property
     def intact(self) -> bool:
@@ -331,6 +333,7 @@ class _KernelApp:
     shut: bool = False
     closed: bool = False
     error: str | None = None
+    client: str | None = None  # the initial subflow's client endpoint ("ip:port"), once the kernel knows it
 
     def read_fds(self) -> list[socket.socket]:
         if self.sock is None:
@@ -344,7 +347,8 @@ class _KernelApp:
 
     def on_readable(self, sock: socket.socket) -> None:
         if sock is self.listener:
-            self.sock, _ = sock.accept()
+            self.sock, peer = sock.accept()
+            self.client = _endpoint_text(peer)
             self.sock.setblocking(False)
             self._maybe_shut()
             return
@@ -467,6 +471,8 @@ def _run_in(
         kernel_error=app.error,
         nstat_before=before, nstat_after=after, duration=time.monotonic() - start, capture=cfg.capture, namespace=ns,
         capture_dropped=capture.dropped if capture is not None else None, tun_stats=tun_stats,
+        client=app.client,
+        server=_endpoint_text((str(kernel_addrs[0] if kernel_is_server else ep_addrs[0]), cfg.port)),
     )  # fmt: skip
 
 
@@ -504,7 +510,13 @@ def _start(
     err = app.sock.connect_ex((str(ep_addr), port))
     if err not in (0, errno.EINPROGRESS):
         raise OSError(err, f"connect: {os.strerror(err)}")
+    app.client = _endpoint_text(app.sock.getsockname())
     loop.connecting = True
+
+
+def _endpoint_text(sockaddr: tuple[Any, ...]) -> str:
+    host, port = sockaddr[0], sockaddr[1]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _sha(data: bytes) -> str:

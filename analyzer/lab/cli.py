@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +21,12 @@ from analyzer.lab.run import run_lab, validate
 from analyzer.lab.scenarios import SCENARIOS, scenario_config
 
 EXIT_USAGE = 2
+
+# Scenarios that other parts of the tool run (the bundled endpoint against the kernel over TUN), registered by
+# the main CLI so that the lab never imports them: name -> runner writing DIR/NAME.pcap and DIR/NAME.json and
+# returning the sidecar (raises LabError when the run failed).
+ExternalRunner = Callable[[Path], dict[str, Any]]
+EXTERNAL_SCENARIOS: dict[str, ExternalRunner] = {}
 
 
 def _fail(message: str) -> typer.Exit:
@@ -128,7 +134,7 @@ def lab(
 ) -> None:
     """Capture a real Linux kernel MPTCP trace in network namespaces (needs root), with a ground-truth sidecar."""
     if list_:
-        for name in SCENARIOS:
+        for name in [*SCENARIOS, *EXTERNAL_SCENARIOS]:
             print(name)
         return
     if output is None:
@@ -136,6 +142,17 @@ def lab(
     if output.suffix != ".pcap":
         raise _fail(f"lab: the output must end in .pcap, got {output}")
     _install_signal_handlers()
+    if scenario in EXTERNAL_SCENARIOS:
+        try:
+            preflight()
+            output.parent.mkdir(parents=True, exist_ok=True)
+            sidecar = EXTERNAL_SCENARIOS[scenario](output)
+        except LabError as exc:
+            raise _fail(f"lab: {exc}") from None
+        print(json.dumps({"name": sidecar["name"], "pcap": str(output), "sidecar": str(output.with_suffix(".json")),
+                          "link_type": sidecar["link_type"],
+                          "subflows": [c["subflows"] for c in sidecar["connections"]]}))
+        return
     try:
         overrides = _given(
             description=description, family=family, mode=mode, fallback=fallback or None, checksum=checksum or None,
