@@ -167,10 +167,11 @@ def _dss_bytes(flags: int, checksum: bool, reserved: int, values: list[int]) -> 
 
 
 U64 = st.integers(0, (1 << 64) - 1)
+M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 dss_option = st.builds(
     lambda flags, csum, res, a, d, s, n, c: _dss_bytes(
-        flags, csum, res, [a & (0xFFFFFFFFFFFFFFFF if flags & 2 else 0xFFFFFFFF),
-                           d & (0xFFFFFFFFFFFFFFFF if flags & 8 else 0xFFFFFFFF), s & 0xFFFFFFFF, n & 0xFFFF, c & 0xFFFF]),
+        flags, csum, res, [a & (M64 if flags & 2 else M32), d & (M64 if flags & 8 else M32), s & M32, n & 0xFFFF,
+                           c & 0xFFFF]),
     st.integers(0, 255), st.booleans(), st.integers(0, 15), U64, U64, U64, U64, U64,
 )
 other_mptcp = st.sampled_from([
