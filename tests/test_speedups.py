@@ -317,3 +317,14 @@ def test_record_loop_matches_on_damaged_files(
         blob[24 + corrupt[0]] = corrupt[1]
     data = bytes(blob[: max(24, len(blob) - cut)])
     assert _read(data, True, chunk) == _read(data, False, chunk)
+
+
+def test_verbose_says_once_when_the_pure_path_runs() -> None:
+    """--verbose names the pure path on stderr (once), so a slow run explains itself."""
+    env = {**os.environ, speedups.PURE_ENV: "1", "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "analyzer.cli", "--json", "-v", str(REPO / "samples" / "two-subflows.pcap")],
+        env=env, capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("hot path: pure Python") == 1
