@@ -117,6 +117,8 @@ def report_command(
     if tui:
         tui_command(trace)
         return
+    if verbose:
+        _say_if_pure()
     extra: list[SegmentObserver] = []
     if csv_path is not None or parquet_path is not None:
         from analyzer.export import PacketExporter
@@ -142,6 +144,14 @@ def report_command(
     finally:
         if output:
             out.close()
+
+
+def _say_if_pure() -> None:
+    """With --verbose, one stderr line when the compiled hot path is not in use (results are the same)."""
+    from analyzer.ingest import decode, speedups
+
+    if not decode.COMPILED:
+        print(f"mptcp-analyze: {speedups.status()}", file=sys.stderr)
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Benchmark: mptcp-analyze --json vs tshark on the same large kernel trace, in the same run.
 
-Reports wall time, packets per second and peak RSS (from wait4's rusage) for each tool, best of
-``--repeat`` runs. Not a test: numbers go into issue notes. Generate the trace first with
+Reports wall time, CPU time, packets per second and peak RSS (from wait4's rusage) for each tool,
+best of ``--repeat`` runs. mptcp-analyze runs twice per mode: with the compiled hot path (when
+built) and with the pure-Python reference (``MPTCP_ANALYZE_PURE=1``), side by side with tshark.
+Not a test: numbers go into issue notes and the README. Generate the trace first with
 ``sudo python3 bench/make_large_trace.py`` (writes bench/out/large.pcap).
 """
 
@@ -24,15 +26,20 @@ def count_packets(path: Path) -> int:
         return sum(1 for _ in dpkt.pcap.UniversalReader(f))
 
 
-def run(cmd: list[str]) -> tuple[float, int]:
-    """Run ``cmd`` with stdout discarded; return (wall seconds, peak RSS in KiB)."""
+def run(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """Run ``cmd`` with stdout discarded; return (wall seconds, CPU seconds, peak RSS in KiB).
+
+    CPU time (user + system) is reported too because on a shared, loaded machine it is far
+    steadier than wall time.
+    """
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
-    return elapsed, usage.ru_maxrss
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss
 
 
 def main() -> None:
@@ -40,45 +47,51 @@ def main() -> None:
     parser.add_argument("trace", nargs="?", default="bench/out/large.pcap", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--skip-two-pass", action="store_true", help="leave out tshark -2 (slow)")
     args = parser.parse_args()
     if not args.trace.exists():
         raise SystemExit(f"{args.trace} not found: run `sudo python3 bench/make_large_trace.py` first")
     packets = count_packets(args.trace)
     trace = str(args.trace)
     cli = shutil.which("mptcp-analyze") or "mptcp-analyze"
-    tools: dict[str, list[str]] = {
-        "mptcp-analyze --json": [cli, "--json", trace],
-        "mptcp-analyze --json --no-checks": [cli, "--json", "--no-checks", trace],
-        "mptcp-analyze --json --no-checks --no-reassembly": [cli, "--json", "--no-checks", "--no-reassembly", trace],
-    }
+    pure = {"MPTCP_ANALYZE_PURE": "1"}
+    compiled = {"MPTCP_ANALYZE_PURE": ""}
+    tools: dict[str, tuple[list[str], dict[str, str]]] = {}
+    for label, flags in (("", []), (" --no-checks", ["--no-checks"]),
+                         (" --no-checks --no-reassembly", ["--no-checks", "--no-reassembly"])):
+        tools[f"mptcp-analyze --json{label} (compiled)"] = ([cli, "--json", *flags, trace], compiled)
+        tools[f"mptcp-analyze --json{label} (pure)"] = ([cli, "--json", *flags, trace], pure)
     tshark = shutil.which("tshark")
     if tshark:
-        tools["tshark -Y mptcp (analyze_mappings)"] = [
-            tshark,
-            "-r",
-            str(args.trace),
-            "-Y",
-            "mptcp",
-            "-o",
-            "mptcp.analyze_mappings:TRUE",
-        ]
-        tools["tshark -2 -Y mptcp"] = [tshark, "-2", "-r", str(args.trace), "-Y", "mptcp"]
-    results = {}
-    for name, cmd in tools.items():
-        runs = [run(cmd) for _ in range(args.repeat)]
+        one_pass = [tshark, "-r", trace, "-Y", "mptcp", "-o", "mptcp.analyze_mappings:TRUE"]
+        tools["tshark -Y mptcp (analyze_mappings)"] = (one_pass, {})
+        if not args.skip_two_pass:
+            tools["tshark -2 -Y mptcp"] = ([tshark, "-2", "-r", trace, "-Y", "mptcp"], {})
+    results: dict[str, list[tuple[float, float, int]]] = {}
+    for _ in range(args.repeat):  # interleaved, so load changes hit every tool alike
+        for name, (cmd, env) in tools.items():
+            results.setdefault(name, []).append(run(cmd, env))
+    table = {}
+    for name, runs in results.items():
         best = min(r[0] for r in runs)
-        rss = max(r[1] for r in runs)
-        results[name] = {
+        cpu = min(r[1] for r in runs)
+        table[name] = {
             "seconds": round(best, 3),
+            "cpu_seconds": round(cpu, 3),
             "pkt_per_s": round(packets / best),
-            "peak_rss_mib": round(rss / 1024, 1),
+            "pkt_per_cpu_s": round(packets / cpu),
+            "peak_rss_mib": round(max(r[2] for r in runs) / 1024, 1),
         }
+    reference = table.get("tshark -Y mptcp (analyze_mappings)")
     if args.json:
-        print(json.dumps({"trace": str(args.trace), "packets": packets, "results": results}, indent=2))
+        print(json.dumps({"trace": str(args.trace), "packets": packets, "results": table}, indent=2))
         return
     print(f"{args.trace}: {packets:,} packets, best of {args.repeat}")
-    for name, r in results.items():
-        print(f"  {name:50} {r['seconds']:7.2f} s  {r['pkt_per_s']:>9,} pkt/s  {r['peak_rss_mib']:7.1f} MiB")
+    print(f"  {'tool':58} {'wall':>8} {'cpu':>8} {'pkt/s':>9} {'pkt/cpu-s':>9} {'RSS':>9} {'vs tshark':>9}")
+    for name, r in table.items():
+        ratio = f"{reference['cpu_seconds'] / r['cpu_seconds']:.2f}x" if reference else "-"
+        print(f"  {name:58} {r['seconds']:7.2f}s {r['cpu_seconds']:7.2f}s {r['pkt_per_s']:>9,} "
+              f"{r['pkt_per_cpu_s']:>9,} {r['peak_rss_mib']:6.1f}MiB {ratio:>9}")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 
 from analyzer.tcp_options import TcpOptions, walk_tcp_options
 
@@ -201,8 +202,8 @@ def _by_ethertype(ethertype: int, offset: int) -> tuple[int, int] | Skip:
     return Skip.NOT_IP
 
 
-def decode_segment(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
-    """Decode one captured frame into a :class:`Segment`, or say why it is not one."""
+def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
+    """Decode one captured frame into a :class:`Segment`, or say why it is not one (the reference)."""
     net = network_offset(link_type, data)
     if isinstance(net, Skip):
         return net
@@ -273,3 +274,22 @@ def decode_segment(frame: int, ts: float, link_type: int, data: bytes) -> Segmen
         frame, ts, version, src, dst, sport, dport, seq, ack, flags, window,
         payload_len, payload_offset, data, options,
     )  # fmt: skip
+
+
+# The compiled twin (analyzer/ingest/_fastdecode.pyx) when it is built and not switched off; it
+# returns exactly what the reference returns (tests/test_speedups.py).
+decode_segment: Callable[[int, float, int, bytes], Segment | Skip] = decode_segment_pure
+COMPILED = False
+
+
+def _select() -> None:
+    global decode_segment, COMPILED
+    from analyzer.ingest import speedups
+
+    fast = speedups.load()
+    if fast is not None and hasattr(fast, "decode_segment"):  # absent while it is being imported itself
+        decode_segment = fast.decode_segment
+        COMPILED = True
+
+
+_select()
