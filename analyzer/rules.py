@@ -45,6 +45,15 @@ _RULES: list[Rule] = [
         "A rule family raised an unexpected error on this trace; the analysis went on without it. The other "
         "results stand; please report the trace.",
     ),
+    Rule(
+        "LIMIT-001",
+        W,
+        "-",
+        "Analysis limit reached",
+        "A resource bound of the analysis (analyzer.limits, --limit NAME=N) was reached: the capture is larger "
+        "or more hostile than the limit allows, and the results past that point are partial. The message names "
+        "the limit; everything analysed before it stands.",
+    ),
     # Option format.
     Rule(
         "OPT-001",

@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 
 from analyzer.checker.base import Context, Family
+from analyzer.checker.dss import Bus
 from analyzer.findings import FindingSink
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Subflow
@@ -91,6 +92,24 @@ class Checker:
         if dss is not None and dss.data_ack is not None and conn is not None:
             ctx.note_data_ack(conn, direction ^ subflow.reversed, dss)
 
+    def forget(self, sf: Subflow) -> None:
+        """The tracker summarised this half-open subflow (Limits.max_half_open): drop every rule's state for it.
+
+        Families key state by ``id(sf)`` / ``id(conn)`` (and ``sf.id``): once the objects are freed those ids
+        can be reused, so stale entries must go, not merely stop growing.
+        """
+        conn = sf.connection if sf.connection is not None and sf.connection.evicted else None
+        ids = {id(sf)}
+        if conn is not None:
+            ids |= {id(conn), id(conn) * 2, id(conn) * 2 + 1}
+        for holder in _state_holders(self.ctx, self.families):
+            _purge(holder, ids)
+            if isinstance(holder, Bus):  # keyed by subflow numbers (never reused: only memory is at stake)
+                for key in (sf.id * 2, sf.id * 2 + 1):
+                    holder.flows.pop(key, None)
+                    holder.syn_only.discard(key)
+                holder.key_acks.pop(sf.id, None)
+
     def finish(self, analysis: Analysis) -> None:
         for family in self.families:
             if family in self._disabled:
@@ -119,3 +138,45 @@ class Checker:
 
 
 __all__ = ["FAMILY_CLASSES", "Checker", "Context", "Family"]
+
+
+def _state_holders(ctx: Context, families: list[Family]) -> list[object]:
+    """Every object of the checker package reachable from the context and the families (two levels)."""
+    seen: dict[int, object] = {}
+    todo: list[object] = [ctx, *families]
+    for _depth in range(3):
+        found: list[object] = []
+        for obj in todo:
+            if id(obj) in seen:
+                continue
+            seen[id(obj)] = obj
+            for value in _attributes(obj):
+                if isinstance(value, dict):
+                    found.extend(v for v in value.values() if _ours(v))
+                elif _ours(value):
+                    found.append(value)
+        todo = found
+    return list(seen.values())
+
+
+def _attributes(obj: object) -> list[object]:
+    names = list(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        names.extend(getattr(cls, "__slots__", ()))
+    return [getattr(obj, name, None) for name in names if isinstance(name, str)]
+
+
+def _ours(value: object) -> bool:
+    return type(value).__module__.startswith("analyzer.checker") and not isinstance(value, type)
+
+
+def _purge(holder: object, ids: set[int]) -> None:
+    """Remove keys naming the forgotten subflow or connection (by ``id()``) from the holder's dicts and sets."""
+    for value in _attributes(holder):
+        if isinstance(value, dict):
+            stale: list[object] = [key for key in ids if key in value]
+            stale += [key for key in value if isinstance(key, tuple) and key and key[0] in ids]
+            for key in stale:
+                value.pop(key, None)
+        elif isinstance(value, set):
+            value -= ids
