@@ -134,7 +134,8 @@ def report_command(
     out = output.open("w") if output else sys.stdout
     try:
         if json_output:
-            out.write(json_out.dumps(analysis) + "\n")
+            json_out.dump(analysis, out)
+            out.write("\n")
         else:
             text.render(analysis, Console(file=out), verbose=verbose)
     finally:
