@@ -28,12 +28,12 @@ class Limits:
     # Capture reader: per-record problems listed (counting goes on).
     max_capture_errors: int = 100
     # Tracker: TCP flows (subflows and plain TCP connections) tracked; later new flows are counted, not analysed.
-    max_flows: int = 1_000_000
+    max_flows: int = 400_000
     # Tracker: MPTCP connections tracked; once reached, no new flow is tracked (already tracked ones go on).
-    max_connections: int = 500_000
+    max_connections: int = 200_000
     # Tracker: flows that saw only their SYN so far. Beyond this, the oldest half-open flow is summarised
     # (counted, its state dropped): a SYN flood costs bounded memory.
-    max_half_open: int = 100_000
+    max_half_open: int = 10_000
     # Reassembly: out-of-order bytes buffered per data stream before the gap in front is declared a hole.
     max_out_of_order_bytes: int = 64 << 20
     # Reassembly: out-of-order pieces buffered per data stream (tiny segments cost more than their bytes).

@@ -183,6 +183,7 @@ def _forget(tracker: Tracker, forgetters: list[Callable[[Subflow], None]]) -> No
     for sf in tracker.just_evicted:
         for hook in forgetters:
             hook(sf)
+        tracker.release(sf)
     tracker.just_evicted.clear()
 
 

@@ -241,6 +241,14 @@ class Tracker:
         if self._dropped > 1024 and self._dropped * 2 > len(self.subflows):
             self._compact()
 
+    @staticmethod
+    def release(sf: Subflow) -> None:
+        """Break the subflow ↔ connection cycle of a summarised flow so it is freed at once, not by a late GC."""
+        conn = sf.connection
+        sf.connection = None
+        if conn is not None and conn.evicted:
+            conn.subflows = []
+
     def _forget_token(self, token: int, conn: Connection) -> None:
         entries = [entry for entry in self.token_index.get(token, []) if entry[0] is not conn]
         if entries:

@@ -57,6 +57,7 @@ class Checker:
         self._hooks = [family.on_segment for family in self.families if family.WANTS is None]
         self._by_type: dict[type, list[Hook]] = {}
         self._disabled: list[Family] = []
+        self._holders: list[tuple[object, list[str]]] | None = None  # see forget()
         for family in self.families:
             for option_type in family.WANTS or ():
                 self._by_type.setdefault(option_type, []).append(family.on_segment)
@@ -102,8 +103,10 @@ class Checker:
         ids = {id(sf)}
         if conn is not None:
             ids |= {id(conn), id(conn) * 2, id(conn) * 2 + 1}
-        for holder in _state_holders(self.ctx, self.families):
-            _purge(holder, ids)
+        if self._holders is None:
+            self._holders = [(h, _container_names(h)) for h in _state_holders(self.ctx, self.families)]
+        for holder, names in self._holders:
+            _purge(holder, names, ids)
             if isinstance(holder, Bus):  # keyed by subflow numbers (never reused: only memory is at stake)
                 for key in (sf.id * 2, sf.id * 2 + 1):
                     holder.flows.pop(key, None)
@@ -141,7 +144,8 @@ __all__ = ["FAMILY_CLASSES", "Checker", "Context", "Family"]
 
 
 def _state_holders(ctx: Context, families: list[Family]) -> list[object]:
-    """Every object of the checker package reachable from the context and the families (two levels)."""
+    """The checker's long-lived state objects: the context, the families and what they hold directly
+    (observations, the DSS bus, ...). Per-connection records inside their dicts are not walked."""
     seen: dict[int, object] = {}
     todo: list[object] = [ctx, *families]
     for _depth in range(3):
@@ -150,33 +154,42 @@ def _state_holders(ctx: Context, families: list[Family]) -> list[object]:
             if id(obj) in seen:
                 continue
             seen[id(obj)] = obj
-            for value in _attributes(obj):
-                if isinstance(value, dict):
-                    found.extend(v for v in value.values() if _ours(v))
-                elif _ours(value):
-                    found.append(value)
+            found.extend(value for value in _attributes(obj) if _ours(value))
+            shared = getattr(obj, "shared", None)
+            if isinstance(shared, dict):
+                found.extend(value for value in shared.values() if _ours(value))
         todo = found
     return list(seen.values())
 
 
-def _attributes(obj: object) -> list[object]:
+def _names(obj: object) -> list[str]:
     names = list(getattr(obj, "__dict__", {}))
     for cls in type(obj).__mro__:
-        names.extend(getattr(cls, "__slots__", ()))
-    return [getattr(obj, name, None) for name in names if isinstance(name, str)]
+        slots = getattr(cls, "__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return [name for name in names if isinstance(name, str)]
+
+
+def _attributes(obj: object) -> list[object]:
+    return [getattr(obj, name, None) for name in _names(obj)]
+
+
+def _container_names(obj: object) -> list[str]:
+    return [name for name in _names(obj) if isinstance(getattr(obj, name, None), (dict, set))]
 
 
 def _ours(value: object) -> bool:
     return type(value).__module__.startswith("analyzer.checker") and not isinstance(value, type)
 
 
-def _purge(holder: object, ids: set[int]) -> None:
+def _purge(holder: object, names: list[str], ids: set[int]) -> None:
     """Remove keys naming the forgotten subflow or connection (by ``id()``) from the holder's dicts and sets."""
-    for value in _attributes(holder):
+    for name in names:
+        value = getattr(holder, name, None)
         if isinstance(value, dict):
-            stale: list[object] = [key for key in ids if key in value]
-            stale += [key for key in value if isinstance(key, tuple) and key and key[0] in ids]
-            for key in stale:
+            for key in ids:
                 value.pop(key, None)
+                value.pop((key, 0), None)  # (id(conn), side) keys
+                value.pop((key, 1), None)
         elif isinstance(value, set):
-            value -= ids
+            value.difference_update(ids)
