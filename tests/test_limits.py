@@ -221,9 +221,10 @@ def _packets(count: int) -> list[bytes]:
 
 def test_hostile_records_are_bounded_and_reported(tmp_path: Path) -> None:
     packets = _packets(6)
+    first = packets[0]
     cases = {
         "caplen-above-snaplen": _pcap([(1, 0, len(p), len(p), p) for p in packets], snaplen=40),
-        "huge-record": _pcap([(1, 0, len(packets[0]), len(packets[0]), packets[0]), (1, 1, 0xFFFFFF00, 0xFFFFFF00, b"")]),
+        "huge-record": _pcap([(1, 0, len(first), len(first), first), (1, 1, 0xFFFFFF00, 0xFFFFFF00, b"")]),
         "zero-length": _pcap([(1, i, 0, 60, b"") for i in range(5)] + [(2, 0, len(packets[0]), 60, packets[0])]),
         "time-goes-back": _pcap([(100 - i, 0, len(p), len(p), p) for i, p in enumerate(packets)]),
     }  # fmt: skip
