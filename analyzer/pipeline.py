@@ -265,5 +265,6 @@ def _number_connections(connections: list[Connection], sink: FindingSink) -> lis
         conn.id = number
     for finding in sink.findings:
         if finding.connection is not None:
-            finding.connection = renumber.get(finding.connection, finding.connection)
+            # A connection summarised past max_half_open is gone: its findings keep their frames, not its id.
+            finding.connection = renumber.get(finding.connection)
     return ordered

@@ -69,3 +69,23 @@ def test_the_streamed_json_of_empty_lists(tmp_path: Path) -> None:
     out = io.StringIO()
     json_out.dump(analysis, out)
     assert out.getvalue() == json_out.dumps(analysis)
+
+
+def test_findings_of_a_summarised_connection_never_name_a_listed_one(tmp_path: Path) -> None:
+    """A malformed SYN option gives a finding; when its connection is summarised the finding names no other."""
+    from analyzer.mptcp.options import MpCapable
+    from tests.helpers.pcapgen import ipv4_tcp
+    from tests.scenario import SYN
+
+    sc = Scenario()
+    bad = MpCapable(1, 0x01, None).build()[:3] + b"\x00"  # crypto bits cleared: a finding on the SYN
+    sc.packets.append((sc.time, ipv4_tcp("10.9.9.9", "10.210.255.1", 999, 443, 1, 0, SYN, bad)))
+    _flood(sc, 50)
+    analysis = analyze(sc.write(tmp_path), AnalysisOptions(limits=Limits(max_half_open=5)))
+    listed = {conn.id for conn in analysis.connections}
+    assert len(listed) == 5
+    for finding in analysis.findings:
+        assert finding.connection is None or finding.connection in listed
+        if finding.connection is not None:
+            conn = next(c for c in analysis.connections if c.id == finding.connection)
+            assert set(finding.frames) & set(range(conn.first_frame, conn.subflows[0].last_frame + 1))
