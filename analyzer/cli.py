@@ -18,6 +18,7 @@ from analyzer.ingest.capture import CaptureError
 from analyzer.interop_cli import register as register_endpoint
 from analyzer.interop_cli import register_lab_scenarios
 from analyzer.lab.cli import register as register_lab
+from analyzer.limits import DEFAULT_LIMITS, Limits
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
 from analyzer.report import json_out, text
@@ -69,10 +70,13 @@ def run_analysis(
     reassemble: bool = True,
     observers: list[SegmentObserver] | None = None,
     check: bool = True,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Analysis:
     """Analyse with a progress bar on stderr when stderr is a terminal."""
     err = Console(stderr=True)
-    options = AnalysisOptions(reassemble=reassemble, observers=list(observers or []), check=check, stats=check)
+    options = AnalysisOptions(
+        reassemble=reassemble, observers=list(observers or []), check=check, stats=check, limits=limits
+    )
     if not (show_progress and err.is_terminal and path != "-"):
         return analyze(path, options)
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
@@ -112,8 +116,10 @@ def report_command(
         bool, typer.Option("--verbose", "-v", help="every finding in full, repeats not collapsed")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
+    limit: Annotated[list[str] | None, typer.Option("--limit", help=LIMIT_HELP, metavar="NAME=N")] = None,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
+    limits = _parse_limits(limit)
     if tui:
         tui_command(trace)
         return
@@ -130,7 +136,7 @@ def report_command(
                 raise _fail("--parquet needs pyarrow: pip install 'mptcp-analyze[export]'")
             extra.append(PacketExporter(parquet_path, "parquet"))
     try:
-        analysis = run_analysis(trace, reassemble=reassembly, observers=extra, check=checks)
+        analysis = run_analysis(trace, reassemble=reassembly, observers=extra, check=checks, limits=limits)
     except CaptureError as exc:
         raise _fail(str(exc)) from None
     if output is not None:
@@ -138,7 +144,8 @@ def report_command(
     out = output.open("w") if output else sys.stdout
     try:
         if json_output:
-            out.write(json_out.dumps(analysis) + "\n")
+            json_out.dump(analysis, out)
+            out.write("\n")
         else:
             text.render(analysis, Console(file=out), verbose=verbose)
     finally:
@@ -152,6 +159,19 @@ def _say_if_pure() -> None:
 
     if not decode.COMPILED:
         print(f"mptcp-analyze: {speedups.status()}", file=sys.stderr)
+
+
+LIMIT_HELP = f"change a resource bound (repeatable): {', '.join(Limits.names())}; defaults in SECURITY.md"
+
+
+def _parse_limits(assignments: list[str] | None) -> Limits:
+    """``--limit NAME=N`` options → Limits; a bad one is a usage error (exit 2)."""
+    if not assignments:
+        return DEFAULT_LIMITS
+    try:
+        return Limits.parse(assignments)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _refuse_overwrite(path: Path, force: bool) -> None:
@@ -340,6 +360,7 @@ def check_command(
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="check traces in N parallel processes")] = 1,
     dask: Annotated[str | None, DASK_OPTION] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list every finding, not only failing ones")] = False,
+    limit: Annotated[list[str] | None, typer.Option("--limit", help=LIMIT_HELP, metavar="NAME=N")] = None,
 ) -> None:
     """Check traces for RFC 8684 violations (CI): exit 0 clean, 1 findings or unmet expectations, 2 input errors.
 
@@ -370,9 +391,12 @@ def check_command(
             expectations = expect_mod.discover()
     except expect_mod.ExpectationError as exc:
         raise _fail(str(exc)) from None
+    limits = _parse_limits(limit)
     entries = check.expand_inputs(traces)
     with _executor(dask, jobs, "checking") as executor:
-        results = check.check_inputs(entries, expectations, threshold, want_document=json_output, executor=executor)
+        results = check.check_inputs(
+            entries, expectations, threshold, want_document=json_output, executor=executor, limits=limits
+        )
     for result in results:  # each input error once, on stderr; the summary on stdout only marks the trace
         if result.status in (check.Status.ERROR, check.Status.INTERNAL):
             print(f"mptcp-analyze: error: {result.error}", file=sys.stderr)

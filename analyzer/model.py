@@ -136,6 +136,7 @@ class Subflow:
     reset_reason: int | None = None
     reset_transient: bool | None = None
     fastclose_frame: int | None = None
+    evicted: bool = False  # summarised past Limits.max_half_open: counted, not listed
 
     @property
     def client(self) -> str:
@@ -254,6 +255,7 @@ class Connection:
     events: list[tuple[int, str]] = field(default_factory=list)  # (frame, text): MP_FAIL, fallback, close
     # side -> {100 ms bucket -> Data ACK sent by that side, as an offset into the peer's stream}
     data_ack_progress: list[dict[int, int]] = field(default_factory=lambda: [{}, {}])
+    evicted: bool = False  # its only subflow was summarised past Limits.max_half_open
 
     MAX_EVENTS = 200
 

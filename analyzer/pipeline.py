@@ -14,9 +14,9 @@ from analyzer.facts import FactLog
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
 from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
+from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory
-from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP
 from analyzer.tracker import Tracker
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read so far, total bytes or None)
@@ -35,11 +35,12 @@ class SegmentObserver(Protocol):
 class AnalysisOptions:
     observers: list[SegmentObserver] = field(default_factory=list)
     progress: ProgressCallback | None = None
-    per_rule_limit: int = 1000
+    per_rule_limit: int | None = None  # overrides limits.max_findings_per_rule
     reassemble: bool = True
     check: bool = True  # run the RFC 8684 rule families (analyzer.checker)
     stats: bool = True  # RTT, throughput and Data ACK timelines (analyzer.stats)
-    buffer_cap: int = DEFAULT_BUFFER_CAP  # out-of-order bytes held per stream before declaring a hole
+    buffer_cap: int | None = None  # overrides limits.max_out_of_order_bytes
+    limits: Limits = DEFAULT_LIMITS  # every resource bound (analyzer.limits)
     stream_writer: WriterFactory | None = None  # receives every stream's bytes in order (follow)
 
 
@@ -59,14 +60,19 @@ def analyze(path: str, options: AnalysisOptions | None = None) -> Analysis:
 
 
 def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no-untyped-def]
-    sink = FindingSink(options.per_rule_limit)
+    limits = _effective_limits(options)
+    sink = FindingSink(limits.max_findings_per_rule)
     facts: FactLog | None = [] if options.check else None  # nobody judges them without the checker
-    tracker = Tracker(sink, facts)
+    tracker = Tracker(sink, limits, facts)
     trace = TraceSummary(path=info.path)
     skipped: dict[Skip, int] = {}
     observers: list[SegmentObserver] = []
+    reassembler: Reassembler | None = None
     if options.reassemble:
-        observers.append(Reassembler(sink, options.buffer_cap, options.stream_writer))
+        reassembler = Reassembler(sink, limits.max_out_of_order_bytes, options.stream_writer)
+        reassembler.piece_cap = limits.max_out_of_order_pieces
+        reassembler.max_mappings = limits.max_mappings
+        observers.append(reassembler)
     if options.stats:
         from analyzer.stats import StatsCollector
 
@@ -83,9 +89,12 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     truncated = 0
     first_time: float | None = None
     ts = 0.0
-    records = read_records(stream, info)
+    records = read_records(stream, info, limits)
     track = tracker.on_segment
     observe: list[Callable[[Segment, Subflow, int], None]] = [observer.on_segment for observer in observers]
+    forgetters: list[Callable[[Subflow], None]] = [
+        hook for observer in observers if (hook := getattr(observer, "forget", None)) is not None
+    ]
     for ts, link_type, data, origlen in records:
         frame += 1
         if first_time is None:
@@ -97,13 +106,17 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
             tcp_packets += 1
             if origlen > len(data) and seg.payload_len > seg.captured_payload_len:
                 truncated += 1
-            subflow, direction = track(seg)
-            current = None
-            try:
-                for current in observe:
-                    current(seg, subflow, direction)
-            except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
-                observe = _drop_failed_stage(observe, current, exc, frame, trace)
+            placed = track(seg)
+            if placed is not None:  # None: a tracking limit was reached (reported at the end)
+                if tracker.just_evicted:
+                    _forget(tracker, forgetters)
+                subflow, direction = placed
+                current = None
+                try:
+                    for current in observe:
+                        current(seg, subflow, direction)
+                except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
+                    observe = _drop_failed_stage(observe, current, exc, frame, trace)
         else:
             skipped[seg] = skipped.get(seg, 0) + 1
         if progress is not None and frame % PROGRESS_EVERY == 0:
@@ -128,6 +141,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     for message in info.errors:
         sink.add("CAPTURE-001", message, severity=Severity.WARNING)
     connections = _number_connections(tracker.connections, sink)
+    _report_tracker_limits(tracker, limits, trace, sink)
     analysis = Analysis(
         trace=trace,
         connections=connections,
@@ -141,9 +155,92 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
             observer.finish(analysis)
         except Exception as exc:
             trace.errors.append(f"internal error in {type(observer).__name__} at the end: {type(exc).__name__}: {exc}")
+    if reassembler is not None and reassembler.on_segment in observe:
+        _report_stream_limits(reassembler, connections, limits, trace, sink)
+    if sink.suppressed:
+        total = sum(sink.suppressed.values())
+        trace.errors.append(
+            limit_message(
+                "max_findings_per_rule", limits.max_findings_per_rule,
+                f"{total} further findings of {len(sink.suppressed)} rule(s) were counted, not listed",
+            )
+        )  # fmt: skip
     analysis.suppressed_findings = dict(sink.suppressed)
     analysis.findings.sort(key=lambda f: (f.frames[0] if f.frames else 0, -f.severity))
     return analysis
+
+
+def _effective_limits(options: AnalysisOptions) -> Limits:
+    """The options' Limits, with the older per_rule_limit / buffer_cap fields applied when given."""
+    limits = options.limits
+    if options.per_rule_limit is not None:
+        limits = limits.replace(max_findings_per_rule=options.per_rule_limit)
+    if options.buffer_cap is not None:
+        limits = limits.replace(max_out_of_order_bytes=options.buffer_cap)
+    return limits
+
+
+def _forget(tracker: Tracker, forgetters: list[Callable[[Subflow], None]]) -> None:
+    """Tell the observers which half-open subflows the tracker summarised, so their state goes too."""
+    for sf in tracker.just_evicted:
+        for hook in forgetters:
+            hook(sf)
+        tracker.release(sf)
+    tracker.just_evicted.clear()
+
+
+def _limit_hit(trace: TraceSummary, sink: FindingSink, message: str, frame: int, connection: int | None = None) -> None:
+    """Every limit hit is said twice: a trace error (with the capture's problems) and a LIMIT-001 warning."""
+    if len(trace.errors) < 1000:
+        trace.errors.append(message)
+    sink.add("LIMIT-001", message, [frame], connection, severity=Severity.WARNING)
+
+
+def _report_tracker_limits(tracker: Tracker, limits: Limits, trace: TraceSummary, sink: FindingSink) -> None:
+    if tracker.untracked_frame is not None and tracker.untracked_limit is not None:
+        name = tracker.untracked_limit
+        _limit_hit(
+            trace, sink,
+            limit_message(
+                name, getattr(limits, name),
+                f"from frame {tracker.untracked_frame} on, {tracker.untracked_packets} packets of new flows were "
+                "counted but not analysed (flows tracked before go on)",
+            ),
+            tracker.untracked_frame,
+        )  # fmt: skip
+    if tracker.first_evicted_frame is not None:
+        _limit_hit(
+            trace, sink,
+            limit_message(
+                "max_half_open", limits.max_half_open,
+                f"{tracker.evicted_subflows} flows that sent only a SYN ({tracker.evicted_connections} of them "
+                f"MPTCP connections) were summarised: counted here, not listed, first at frame "
+                f"{tracker.first_evicted_frame}",
+            ),
+            tracker.first_evicted_frame,
+        )  # fmt: skip
+
+
+def _report_stream_limits(
+    reassembler: Reassembler, connections: list[Connection], limits: Limits, trace: TraceSummary, sink: FindingSink
+) -> None:
+    """A data stream whose out-of-order buffer overflowed: its gap became a hole although data may follow."""
+    for conn in connections:
+        for side in (0, 1):
+            stream = reassembler._stream_of(conn, side)
+            if stream is None or not stream.cap_hits:
+                continue
+            name = "client → server" if side == 0 else "server → client"
+            what = (
+                f"connection {conn.id} {name}: {stream.cap_hits} gap(s) declared holes before their bytes could "
+                f"arrive (out-of-order buffer full, also bounded by max_out_of_order_pieces="
+                f"{limits.max_out_of_order_pieces})"
+            )
+            frame = stream.cap_hit_frame or conn.first_frame
+            _limit_hit(
+                trace, sink, limit_message("max_out_of_order_bytes", limits.max_out_of_order_bytes, what), frame,
+                conn.id,
+            )  # fmt: skip
 
 
 def _drop_failed_stage(
@@ -170,5 +267,6 @@ def _number_connections(connections: list[Connection], sink: FindingSink) -> lis
         conn.id = number
     for finding in sink.findings:
         if finding.connection is not None:
-            finding.connection = renumber.get(finding.connection, finding.connection)
+            # A connection summarised past max_half_open is gone: its findings keep their frames, not its id.
+            finding.connection = renumber.get(finding.connection)
     return ordered

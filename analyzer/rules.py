@@ -46,6 +46,15 @@ _RULES: list[Rule] = [
         "results stand; please report the trace.",
     ),
     Rule(
+        "LIMIT-001",
+        W,
+        "-",
+        "Analysis limit reached",
+        "A resource bound of the analysis (analyzer.limits, --limit NAME=N) was reached: the capture is larger "
+        "or more hostile than the limit allows, and the results past that point are partial. The message names "
+        "the limit; everything analysed before it stands.",
+    ),
+    Rule(
         "GROUP-001",
         INFO,
         "§3.2",
@@ -59,6 +68,7 @@ RULES: dict[str, Rule] = {rule.id: rule for rule in _RULES}
 # The module that decides each rule: the only place its id is emitted (tests/test_rule_sites.py checks it).
 DECIDED_IN: dict[str, str] = {
     "CAPTURE-001": "analyzer.pipeline",
+    "LIMIT-001": "analyzer.pipeline",
     "CHECKER-001": "analyzer.checker",
     "GROUP-001": "analyzer.tracker",
 }

@@ -99,14 +99,20 @@ class StatsCollector:
         self._ack_refs: dict[tuple[int, int], int] = {}
         self._last_raw: dict[tuple[int, int], int] = {}
 
+    def forget(self, sf: Subflow) -> None:
+        """The tracker summarised this (half-open) subflow."""
+        self.directions.pop(sf.id * 2, None)
+        self.directions.pop(sf.id * 2 + 1, None)
+
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
-        key = sf.id * 2 + direction
-        mine = self.directions.get(key)
-        if mine is None:
-            mine = self.directions[key] = _Direction()
         bucket = int(seg.ts / BUCKET)
         length = seg.payload_len
         if length and not seg.flags & TH_SYN:
+            # Only a direction that sends data needs state (acks and SYNs of a half-open flood cost nothing).
+            key = sf.id * 2 + direction
+            mine = self.directions.get(key)
+            if mine is None:
+                mine = self.directions[key] = _Direction()
             mine.wire[bucket] = mine.wire.get(bucket, 0) + length
             end = (seg.seq + length) & MASK32
             if mine.highest_end is None or ((end - mine.highest_end) & MASK32) < (1 << 31):

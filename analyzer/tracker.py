@@ -33,6 +33,7 @@ from analyzer.facts import (
 )
 from analyzer.findings import FindingSink
 from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from analyzer.limits import DEFAULT_LIMITS, Limits
 from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow, format_ip
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import (
@@ -65,12 +66,27 @@ Handler = Callable[[Any, Subflow, int, Segment], None]
 class Tracker:
     """Streaming subflow/connection bookkeeping; call :meth:`on_segment` per packet, then :meth:`finish`."""
 
-    def __init__(self, sink: FindingSink, facts: FactLog | None = None) -> None:
+    def __init__(self, sink: FindingSink, limits: Limits = DEFAULT_LIMITS, facts: FactLog | None = None) -> None:
         self.sink = sink  # GROUP-001 only: how a subflow was grouped is the tracker's own verdict
+        self.limits = limits
         self.facts = facts  # what it saw, for the rule families (None: nobody judges, nothing kept)
         self.flows: dict[FlowKey, tuple[Subflow, int]] = {}
         self.subflows: list[Subflow] = []
         self.connections: list[Connection] = []
+        self._next_subflow = 1
+        self._next_connection = 1
+        self.live_subflows = 0  # tracked and not summarised
+        # Flows that saw only their client's SYN so far (insertion order = oldest first); see max_half_open.
+        self.half_open: dict[int, Subflow] = {}
+        self.evicted_subflows = 0  # half-open flows summarised past max_half_open
+        self.evicted_connections = 0
+        self.first_evicted_frame: int | None = None
+        self._dropped = 0  # summarised objects still in self.subflows / self.connections (compacted lazily)
+        self.untracked_packets = 0  # segments of flows not tracked because max_flows / max_connections was reached
+        self.untracked_frame: int | None = None
+        self.untracked_limit: str | None = None
+        self._compacted_connections = 0
+        self.just_evicted: list[Subflow] = []  # evicted by the last on_segment: observers forget them
         self.token_index: dict[int, list[tuple[Connection, int]]] = {}
         self.pending_joins: dict[int, list[Subflow]] = {}
         self.mptcp_packets = 0
@@ -92,13 +108,28 @@ class Tracker:
         }
 
     # ------------------------------------------------------------------ per packet
-    def on_segment(self, seg: Segment) -> tuple[Subflow, int]:
-        """Account one segment; returns its subflow and direction (CLIENT = sent by the TCP client)."""
+    def on_segment(self, seg: Segment) -> tuple[Subflow, int] | None:
+        """Account one segment; returns its subflow and direction (CLIENT = sent by the TCP client).
+
+        None: the segment opens a new flow but a tracking limit is reached (counted, reported at the end).
+        """
         flags = seg.flags
         entry = self.flows.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if (
+            entry is not None
+            and self.half_open
+            and entry[0].id in self.half_open
+            and (entry[1] != CLIENT or not flags & TH_SYN or flags & TH_ACK)
+        ):
+            del self.half_open[entry[0].id]  # answered or continued: no longer half-open
+        if entry is None and not self._can_track(seg):
+            return None
         if flags & TH_SYN and not flags & TH_ACK:
             if entry is None or self._starts_new_incarnation(entry, seg):
+                if entry is not None and not self._can_track(seg):
+                    return None
                 entry = (self._new_subflow(seg, client_is_src=True), CLIENT)
+                self._note_half_open(entry[0])
         elif entry is None:
             if flags & TH_SYN:  # SYN/ACK whose SYN was not captured
                 entry = (self._new_subflow(seg, client_is_src=False), SERVER)
@@ -168,15 +199,95 @@ class Tracker:
         isn = sf.halves[CLIENT].isn
         return isn is None or isn != seg.seq
 
+    def _can_track(self, seg: Segment) -> bool:
+        """Whether a new flow may be tracked under max_flows / max_connections; else count the segment."""
+        limits = self.limits
+        if self.live_subflows < limits.max_flows and len(self.connections) - self._dropped_connections() < (
+            limits.max_connections
+        ):
+            return True
+        self.untracked_packets += 1
+        if self.untracked_frame is None:
+            self.untracked_frame = seg.frame
+            self.untracked_limit = "max_flows" if self.live_subflows >= limits.max_flows else "max_connections"
+        return False
+
+    def _dropped_connections(self) -> int:
+        return self.evicted_connections - self._compacted_connections
+
+    def _note_half_open(self, sf: Subflow) -> None:
+        """Remember a SYN-only flow; past max_half_open, summarise the oldest one (SYN flood: bounded memory)."""
+        half_open = self.half_open
+        half_open[sf.id] = sf
+        if len(half_open) > self.limits.max_half_open:
+            oldest = next(iter(half_open))
+            self._evict(half_open.pop(oldest))
+
+    def _evict(self, sf: Subflow) -> None:
+        """Drop a half-open flow's state; it is counted (and reported) instead of listed."""
+        for key in ((sf.client_ip, sf.client_port, sf.server_ip, sf.server_port),
+                    (sf.server_ip, sf.server_port, sf.client_ip, sf.client_port)):  # fmt: skip
+            if self.flows.get(key, (None, 0))[0] is sf:
+                del self.flows[key]
+        sf.evicted = True
+        self.live_subflows -= 1
+        self.evicted_subflows += 1
+        self._dropped += 1
+        if self.first_evicted_frame is None:
+            self.first_evicted_frame = sf.first_frame
+        self.just_evicted.append(sf)
+        conn = sf.connection
+        if conn is None and sf.join_token is not None:
+            waiting = [join for join in self.pending_joins.get(sf.join_token, []) if join is not sf]
+            if waiting:
+                self.pending_joins[sf.join_token] = waiting
+            else:
+                self.pending_joins.pop(sf.join_token, None)
+        elif conn is not None and conn.subflows == [sf]:
+            conn.evicted = True
+            self.evicted_connections += 1
+            for side in conn.sides:
+                if side.token is not None:
+                    self._forget_token(side.token, conn)
+        elif conn is not None:
+            conn.subflows.remove(sf)
+        if self._dropped > 1024 and self._dropped * 2 > len(self.subflows):
+            self._compact()
+
+    @staticmethod
+    def release(sf: Subflow) -> None:
+        """Break the subflow ↔ connection cycle of a summarised flow so it is freed at once, not by a late GC."""
+        conn = sf.connection
+        sf.connection = None
+        if conn is not None and conn.evicted:
+            conn.subflows = []
+
+    def _forget_token(self, token: int, conn: Connection) -> None:
+        entries = [entry for entry in self.token_index.get(token, []) if entry[0] is not conn]
+        if entries:
+            self.token_index[token] = entries
+        else:
+            self.token_index.pop(token, None)
+
+    def _compact(self) -> None:
+        """Remove summarised flows and connections from the lists (amortised O(1) per eviction)."""
+        self.subflows = [sf for sf in self.subflows if not sf.evicted]
+        before = len(self.connections)
+        self.connections = [conn for conn in self.connections if not conn.evicted]
+        self._compacted_connections += before - len(self.connections)
+        self._dropped = 0
+
     def _new_subflow(self, seg: Segment, client_is_src: bool) -> Subflow:
         if client_is_src:
             cip, cport, sip, sport = seg.src, seg.sport, seg.dst, seg.dport
         else:
             cip, cport, sip, sport = seg.dst, seg.dport, seg.src, seg.sport
         sf = Subflow(
-            id=len(self.subflows) + 1, client_ip=cip, client_port=cport, server_ip=sip, server_port=sport,
+            id=self._next_subflow, client_ip=cip, client_port=cport, server_ip=sip, server_port=sport,
             first_frame=seg.frame, first_time=seg.ts, last_frame=seg.frame, last_time=seg.ts,
         )  # fmt: skip
+        self._next_subflow += 1
+        self.live_subflows += 1
         self.subflows.append(sf)
         self.flows[(cip, cport, sip, sport)] = (sf, CLIENT)
         self.flows[(sip, sport, cip, cport)] = (sf, SERVER)
@@ -207,11 +318,16 @@ class Tracker:
     # ------------------------------------------------------------------ MPTCP options
     def _connection_for(self, sf: Subflow, seg: Segment) -> Connection:
         if sf.connection is None:
-            conn = Connection(id=len(self.connections) + 1, first_frame=seg.frame)
+            conn = Connection(id=self._new_connection_id(), first_frame=seg.frame)
             conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
             self.connections.append(conn)
             self._attach(sf, conn, Grouping.HANDSHAKE, reversed_roles=False)
         return sf.connection  # type: ignore[return-value]
+
+    def _new_connection_id(self) -> int:
+        number = self._next_connection
+        self._next_connection += 1
+        return number
 
     def _attach(self, sf: Subflow, conn: Connection, grouping: Grouping, reversed_roles: bool) -> None:
         sf.connection = conn
@@ -435,6 +551,8 @@ class Tracker:
     # ------------------------------------------------------------------ end of trace
     def finish(self) -> None:
         """Resolve what needs the whole trace: late grouping, HMACs, fallbacks, how subflows ended."""
+        if self._dropped:
+            self._compact()
         self._group_pending_joins()
         self._group_by_data_sequence()
         for conn in self.connections:
@@ -449,7 +567,7 @@ class Tracker:
 
     def _group_pending_joins(self) -> None:
         for token, joins in self.pending_joins.items():
-            conn = Connection(id=len(self.connections) + 1, first_frame=joins[0].first_frame)
+            conn = Connection(id=self._new_connection_id(), first_frame=joins[0].first_frame)
             conn.grouping = Grouping.TOKEN
             # The joins were sent to the token owner, which we call the server here.
             conn.client_ip, conn.server_ip = joins[0].client_ip, joins[0].server_ip
@@ -480,7 +598,7 @@ class Tracker:
                     [sf.first_frame], conn.id, sf.id,
                 )  # fmt: skip
                 continue
-            conn = Connection(id=len(self.connections) + 1, first_frame=sf.first_frame)
+            conn = Connection(id=self._new_connection_id(), first_frame=sf.first_frame)
             conn.grouping = Grouping.NONE
             conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
             self.connections.append(conn)

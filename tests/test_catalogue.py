@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE = ROOT / "docs" / "mptcp-rules.md"
 SHARED = ROOT.parent / "shared" / "mptcp-rules.md"
 # Rules about the capture and the tool itself, not about RFC 8684: they have no catalogue entry.
-OWN_RULES = {"CAPTURE-001", "CHECKER-001", "GROUP-001"}
+OWN_RULES = {"CAPTURE-001", "CHECKER-001", "GROUP-001", "LIMIT-001"}
 
 
 def catalogue_rules() -> dict[str, str]:

@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Callable
 
 from analyzer.checker.base import Context, Family
+from analyzer.checker.dss import Bus
 from analyzer.facts import Fact, FactLog
 from analyzer.findings import FindingSink
 from analyzer.ingest.decode import Segment
@@ -62,6 +63,7 @@ class Checker:
         self._hooks = [family.on_segment for family in self.families if family.WANTS is None]
         self._by_type: dict[type, list[Hook]] = {}
         self._disabled: list[Family] = []
+        self._holders: list[tuple[object, list[str]]] | None = None  # see forget()
         for family in self.families:
             for option_type in family.WANTS or ():
                 self._by_type.setdefault(option_type, []).append(family.on_segment)
@@ -111,6 +113,26 @@ class Checker:
                     self._disable(getattr(hook, "__self__", None), exc, frame)
         facts.clear()
 
+    def forget(self, sf: Subflow) -> None:
+        """The tracker summarised this half-open subflow (Limits.max_half_open): drop every rule's state for it.
+
+        Families key state by ``id(sf)`` / ``id(conn)`` (and ``sf.id``): once the objects are freed those ids
+        can be reused, so stale entries must go, not merely stop growing.
+        """
+        conn = sf.connection if sf.connection is not None and sf.connection.evicted else None
+        ids = {id(sf)}
+        if conn is not None:
+            ids |= {id(conn), id(conn) * 2, id(conn) * 2 + 1}
+        if self._holders is None:
+            self._holders = [(h, _container_names(h)) for h in _state_holders(self.ctx, self.families)]
+        for holder, names in self._holders:
+            _purge(holder, names, ids)
+            if isinstance(holder, Bus):  # keyed by subflow numbers (never reused: only memory is at stake)
+                for key in (sf.id * 2, sf.id * 2 + 1):
+                    holder.flows.pop(key, None)
+                    holder.syn_only.discard(key)
+                holder.key_acks.pop(sf.id, None)
+
     def finish(self, analysis: Analysis) -> None:
         if self.facts:
             self._judge_facts(None)
@@ -143,3 +165,55 @@ class Checker:
 
 
 __all__ = ["FAMILY_CLASSES", "Checker", "Context", "Family"]
+
+
+def _state_holders(ctx: Context, families: list[Family]) -> list[object]:
+    """The checker's long-lived state objects: the context, the families and what they hold directly
+    (observations, the DSS bus, ...). Per-connection records inside their dicts are not walked."""
+    seen: dict[int, object] = {}
+    todo: list[object] = [ctx, *families]
+    for _depth in range(3):
+        found: list[object] = []
+        for obj in todo:
+            if id(obj) in seen:
+                continue
+            seen[id(obj)] = obj
+            found.extend(value for value in _attributes(obj) if _ours(value))
+            shared = getattr(obj, "shared", None)
+            if isinstance(shared, dict):
+                found.extend(value for value in shared.values() if _ours(value))
+        todo = found
+    return list(seen.values())
+
+
+def _names(obj: object) -> list[str]:
+    names = list(getattr(obj, "__dict__", {}))
+    for cls in type(obj).__mro__:
+        slots = getattr(cls, "__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    return [name for name in names if isinstance(name, str)]
+
+
+def _attributes(obj: object) -> list[object]:
+    return [getattr(obj, name, None) for name in _names(obj)]
+
+
+def _container_names(obj: object) -> list[str]:
+    return [name for name in _names(obj) if isinstance(getattr(obj, name, None), (dict, set))]
+
+
+def _ours(value: object) -> bool:
+    return type(value).__module__.startswith("analyzer.checker") and not isinstance(value, type)
+
+
+def _purge(holder: object, names: list[str], ids: set[int]) -> None:
+    """Remove keys naming the forgotten subflow or connection (by ``id()``) from the holder's dicts and sets."""
+    for name in names:
+        value = getattr(holder, name, None)
+        if isinstance(value, dict):
+            for key in ids:
+                value.pop(key, None)
+                value.pop((key, 0), None)  # (id(conn), side) keys
+                value.pop((key, 1), None)
+        elif isinstance(value, set):
+            value.difference_update(ids)

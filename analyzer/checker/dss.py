@@ -287,6 +287,9 @@ class Bus:
 
     def __init__(self) -> None:
         self.flows: dict[int, Flow] = {}  # subflow id * 2 + direction
+        # Directions that sent only a bare SYN while grouped: followed from the start, but no Flow is built
+        # until they send more (a half-open connection stays cheap).
+        self.syn_only: set[int] = set()
         self.sides: dict[int, SideData] = {}  # id(conn) * 2 + side
         self.conns: dict[int, ConnData] = {}  # id(conn)
         self.key_acks: dict[int, tuple[int, int | None, bool]] = {}  # subflow id -> (frame, TSval, carried data)
@@ -322,7 +325,10 @@ class Bus:
             direction = side ^ sf.reversed
             half = sf.halves[direction]
             if half.mptcp_packets or half.payload_bytes:
-                flow = flows.get(sf.id * 2 + direction)
+                key = sf.id * 2 + direction
+                flow = flows.get(key)
+                if flow is None and key in self.syn_only:
+                    continue
                 if flow is None or flow.conn is not conn:
                     return False
         return True
@@ -446,6 +452,10 @@ class DssRules(Family):
             if not opts.mptcp:
                 return
         flow = self.flows.get(sf.id * 2 + direction)
+        if flow is None and seg.flags & TH_SYN and not seg.payload_len:
+            if sf.connection is not None:
+                self.bus.syn_only.add(sf.id * 2 + direction)
+            return  # a bare SYN: the Flow is built by the next segment (see Bus.syn_only)
         if flow is None or (flow.guessed and flow.guessed != sf.client_port):
             # (A subflow, once grouped, stays in its connection; only a guessed client/server role can flip.)
             if sf.connection is None:
@@ -453,6 +463,7 @@ class DssRules(Family):
             if flow is not None:  # the roles were swapped: start this subflow's bookkeeping afresh
                 self.flows.pop(sf.id * 2 + 1 - direction, None)
             flow = self.flows[sf.id * 2 + direction] = Flow(sf, direction, sf.connection, self.bus, seg)
+            self.bus.syn_only.discard(sf.id * 2 + direction)
         flags = seg.flags
         if flags & TH_SYN:
             if seg.payload_len:  # TCP Fast Open data: before and outside every mapping (H-TFO)

@@ -20,6 +20,7 @@ from analyzer.ci.expect import Expectations, ExpectationSet, Unmet
 from analyzer.ci.rulebook import families, family_of
 from analyzer.findings import Finding, Severity
 from analyzer.ingest.capture import CaptureError
+from analyzer.limits import DEFAULT_LIMITS, Limits
 from analyzer.pipeline import AnalysisOptions, analyze
 from analyzer.report import json_out
 
@@ -102,6 +103,7 @@ class TraceJob:
     expectations: Expectations
     fail_on: Severity
     want_document: bool = False
+    limits: Limits = DEFAULT_LIMITS
 
 
 def check_trace(job: TraceJob) -> TraceResult:
@@ -109,7 +111,7 @@ def check_trace(job: TraceJob) -> TraceResult:
     started = time.perf_counter()
     result = TraceResult(job.path, Status.PASS, fail_on=job.fail_on, expectations=job.expectations)
     try:
-        analysis = analyze(job.path, AnalysisOptions(stats=job.want_document))
+        analysis = analyze(job.path, AnalysisOptions(stats=job.want_document, limits=job.limits))
     except CaptureError as exc:
         result.status, result.error = Status.ERROR, str(exc)
         return result
@@ -237,18 +239,20 @@ def expand_inputs(args: Iterable[str]) -> list[str | InputError]:
 def check_inputs(
     entries: Sequence[str | InputError], expectations: ExpectationSet | None, fail_on: Severity,
     want_document: bool = False, workers: int = 1, executor: Executor | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> list[TraceResult]:  # fmt: skip
     """Check every path of ``entries`` (input errors become ERROR results), in the order given."""
-    jobs = make_jobs([e for e in entries if isinstance(e, str)], expectations, fail_on, want_document)
+    jobs = make_jobs([e for e in entries if isinstance(e, str)], expectations, fail_on, want_document, limits)
     checked = iter(run_checks(jobs, workers, executor))
     return [next(checked) if isinstance(e, str) else error_result(e, fail_on) for e in entries]
 
 
 def make_jobs(
-    paths: Sequence[str], expectations: ExpectationSet | None, fail_on: Severity, want_document: bool
-) -> list[TraceJob]:
+    paths: Sequence[str], expectations: ExpectationSet | None, fail_on: Severity, want_document: bool,
+    limits: Limits = DEFAULT_LIMITS,
+) -> list[TraceJob]:  # fmt: skip
     return [
-        TraceJob(path, expectations.for_trace(path) if expectations else Expectations(), fail_on, want_document)
+        TraceJob(path, expectations.for_trace(path) if expectations else Expectations(), fail_on, want_document, limits)
         for path in paths
     ]
 

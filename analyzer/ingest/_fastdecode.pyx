@@ -326,7 +326,7 @@ cdef object fast_dss(const uint8_t* p, int n):
 
 
 def pcap_records(stream, info, bint little, double divisor, int link_type, long max_record,
-                 Py_ssize_t chunk=1 << 20):
+                 str limit_note="", Py_ssize_t chunk=1 << 20):
     """Yield ``(ts, link_type, data, origlen)`` like ``capture._pcap_records`` after its file header.
 
     Reads the file in large chunks instead of two ``read`` calls per record; the messages for a
@@ -360,7 +360,8 @@ def pcap_records(stream, info, bint little, double divisor, int link_type, long 
         else:
             sec, frac, caplen, origlen = be32(h), be32(h + 4), be32(h + 8), be32(h + 12)
         if caplen > max_record:
-            info.errors.append(f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading")
+            info.errors.append(
+                f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading{limit_note}")
             return
         if have < 16 + <Py_ssize_t>caplen:
             buf = buf[pos:]

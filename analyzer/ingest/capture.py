@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from dpkt import pcapng
 
 from analyzer.ingest import speedups
+from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -38,9 +39,9 @@ PCAPNG_SHB = b"\x0a\x0d\x0d\x0a"
 GZIP_MAGIC = b"\x1f\x8b"
 
 # A record larger than this cannot be a real packet; it means the file is corrupt.
-MAX_RECORD = 1 << 20
+MAX_RECORD = DEFAULT_LIMITS.max_record_bytes  # the default; analyze() passes its own Limits
 # pcapng blocks carry whole interface descriptions and name tables; anything bigger is corrupt.
-MAX_BLOCK = 1 << 24
+MAX_BLOCK = DEFAULT_LIMITS.max_block_bytes
 
 EPB, SPB, OBSOLETE_PB, IDB = 6, 3, 2, 1
 
@@ -51,7 +52,7 @@ LINKTYPE_MASK = 0xFFFF
 UNKNOWN_LINK_TYPE = 0xFFFF
 
 # Per-packet problems (e.g. every packet block naming a missing interface) are kept up to this many.
-MAX_ERRORS = 100
+MAX_ERRORS = DEFAULT_LIMITS.max_capture_errors
 
 # What a damaged (gzip) stream raises while being read; zlib.error is not an OSError.
 READ_ERRORS = (OSError, EOFError, gzip.BadGzipFile, zlib.error)
@@ -104,6 +105,7 @@ class CaptureInfo:
     errors: list[str] = field(default_factory=list)
     bytes_read: int = 0  # of the (uncompressed) capture
     source: BinaryIO | None = None  # the file on disk, whose position tracks progress through it
+    limits: Limits = DEFAULT_LIMITS
 
     def progress(self) -> int:
         """Bytes of the file on disk consumed so far (compressed bytes for a .gz)."""
@@ -148,19 +150,24 @@ def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
 
 
 def _error(info: CaptureInfo, message: str) -> None:
-    """Record a per-packet problem, keeping at most MAX_ERRORS of them (memory stays flat)."""
-    if len(info.errors) < MAX_ERRORS:
+    """Record a per-packet problem, keeping at most ``max_capture_errors`` of them (memory stays flat)."""
+    cap = info.limits.max_capture_errors
+    if len(info.errors) < cap:
         info.errors.append(message)
-    elif len(info.errors) == MAX_ERRORS:
-        info.errors.append(f"more than {MAX_ERRORS} problems; further ones are not listed")
+    elif len(info.errors) == cap:
+        info.errors.append(limit_message("max_capture_errors", cap, "further capture problems are not listed"))
 
 
-def read_records(stream: BinaryIO, info: CaptureInfo) -> Iterator[tuple[float, int, bytes, int]]:
+def read_records(
+    stream: BinaryIO, info: CaptureInfo, limits: Limits | None = None
+) -> Iterator[tuple[float, int, bytes, int]]:
     """Yield ``(timestamp, link_type, captured_bytes, original_length)`` for every packet.
 
     Problems in the middle of a file end the stream with a message in ``info.errors``; they never
     raise, so the analysis keeps everything read up to that point.
     """
+    if limits is not None:
+        info.limits = limits
     try:
         head = stream.read(4)
     except READ_ERRORS as exc:
@@ -194,11 +201,14 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
     if _fast is not None and not info.compressed:
         # Compiled record loop (same records, same messages); a .gz keeps the reference loop so a
         # damaged stream stops at exactly the same record.
-        yield from _fast.pcap_records(stream, info, order == "<", divisor, link_type, MAX_RECORD)
+        max_record = info.limits.max_record_bytes
+        note = "; " + limit_message("max_record_bytes", max_record, "no packet is that large")
+        yield from _fast.pcap_records(stream, info, order == "<", divisor, link_type, max_record, note)
         return
     unpack_header = struct.Struct(order + "IIII").unpack
     read = stream.read
     offset = 24
+    max_record = info.limits.max_record_bytes
     while True:
         header = read(16)
         if len(header) < 16:
@@ -206,8 +216,11 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
                 info.errors.append(f"truncated record header at end of file (offset {offset})")
             break
         sec, frac, caplen, origlen = unpack_header(header)
-        if caplen > MAX_RECORD:
-            info.errors.append(f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading")
+        if caplen > max_record:
+            info.errors.append(
+                f"corrupt record header at offset {offset} (captured length {caplen}); stopped reading; "
+                + limit_message("max_record_bytes", max_record, "no packet is that large")
+            )
             break
         data = read(caplen)
         offset += 16 + caplen
@@ -220,6 +233,7 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
 
 def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterator[tuple[float, int, bytes, int]]:
     order = "<"
+    max_block = info.limits.max_block_bytes
     interfaces: list[Interface] = []
     read = stream.read
     offset = 0
@@ -244,7 +258,7 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                 info.errors.append(f"bad pcapng byte-order magic at offset {offset}; stopped reading")
                 return
             (length,) = struct.unpack(order + "I", rest)
-            if length < 28 or length > MAX_BLOCK or length % 4:
+            if length < 28 or length > max_block or length % 4:
                 info.errors.append(f"corrupt pcapng section header at offset {offset}; stopped reading")
                 return
             body = read(length - 12)
@@ -260,8 +274,11 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
             continue
         (block_type,) = struct.unpack(order + "I", block_type_raw)
         (length,) = struct.unpack(order + "I", rest)
-        if length < 12 or length > MAX_BLOCK or length % 4:
-            info.errors.append(f"corrupt pcapng block (length {length}) at offset {offset}; stopped reading")
+        if length < 12 or length > max_block or length % 4:
+            message = f"corrupt pcapng block (length {length}) at offset {offset}; stopped reading"
+            if length > max_block:
+                message += "; " + limit_message("max_block_bytes", max_block, "no block is that large")
+            info.errors.append(message)
             return
         body = read(length - 8)
         if len(body) < length - 8:

@@ -18,7 +18,7 @@ from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.options import Dss, MpCapable
-from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, MASK64, DataStream, StreamWriter
+from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, DEFAULT_PIECE_CAP, MASK64, DataStream, StreamWriter
 from analyzer.seqnum import expand32, unwrap32
 
 MASK32 = 0xFFFFFFFF
@@ -119,12 +119,19 @@ class Reassembler:
     ) -> None:
         self.sink = sink
         self.buffer_cap = buffer_cap
+        self.piece_cap = DEFAULT_PIECE_CAP  # analyzer.limits: set by the pipeline
+        self.max_mappings = MAX_MAPPINGS
         self.writer_factory = writer_factory
         self.states: dict[int, SubflowState] = {}  # key: subflow id * 2 + direction
         self.conn_streams: dict[tuple[int, int], DataStream] = {}
         self.loose_streams: list[DataStream] = []
         self.bad_checksums: list[tuple[Subflow, Mapping]] = []
         self.conflicting_mappings: list[tuple[Subflow, Mapping, Mapping]] = []
+
+    def forget(self, sf: Subflow) -> None:
+        """The tracker summarised this (half-open) subflow: drop what is kept for it."""
+        self.states.pop(sf.id * 2, None)
+        self.states.pop(sf.id * 2 + 1, None)
 
     # ------------------------------------------------------------------ per segment
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
@@ -133,6 +140,8 @@ class Reassembler:
         key = sf.id * 2 + direction
         state = self.states.get(key)
         if state is None:
+            if seg.flags & TH_SYN and not seg.payload_len and not _has_mapping(seg):
+                return  # a bare SYN places nothing: state starts with the next segment (a SYN flood stays cheap)
             state = self.states[key] = SubflowState(isn=sf.halves[direction].isn)
             conn = sf.connection
             if conn is not None and conn.fallback:
@@ -274,7 +283,7 @@ class Reassembler:
             mapping.acc_next = mapping.start
         mappings.insert(index, mapping)
         starts.insert(index, mapping.start)
-        if len(mappings) > MAX_MAPPINGS:
+        if len(mappings) > self.max_mappings:
             # Retire the oldest mapping, but never the one just added: a retransmission far behind the
             # newest data carries its own (old) mapping and needs it for this very segment.
             victim = 1 if index == 0 else 0
@@ -347,7 +356,9 @@ class Reassembler:
         writer: StreamWriter | None = None
         if self.writer_factory is not None:
             writer = self.writer_factory(conn, side, sf)
-        return DataStream(base=base, base_known=base_known, buffer_cap=self.buffer_cap, writer=writer)
+        return DataStream(
+            base=base, base_known=base_known, buffer_cap=self.buffer_cap, writer=writer, piece_cap=self.piece_cap
+        )
 
     def _place(self, seg: Segment, sf: Subflow, direction: int, state: SubflowState, rel: int) -> None:
         stats = state.stats
@@ -584,6 +595,10 @@ class Reassembler:
             if state is not None and state.stream is not None:
                 return state.stream
         return None
+
+
+def _has_mapping(seg: Segment) -> bool:
+    return seg.options is not None and any(type(opt) is Dss for opt in seg.options.mptcp)
 
 
 MAX_FRAMES_KEPT = 8

@@ -18,6 +18,7 @@ from typing import Protocol
 
 MASK64 = (1 << 64) - 1
 DEFAULT_BUFFER_CAP = 64 << 20  # bytes of out-of-order data held before a gap is declared a hole
+DEFAULT_PIECE_CAP = 1 << 16  # out-of-order pieces held (tiny segments cost far more than their bytes)
 RECENT_WINDOW = 4 << 20  # delivered bytes kept for comparing duplicates
 MAX_RECORDED = 100  # holes / conflicts kept with their details (counts are always exact)
 MAX_OWNER_RUNS = 1 << 16  # runs of "which subflow first carried these bytes", for reinjection attribution
@@ -61,6 +62,9 @@ class DataStream:
     base_known: bool
     buffer_cap: int = DEFAULT_BUFFER_CAP
     writer: StreamWriter | None = None
+    piece_cap: int = DEFAULT_PIECE_CAP
+    cap_hits: int = 0  # gaps declared holes because a buffer cap was reached (reported as LIMIT-001)
+    cap_hit_frame: int | None = None
     next_offset: int = 0
     delivered: int = 0  # bytes hashed (holes excluded)
     hole_bytes: int = 0
@@ -290,7 +294,10 @@ class DataStream:
         self._pending_bytes += piece.length
         if counted:
             self.out_of_order += 1
-        while self._pending_bytes > self.buffer_cap and self._heap:
+        while (self._pending_bytes > self.buffer_cap or len(self._pending) > self.piece_cap) and self._heap:
+            self.cap_hits += 1
+            if self.cap_hit_frame is None:
+                self.cap_hit_frame = piece.frame
             first = self._heap[0]
             self._hole(self.next_offset, first - self.next_offset)
             self._drain(None)

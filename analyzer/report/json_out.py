@@ -6,7 +6,8 @@ Fields named in the contract are never renamed; new fields may be added.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TextIO
 
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, StreamSummary, Subflow, data_fin_frame
 
@@ -14,6 +15,14 @@ SCHEMA = "mptcp-analyze/1"
 
 
 def analysis_to_json(analysis: Analysis) -> dict[str, Any]:
+    return {key: list(value) if key in _STREAMED else value for key, value in _document(analysis).items()}
+
+
+_STREAMED = ("connections", "tcp_flows", "findings")  # the parts that grow with the trace
+
+
+def _document(analysis: Analysis) -> dict[str, Any]:
+    """The document, with its big lists as generators so :func:`dump` holds one item at a time."""
     trace = analysis.trace
     return {
         "schema": SCHEMA,
@@ -32,9 +41,9 @@ def analysis_to_json(analysis: Analysis) -> dict[str, Any]:
             "truncated_packets": trace.truncated_packets,
             "snaplen": trace.snaplen,
         },
-        "connections": [_connection(conn, analysis) for conn in analysis.connections],
-        "tcp_flows": [_tcp_flow(sf) for sf in analysis.tcp_flows],
-        "findings": [finding.to_json() for finding in analysis.findings],
+        "connections": (_connection(conn, analysis) for conn in analysis.connections),
+        "tcp_flows": (_tcp_flow(sf) for sf in analysis.tcp_flows),
+        "findings": (finding.to_json() for finding in analysis.findings),
         "suppressed_findings": analysis.suppressed_findings,
     }
 
@@ -71,3 +80,35 @@ def _tcp_flow(sf: Subflow) -> dict[str, Any]:
 
 def dumps(analysis: Analysis) -> str:
     return json.dumps(analysis_to_json(analysis), indent=2)
+
+
+def dump(analysis: Analysis, out: TextIO) -> None:
+    """Write exactly what :func:`dumps` returns, one connection at a time (memory stays flat on huge traces)."""
+    for piece in _pieces(_document(analysis)):
+        out.write(piece)
+
+
+def _pieces(document: dict[str, Any]) -> Iterator[str]:
+    yield "{"
+    for number, (key, value) in enumerate(document.items()):
+        yield ("," if number else "") + "\n  " + json.dumps(key) + ": "
+        if key in _STREAMED:
+            yield from _list_pieces(value, 1)
+        else:
+            yield _nested(json.dumps(value, indent=2), 1)
+    yield "\n}"
+
+
+def _list_pieces(items: Iterable[Any], level: int) -> Iterator[str]:
+    """A list as ``json.dumps(indent=2)`` lays it out at nesting ``level``, item by item."""
+    pad: Callable[[int], str] = lambda depth: "\n" + "  " * depth  # noqa: E731
+    empty = True
+    for item in items:
+        yield ("[" if empty else ",") + pad(level + 1) + _nested(json.dumps(item, indent=2), level + 1)
+        empty = False
+    yield "[]" if empty else pad(level) + "]"
+
+
+def _nested(text: str, level: int) -> str:
+    """Re-indent a value dumped at the top level to sit ``level`` deep (JSON strings hold no raw newlines)."""
+    return text.replace("\n", "\n" + "  " * level)
