@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 
 from analyzer.endpoint.cli import register as register_simulate
+from analyzer.findings import ASSUMPTIONS
 from analyzer.ingest.capture import CaptureError
 from analyzer.interop_cli import register as register_endpoint
 from analyzer.interop_cli import register_lab_scenarios
@@ -71,11 +72,13 @@ def run_analysis(
     observers: list[SegmentObserver] | None = None,
     check: bool = True,
     limits: Limits = DEFAULT_LIMITS,
+    assume: frozenset[str] = frozenset(),
 ) -> Analysis:
     """Analyse with a progress bar on stderr when stderr is a terminal."""
     err = Console(stderr=True)
     options = AnalysisOptions(
-        reassemble=reassemble, observers=list(observers or []), check=check, stats=check, limits=limits
+        reassemble=reassemble, observers=list(observers or []), check=check, stats=check, limits=limits,
+        assume=assume,
     )
     if not (show_progress and err.is_terminal and path != "-"):
         return analyze(path, options)
@@ -117,9 +120,11 @@ def report_command(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
     limit: Annotated[list[str] | None, typer.Option("--limit", help=LIMIT_HELP, metavar="NAME=N")] = None,
+    assume: Annotated[list[str] | None, ASSUME_OPTION] = None,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     limits = _parse_limits(limit)
+    assumed = _parse_assumptions(assume)
     if tui:
         tui_command(trace)
         return
@@ -136,7 +141,9 @@ def report_command(
                 raise _fail("--parquet needs pyarrow: pip install 'mptcp-analyze[export]'")
             extra.append(PacketExporter(parquet_path, "parquet"))
     try:
-        analysis = run_analysis(trace, reassemble=reassembly, observers=extra, check=checks, limits=limits)
+        analysis = run_analysis(
+            trace, reassemble=reassembly, observers=extra, check=checks, limits=limits, assume=assumed
+        )
     except CaptureError as exc:
         raise _fail(str(exc)) from None
     if output is not None:
@@ -159,6 +166,20 @@ def _say_if_pure() -> None:
 
     if not decode.COMPILED:
         print(f"mptcp-analyze: {speedups.status()}", file=sys.stderr)
+
+
+ASSUME_OPTION = typer.Option(
+    "--assume", metavar="NAME",
+    help=f"vouch for an assumption (repeatable): {', '.join(ASSUMPTIONS)}; findings resting only on vouched "
+         "assumptions keep their rule's severity (an error may then fail the check)",
+)  # fmt: skip
+
+
+def _parse_assumptions(names: list[str] | None) -> frozenset[str]:
+    unknown = sorted(set(names or []) - set(ASSUMPTIONS))
+    if unknown:
+        raise _fail(f"--assume: unknown assumption {', '.join(unknown)} (known: {', '.join(ASSUMPTIONS)})")
+    return frozenset(names or [])
 
 
 LIMIT_HELP = f"change a resource bound (repeatable): {', '.join(Limits.names())}; defaults in SECURITY.md"
@@ -361,6 +382,7 @@ def check_command(
     dask: Annotated[str | None, DASK_OPTION] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="list every finding, not only failing ones")] = False,
     limit: Annotated[list[str] | None, typer.Option("--limit", help=LIMIT_HELP, metavar="NAME=N")] = None,
+    assume: Annotated[list[str] | None, ASSUME_OPTION] = None,
 ) -> None:
     """Check traces for RFC 8684 violations (CI): exit 0 clean, 1 findings or unmet expectations, 2 input errors.
 
@@ -392,10 +414,12 @@ def check_command(
     except expect_mod.ExpectationError as exc:
         raise _fail(str(exc)) from None
     limits = _parse_limits(limit)
+    assumed = _parse_assumptions(assume)
     entries = check.expand_inputs(traces)
     with _executor(dask, jobs, "checking") as executor:
         results = check.check_inputs(
-            entries, expectations, threshold, want_document=json_output, executor=executor, limits=limits
+            entries, expectations, threshold, want_document=json_output, executor=executor, limits=limits,
+            assume=assumed,
         )
     for result in results:  # each input error once, on stderr; the summary on stdout only marks the trace
         if result.status in (check.Status.ERROR, check.Status.INTERNAL):

@@ -67,11 +67,13 @@ class Finding:
 class FindingSink:
     """Collects findings, capping repeats of one rule so a broken trace cannot exhaust memory."""
 
-    def __init__(self, per_rule_limit: int = 1000) -> None:
+    def __init__(self, per_rule_limit: int = 1000, assumed: frozenset[str] = frozenset()) -> None:
         self.findings: list[Finding] = []
         self.suppressed: dict[str, int] = {}
         self._counts: dict[str, int] = {}
         self._limit = per_rule_limit
+        # Assumptions the user vouches for (--assume): findings resting only on them keep their rule's severity.
+        self.assumed = assumed
 
     def add(
         self,
@@ -93,4 +95,6 @@ class FindingSink:
         if severity is None:
             meta = RULES.get(rule)
             severity = meta.severity if meta else Severity.WARNING
+        if assumes and severity > Severity.WARNING and not self.assumed.issuperset(assumes):
+            severity = Severity.WARNING  # an error means proven: what rests on an assumption is a warning
         self.findings.append(Finding(rule, severity, message, frames or [], connection, subflow, assumes))

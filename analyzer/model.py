@@ -337,6 +337,7 @@ class TraceSummary:
     truncated_packets: int = 0  # packets whose payload the snaplen cut
     errors: list[str] = field(default_factory=list)
     snaplen: int | None = None
+    assumed: list[str] = field(default_factory=list)  # assumptions the user vouched for (--assume)
 
 
 @dataclass(slots=True)

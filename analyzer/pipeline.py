@@ -36,6 +36,7 @@ class AnalysisOptions:
     observers: list[SegmentObserver] = field(default_factory=list)
     progress: ProgressCallback | None = None
     per_rule_limit: int | None = None  # overrides limits.max_findings_per_rule
+    assume: frozenset[str] = frozenset()  # findings.ASSUMPTIONS the user vouches for (check/report --assume)
     reassemble: bool = True
     check: bool = True  # run the RFC 8684 rule families (analyzer.checker)
     stats: bool = True  # RTT, throughput and Data ACK timelines (analyzer.stats)
@@ -61,10 +62,10 @@ def analyze(path: str, options: AnalysisOptions | None = None) -> Analysis:
 
 def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no-untyped-def]
     limits = _effective_limits(options)
-    sink = FindingSink(limits.max_findings_per_rule)
+    sink = FindingSink(limits.max_findings_per_rule, frozenset(options.assume))
     facts: FactLog | None = [] if options.check else None  # nobody judges them without the checker
     tracker = Tracker(sink, limits, facts)
-    trace = TraceSummary(path=info.path)
+    trace = TraceSummary(path=info.path, assumed=sorted(options.assume))
     skipped: dict[Skip, int] = {}
     observers: list[SegmentObserver] = []
     reassembler: Reassembler | None = None

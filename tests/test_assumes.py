@@ -45,3 +45,40 @@ def test_truncated_payloads_do_not_turn_assumptions_into_errors(tmp_path: Path) 
     for finding in analyze(str(target), AnalysisOptions()).findings:
         if finding.assumes:
             assert finding.severity <= Severity.WARNING
+
+
+def test_vouched_assumptions_keep_the_rule_severity_others_stay_capped() -> None:
+    sink = FindingSink(assumed=frozenset({"no-capture-loss"}))
+    ctx = Context(sink)
+    ctx.report("DSS-002", "vouched", [3], assumes=("no-capture-loss",))
+    ctx.report("DSS-002", "partly vouched", [4], assumes=("no-capture-loss", "subflows-from-syn"))
+    vouched, partly = sink.findings
+    assert vouched.severity == Severity.ERROR and partly.severity == Severity.WARNING
+
+
+def test_check_assume_fails_on_a_vouched_warning_and_rejects_unknown_names(tmp_path: Path) -> None:
+    """A CI run that knows its capture is complete says so; the warning then fails the check as an error."""
+    import json
+
+    from scenario import Scenario
+    from test_rules_dss import send_mapped
+    from typer.testing import CliRunner
+
+    from analyzer.cli import app
+
+    sc = Scenario()  # DSS-007: the first mapping seen is 104 bytes late, the capture lost 4 (the H-LOSS case)
+    sf = sc.initial()
+    start = sc.side("c").dsn
+    sf.send("c", b"lost")
+    sc.packets.pop()
+    send_mapped(sc, sf, b"captured", dsn=start + 104)
+    trace = sc.write(tmp_path)
+    runner = CliRunner()
+    plain = runner.invoke(app, ["check", str(trace), "--no-expect", "--json"])
+    vouched = runner.invoke(app, ["check", str(trace), "--no-expect", "--json", "--assume", "no-capture-loss"])
+    doc = json.loads(vouched.stdout)
+    assert plain.exit_code == 0, plain.stdout
+    assert vouched.exit_code == 1, vouched.stdout
+    assert '"assumed": [' in vouched.stdout and "no-capture-loss" in json.dumps(doc)
+    bad = runner.invoke(app, ["check", str(trace), "--assume", "everything-is-fine"])
+    assert bad.exit_code == 2 and "unknown assumption" in bad.stderr

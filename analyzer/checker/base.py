@@ -20,7 +20,7 @@ from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
-from analyzer.rules import RULES, Rule, register
+from analyzer.rules import Rule, register
 from analyzer.seqnum import expand32, serial_lt
 
 MASK64 = (1 << 64) - 1
@@ -60,15 +60,13 @@ class Context:
     ) -> None:
         """Record a finding; ``severity`` overrides the rule's default (e.g. lowered by a hazard).
 
-        ``assumes`` names what the verdict rests on that the capture does not show; such a finding is at
-        most a warning (an error means proven).
+        ``assumes`` names what the verdict rests on that the capture does not show; the sink keeps such a
+        finding at most a warning (an error means proven) unless the user vouches for all of it (--assume).
         """
         if isinstance(frames, int):
             frames = [frames]
         if conn is None and sf is not None:
             conn = sf.connection
-        if assumes and (severity or RULES[rule].severity) > Severity.WARNING:
-            severity = Severity.WARNING
         self.sink.add(
             rule, message, sorted(set(frames)), conn.id if conn else None, sf.id if sf else None, severity, assumes
         )

@@ -104,6 +104,7 @@ class TraceJob:
     fail_on: Severity
     want_document: bool = False
     limits: Limits = DEFAULT_LIMITS
+    assume: frozenset[str] = frozenset()  # assumptions vouched for: findings resting on them are not capped
 
 
 def check_trace(job: TraceJob) -> TraceResult:
@@ -111,7 +112,9 @@ def check_trace(job: TraceJob) -> TraceResult:
     started = time.perf_counter()
     result = TraceResult(job.path, Status.PASS, fail_on=job.fail_on, expectations=job.expectations)
     try:
-        analysis = analyze(job.path, AnalysisOptions(stats=job.want_document, limits=job.limits))
+        analysis = analyze(
+            job.path, AnalysisOptions(stats=job.want_document, limits=job.limits, assume=job.assume)
+        )
     except CaptureError as exc:
         result.status, result.error = Status.ERROR, str(exc)
         return result
@@ -239,22 +242,23 @@ def expand_inputs(args: Iterable[str]) -> list[str | InputError]:
 def check_inputs(
     entries: Sequence[str | InputError], expectations: ExpectationSet | None, fail_on: Severity,
     want_document: bool = False, workers: int = 1, executor: Executor | None = None,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS, assume: frozenset[str] = frozenset(),
 ) -> list[TraceResult]:  # fmt: skip
     """Check every path of ``entries`` (input errors become ERROR results), in the order given."""
-    jobs = make_jobs([e for e in entries if isinstance(e, str)], expectations, fail_on, want_document, limits)
+    jobs = make_jobs([e for e in entries if isinstance(e, str)], expectations, fail_on, want_document, limits, assume)
     checked = iter(run_checks(jobs, workers, executor))
     return [next(checked) if isinstance(e, str) else error_result(e, fail_on) for e in entries]
 
 
 def make_jobs(
     paths: Sequence[str], expectations: ExpectationSet | None, fail_on: Severity, want_document: bool,
-    limits: Limits = DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS, assume: frozenset[str] = frozenset(),
 ) -> list[TraceJob]:  # fmt: skip
     return [
-        TraceJob(path, expectations.for_trace(path) if expectations else Expectations(), fail_on, want_document, limits)
+        TraceJob(path, expectations.for_trace(path) if expectations else Expectations(), fail_on, want_document,
+                 limits, assume)
         for path in paths
-    ]
+    ]  # fmt: skip
 
 
 def exit_code(results: Sequence[TraceResult]) -> int:

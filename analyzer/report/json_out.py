@@ -40,6 +40,7 @@ def _document(analysis: Analysis) -> dict[str, Any]:
             "skipped": trace.skipped,
             "truncated_packets": trace.truncated_packets,
             "snaplen": trace.snaplen,
+            "assumed": list(trace.assumed),
         },
         "connections": (_connection(conn, analysis) for conn in analysis.connections),
         "tcp_flows": (_tcp_flow(sf) for sf in analysis.tcp_flows),
