@@ -26,6 +26,7 @@ from analyzer.compare import compare
 from analyzer.compare.json_out import comparison_to_json
 
 _counter = itertools.count(1)
+PCAP_HEADER = 24  # bytes of an empty capture file
 SERVER = "10.210.202.2"
 PUBLIC = "10.210.202.1"
 CLAMP = 1200
@@ -139,7 +140,10 @@ def router() -> Iterator[Router]:
 
 def _capture(ns: str, dev: str, path: Path) -> subprocess.Popen[bytes]:
     """tcpdump, returned once it says it is listening (a busy machine can take seconds to get there)."""
-    cmd = ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "-s", "200", "-U", "-w", str(path), "tcp"]
+    # --immediate-mode: without it libpcap hands packets over a ring block at a time (or after its 1 s timeout),
+    # so on an idle machine a short transfer can still sit in the ring when the capture is stopped.
+    cmd = ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "--immediate-mode", "-s", "200", "-U", "-w", str(path),
+           "tcp"]
     dump = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert dump.stderr is not None
     deadline = time.monotonic() + 20
@@ -163,7 +167,7 @@ def _settled(paths: list[Path], quiet: float = 0.5, limit: float = 10.0) -> None
     sizes: list[int] = []
     while time.monotonic() < deadline:
         now = [p.stat().st_size if p.exists() else 0 for p in paths]
-        if now == sizes:
+        if now == sizes and all(size > PCAP_HEADER for size in now):
             return
         sizes = now
         time.sleep(quiet)
