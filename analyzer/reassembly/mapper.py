@@ -850,7 +850,8 @@ def _fell_back(sf: Subflow) -> bool:
 
 
 def _summary(stream: DataStream) -> StreamSummary:
-    contiguous = stream.base_known and stream.hole_count == 0
+    # unverified_bad_bytes: bytes that failed their checksum entered the stream unchecked (the hold was full)
+    contiguous = stream.base_known and stream.hole_count == 0 and stream.unverified_bad_bytes == 0
     return StreamSummary(
         bytes=stream.delivered,
         sha256=stream.sha256 if contiguous else None,
@@ -868,4 +869,6 @@ def _summary(stream: DataStream) -> StreamSummary:
         reinjections=dict(stream.reinjections),
         first_carrier=dict(stream.first_carrier),
         progress=dict(stream.progress),
+        checksum_failed_bytes=stream.checksum_failed_bytes,
+        checksum_kept_bytes=stream.checksum_kept_bytes,
     )
