@@ -726,9 +726,10 @@ class Reassembler:
             )  # fmt: skip
 
     def _report_checksum(self, analysis: Analysis, sf: Subflow, direction: int, mapping: Mapping) -> None:
-        """CSUM-001. When the receiver's MP_FAIL names the mapping, the receiver saw the same bad bytes and
-        recovered as §3.7 prescribes: the payload was changed on the way (the middlebox the checksum exists to
-        catch), which violates nothing at either end, so it is a warning."""
+        """CSUM-001. When the receiver's MP_FAIL names the mapping, the receiver saw the same failure and the
+        connection recovered as §3.7 prescribes. What remains unknown is the cause: a sender bug or bytes changed
+        on the path (the middlebox the checksum exists to catch, no violation at either end). A verdict that
+        rests on what the capture cannot show is a warning."""
         conn_id = sf.connection.id if sf.connection else None
         frames = sorted({mapping.frame, *mapping.frames})
         analysis.checksum_failures.append(ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames)))
@@ -747,8 +748,9 @@ class Reassembler:
                 "so the rebuilt stream holds them too"
             )  # fmt: skip
             message += (
-                f"; the receiver answered with MP_FAIL (frame {frame}) and {reaction}: the payload was changed on "
-                "the path (a middlebox), which MPTCP detected and recovered from"
+                f"; the receiver answered with MP_FAIL (frame {frame}) and {reaction}. Either the sender computed "
+                "the checksum wrong or the bytes were changed on the path (a middlebox): the capture cannot tell "
+                "which, and MPTCP detected and recovered from it"
             )
             severity = Severity.WARNING
             frames = sorted({*frames, frame})
