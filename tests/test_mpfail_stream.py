@@ -248,6 +248,17 @@ def test_fallback_without_the_mp_fail_in_the_capture(tmp_path: Path) -> None:
     assert (c2s.sha256, c2s.complete, c2s.checksum_kept_bytes) == (_sha(A + BAD_B + C), True, len(B))
 
 
+def test_a_data_level_resend_on_the_only_subflow_is_no_reinjection() -> None:
+    """Real capture (tcpdump's test suite), one subflow: 32 bytes sent again at the data level on the same
+    subflow are no "data already sent on another subflow" (DSS-012); the count and the matrix agree."""
+    analysis = analyze(str(Path(__file__).parent / "data" / "tcpdump" / "mptcp-aa-v1.pcap"))
+    (conn,) = analysis.connections
+    assert len(conn.subflows) == 1
+    assert [h.reinjected_bytes for h in conn.subflows[0].halves] == [0, 0]
+    assert _rules(analysis, "DSS-012") == []
+    assert analysis.streams[conn.id][1].duplicate_bytes == 32  # still seen as duplicates
+
+
 # ---------------------------------------------------------------------------------------------
 # Kernel lab traces
 
