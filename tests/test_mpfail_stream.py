@@ -159,6 +159,30 @@ def test_a_mapping_over_several_segments_is_held_until_its_checksum_verifies(tmp
     assert _errors(analysis) == []
 
 
+def test_a_held_mapping_verifies_when_its_gap_is_filled(tmp_path: Path) -> None:
+    """The middle segment of a three-segment mapping is captured last (sent again): the pieces held after
+    the gap are summed when it is filled, so the checksum is verified and the bytes enter the stream."""
+    sc = Scenario(checksum=True)
+    sf = sc.initial()
+    c = sc.side("c")
+    payload = A + B + C
+    dss = Dss(MAP64, data_ack=c.acked, dsn=c.dsn, ssn=sf.rel("c"), data_len=len(payload),
+              checksum=crypto.dss_checksum(c.dsn, sf.rel("c"), len(payload), payload))  # fmt: skip
+    c.dsn += len(payload)
+    start = sf.nxt["c"]
+    sf.send("c", A, dss=dss)
+    sf.nxt["c"] += len(B)  # B is lost before the capture point
+    sf.send("c", C, dss=sc.ack_only_dss("c"))
+    sf.raw("c", ACK, [sc.ack_only_dss("c")], B, seq=start + len(A))  # its retransmission
+    sc.side("s").acked = c.dsn
+    sf.ack("s")
+    sc.close(sf)
+    analysis = analyze(sc.write(tmp_path))
+    c2s = _c2s(analysis)
+    assert (c2s.sha256, c2s.complete) == (_sha(payload), True)
+    assert analysis.connections[0].subflows[0].halves[0].checksums == (2, 0, 0)  # and the DATA_FIN's
+
+
 def test_beyond_the_hold_cap_a_failure_withholds_the_sha256(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The hold is bounded: past the cap bytes enter unverified, and if their mapping then fails the stream
     says so (no SHA-256, not complete) instead of reporting a hash of a copy the receiver threw away."""

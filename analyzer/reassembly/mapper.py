@@ -83,11 +83,12 @@ class Mapping:
 class Held:
     """A piece of a checksummed mapping, kept until the mapping's checksum is decided."""
 
-    __slots__ = ("captured", "data", "frame", "length", "offset", "retrans_end", "start_in_segment", "stream",
-                 "subflow", "time")  # fmt: skip
+    __slots__ = ("captured", "data", "frame", "length", "offset", "retrans_end", "seq", "start_in_segment",
+                 "stream", "subflow", "time")  # fmt: skip
 
-    def __init__(self, stream: DataStream, offset: int, data: bytes, captured: int, length: int,
+    def __init__(self, seq: int, stream: DataStream, offset: int, data: bytes, captured: int, length: int,
                  start_in_segment: int, time: float, frame: int, subflow: int, retrans_end: int) -> None:  # fmt: skip
+        self.seq = seq  # unwrapped relative subflow sequence number of the first byte
         self.stream = stream
         self.offset = offset
         self.data = data
@@ -471,7 +472,7 @@ class Reassembler:
             piece = payload[start : hi - rel]
             piece_captured = max(0, min(captured, hi - rel) - start)
             if mapping.acc is not None and mapping.csum_state == "pending" and not mapping.released:
-                self._hold(mapping, state, Held(stream, offset, piece, piece_captured, hi - lo, start, seg.ts,
+                self._hold(mapping, state, Held(lo, stream, offset, piece, piece_captured, hi - lo, start, seg.ts,
                                                 seg.frame, sf.id, retrans_end))  # fmt: skip
                 self._checksum(mapping, lo, hi, piece, seg, sf, state)
             else:
@@ -555,10 +556,33 @@ class Reassembler:
             return
         mapping.acc.update(piece[skip:])
         mapping.acc_next = hi
+        if mapping.held and mapping.acc_next < mapping.end and not self._sum_held(mapping, state):
+            return  # a held piece cut by the capture: not verifiable (decided there)
         if mapping.acc_next == mapping.end:
             ok = mapping.acc.verify(mapping.dsn, mapping.ssn, mapping.data_len, mapping.checksum or 0)
             mapping.csum_state = self._verdict(ok, mapping, sf, state)
             self._decided(mapping, state)
+
+    def _sum_held(self, mapping: Mapping, state: SubflowState) -> bool:
+        """A gap in the mapping was just filled: sum the pieces already held past it (they arrived early).
+
+        Returns False when one of them was cut by the capture (the mapping is then not verifiable)."""
+        assert mapping.acc is not None and mapping.held is not None
+        advanced = True
+        while advanced and mapping.acc_next < mapping.end:
+            advanced = False
+            for piece in mapping.held:
+                end = piece.seq + piece.length
+                if piece.seq <= mapping.acc_next < end:
+                    if piece.captured < piece.length:
+                        mapping.csum_state = "unverifiable"
+                        state.stats.checksums_unverifiable += 1
+                        self._decided(mapping, state)
+                        return False
+                    mapping.acc.update(piece.data[mapping.acc_next - piece.seq : piece.length])
+                    mapping.acc_next = end
+                    advanced = True
+        return True
 
     def _verdict(self, ok: bool, mapping: Mapping, sf: Subflow, state: SubflowState) -> str:
         """Count a finished checksum. A failure proves nothing when the DSN's high half is not known."""
