@@ -296,6 +296,8 @@ class StreamSummary:
     reinjections: dict[tuple[int, int], int] = field(default_factory=dict)  # (from sf, to sf) -> bytes
     first_carrier: dict[int, int] = field(default_factory=dict)  # subflow id -> bytes it carried first
     progress: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> bytes the stream advanced
+    checksum_failed_bytes: int = 0  # bytes of mappings whose DSS checksum failed (each failed copy)
+    checksum_kept_bytes: int = 0  # of those, bytes the receiver kept after falling back (they are in the stream)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -319,6 +321,8 @@ class StreamSummary:
                 for (src, dst), n in sorted(self.reinjections.items())
             ],
             "subflow_share": {str(sf): n for sf, n in sorted(self.first_carrier.items())},
+            "checksum_failed_bytes": self.checksum_failed_bytes,
+            "checksum_kept_bytes": self.checksum_kept_bytes,
         }
 
 

@@ -63,11 +63,18 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
                     "first 1,000 bytes in the SYN. No mapping covers them: Linux keeps them just before "
                     "IDSN + 1, and numbers the mappings' relative subflow sequence from the byte after "
                     "them.")),
+    "mp-fail": ("mp-fail", dict(
+        description="DSS checksums on, two subflows; a middlebox (nftables in the client's postrouting, before the "
+                    "TCP checksum is computed) overwrites 8 payload bytes of the client's 3rd data packet on path 1. "
+                    "The server's DSS checksum fails: it resets the initial subflow with MP_FAIL + MP_TCPRST "
+                    "(reason 0x06) and discards the bytes; the client sends the data again on the join. The "
+                    "rebuilt stream is the good copy, not the captured corrupted one.",
+        c2s_bytes=30_000, s2c_bytes=2_000, corrupt={1: 3})),
 }
 
 # Fixed per sample, so that adding a sample never changes another one's payload.
 SEEDS = {"add-addr": 1, "checksum": 2, "fallback": 3, "ipv6": 4, "lossy": 5, "multi-conn": 6,
-         "single-subflow": 7, "two-subflows": 8, "path-failure": 9, "tfo": 10}
+         "single-subflow": 7, "two-subflows": 8, "path-failure": 9, "tfo": 10, "mp-fail": 11}
 
 
 def make(name: str, out_dir: Path) -> dict[str, Any]:

@@ -125,6 +125,8 @@ def test_sidecar_complete_and_pcap_readable(sidecar: Path) -> None:
     # each MPTCP connection shows one MP_CAPABLE/MP_JOIN SYN per kernel-reported subflow
     expected_syns = sum(c["subflows"] for c in meta["connections"] if c["mptcp"])
     expected_syns += sum(1 for c in meta["connections"] if not c["mptcp"])  # fallback: MPC SYN only
+    # lab --corrupt: subflows the server reset after MP_FAIL are gone from the kernel's list
+    expected_syns += int(meta["lab"].get("corrupt", {}).get("mib", {}).get("server", {}).get("MPRstTx", 0))
     assert len(_mptcp_syn_tuples(pcap)) == expected_syns
 
 

@@ -203,9 +203,9 @@ def test_finding_enter_jumps_to_its_frame() -> None:
 def test_next_finding_key() -> None:
     async def body(app: MptcpInspector, pilot: Pilot[None]) -> None:
         await pilot.press("right_square_bracket")
-        assert app.packets.current_frame == 10  # DSS-012: the first frame that carried reinjected data
-        await pilot.press("right_square_bracket")
         assert app.packets.current_frame == 13  # ADDR-001
+        await pilot.press("right_square_bracket")
+        assert app.packets.current_frame == 22  # CLOSE-004
 
     drive(AA_V1, body)
 

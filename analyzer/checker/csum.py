@@ -51,7 +51,11 @@ class ChecksumRules(Family):
              "The DSS checksum over the pseudo-header (64-bit DSN, relative SSN, data-level length) and the whole "
              "mapping's payload is wrong. Only evaluated when every byte of the mapping was captured and the DSN's "
              "high half is known (a 64-bit DSN, or the IDSN from the handshake); otherwise the mapping is counted as "
-             "not verifiable, since some high half always makes the ones'-complement sum fit."),
+             "not verifiable, since some high half always makes the ones'-complement sum fit. A warning when the "
+             "receiver's MP_FAIL names the mapping: the failure is confirmed and recovered from (§3.7), but a "
+             "middlebox that changed the bytes on the path violates nothing at either end, and the capture cannot "
+             "tell it from a sender bug. The failed copy is never part of the rebuilt stream, unless the receiver "
+             "kept it by falling back to TCP (MP_FAIL on an ACK)."),
         Rule("CSUM-002", E, "§3.3", "Checksum missing although negotiated",
              "When either MP_CAPABLE SYN or SYN/ACK set A, every DSS with a mapping (and MP_CAPABLE with data) must "
              "carry the 2-byte checksum; the receiver must reset the subflow otherwise."),

@@ -98,7 +98,9 @@ class FallbackRules(Family):
         Rule("FALLBACK-006", W, "§3.7", "Infinite mapping with data still unacknowledged",
              "The sender falls back with an infinite mapping at a data sequence number above the last Data ACK "
              "it had received, so data-level data is outstanding. A fallback is only safe when everything before "
-             "it was acknowledged in order. (Data ACKs on uncaptured subflows would make this wrong.)"),
+             "it was acknowledged in order. After MP_FAIL the fallback point is the first data sent past the last "
+             "mapping without a DSS (Linux carries the infinite mapping on a later segment). (Data ACKs on "
+             "uncaptured subflows would make this wrong.)"),
         Rule("FALLBACK-007", INFO, "§3.7", "Connection fell back to TCP",
              "The connection stopped using MPTCP (infinite mapping, or data without any DSS after the handshake); "
              "the cause is recorded."),
@@ -127,6 +129,9 @@ class FallbackRules(Family):
         self._failed: set[int] = set()  # id(conn) with an MP_FAIL seen
         self._first_data: dict[int, Subflow] = {}  # id(sf) * 2 + direction still waiting for its first payload
         self._stripped: set[int] = set()  # id(sf) * 2 + direction reported for FALLBACK-005
+        # id(sf) * 2 + direction -> (frame, DSN, peer's Data ACK then) of the first data past the last mapping
+        # after an MP_FAIL: where that host really fell back (Linux sends the infinite mapping later)
+        self._fail_start: dict[int, tuple[int, int, int | None]] = {}
 
     # ------------------------------------------------------------------ per segment
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
@@ -265,8 +270,11 @@ class FallbackRules(Family):
         key = id(sf) * 2 + direction
         if key in self._stripped or len(seg.data) < seg.payload_offset:
             return  # already reported, or the header was cut by the snaplen (H-SNAP)
-        if sf.halves[direction].isn is None or id(conn) in self._failed or id(conn) in self._points:
-            return  # H-MID, or MP_FAIL / a fallback explains missing options
+        if id(conn) in self._failed:
+            self._note_fail_start(seg, sf, direction, conn)
+            return  # MP_FAIL explains missing options
+        if sf.halves[direction].isn is None or id(conn) in self._points:
+            return  # H-MID, or a fallback explains missing options
         log = self.obs.peek(sf, direction)
         if log is None or log.covered_end is None:
             return
@@ -284,6 +292,26 @@ class FallbackRules(Family):
             "options, with no infinite mapping or MP_FAIL: MPTCP options were probably stripped by a middlebox",
             [log.last_frame, seg.frame], sf,
         )  # fmt: skip
+
+    def _note_fail_start(self, seg: Segment, sf: Subflow, direction: int, conn: Connection) -> None:
+        """After MP_FAIL, the first data past the last mapping, sent without any MPTCP option, is the fallback."""
+        key = id(sf) * 2 + direction
+        if key in self._fail_start:
+            return
+        log = self.obs.peek(sf, direction)
+        isn = sf.halves[direction].ssn_base()
+        if log is None or log.covered_end is None or log.last is None or isn is None:
+            return
+        if seq_le((seg.seq + seg.payload_len) & MASK32, log.covered_end):
+            return  # covered by an earlier mapping
+        last = log.last
+        last_dsn = self.obs.dsn64(self.ctx, sf, direction, last)
+        assert last.ssn is not None and last.data_len is not None
+        offset = (log.covered_end - isn - last.ssn) & MASK32
+        if last_dsn is None or offset > last.data_len:
+            return  # the newest mapping is not the furthest one: no DSN to name
+        acked = self.ctx.side_state(conn, 1 - (direction ^ sf.reversed)).last_data_ack
+        self._fail_start[key] = (seg.frame, (last_dsn + offset) & MASK64, acked)
 
     # ------------------------------------------------------------------ infinite mapping
     def _on_infinite(self, seg: Segment, sf: Subflow, direction: int, conn: Connection, dss: Dss) -> None:
@@ -313,12 +341,21 @@ class FallbackRules(Family):
             )  # fmt: skip
         dsn = ctx.expand_dsn(conn, side, dss.dsn, dss.dsn64)
         acked = ctx.side_state(conn, 1 - side).last_data_ack
-        if dsn is not None and acked is not None and serial_lt(acked, dsn):
+        point, where = dsn, f"DSN {dsn}"
+        start = self._fail_start.get(id(sf) * 2 + direction)
+        frames = [seg.frame]
+        if start is not None and start[0] < seg.frame:
+            # After MP_FAIL the host stopped sending DSS options (frame start[0]) before this infinite
+            # mapping: it fell back there, and what was acknowledged then is what counts.
+            frame, point, acked = start
+            where = f"DSN {point} (frame {frame}, its first data without a DSS after the MP_FAIL)"
+            frames = [frame, seg.frame]
+        if point is not None and acked is not None and serial_lt(acked, point):
             ctx.report(
                 "FALLBACK-006",
-                f"the {who} falls back at DSN {dsn} although the peer had only acknowledged up to {acked} "
-                f"({(dsn - acked) & MASK64} bytes of data-level data still unacknowledged)",
-                seg.frame, sf,
+                f"the {who} falls back at {where} although the peer had only acknowledged up to {acked} "
+                f"({(point - acked) & MASK64} bytes of data-level data still unacknowledged)",
+                frames, sf,
             )  # fmt: skip
         log = self.obs.peek(sf, direction)
         last = log.last if log is not None else None

@@ -27,8 +27,15 @@ from analyzer.lab.pcapfile import pcap_stats
 
 
 def connection_record(cfg: LabConfig, cli: dict[str, Any], srv: dict[str, Any]) -> dict[str, Any]:
-    """Sidecar entry for one connection; cross-checks what each side sent vs received."""
-    if cli["sent"] != srv["received"] or srv["sent"] != cli["received"]:
+    """Sidecar entry for one connection; cross-checks what each side sent vs received.
+
+    With --corrupt and checksums on a single subflow the receiver falls back (MP_FAIL, infinite
+    mapping) and its application gets the rewritten bytes: the same length, other bytes. Then ``c2s``
+    records what the server received (what the capture shows) and ``c2s_sent`` what the client sent.
+    """
+    corrupted = (bool(cfg.corrupt) and cfg.checksum and cli["sent"] != srv["received"]
+                 and cli["sent"]["bytes"] == srv["received"]["bytes"])  # fmt: skip
+    if (cli["sent"] != srv["received"] and not corrupted) or srv["sent"] != cli["received"]:
         raise LabError(f"data mismatch on {cli['client']}: client={cli['sent']}/{cli['received']} "
                        f"server={srv['received']}/{srv['sent']}")
     want_c2s = expected_sha256(c2s_seed(cfg.seed, cli["index"]), cfg.c2s_bytes)
@@ -46,9 +53,11 @@ def connection_record(cfg: LabConfig, cli: dict[str, Any], srv: dict[str, Any]) 
         "subflows": subflows_seen if mptcp else 1,
         "subflows_expected": cfg.expected_subflows,
         "subflows_server_view": server_seen if mptcp else 1,
-        "c2s": cli["sent"], "s2c": srv["sent"],
-        "c2s_seed": c2s_seed(cfg.seed, cli["index"]), "s2c_seed": s2c_seed(cfg.seed, cli["sent"]["sha256"]),
+        "c2s": srv["received"], "s2c": srv["sent"],
+        "c2s_seed": c2s_seed(cfg.seed, cli["index"]), "s2c_seed": s2c_seed(cfg.seed, srv["received"]["sha256"]),
     }
+    if corrupted:
+        rec["c2s_sent"] = cli["sent"]
     if "tfo" in cli:
         # TCPI_OPT_SYN_DATA of the initial subflow: the client's SYN data was acked (client view),
         # SYN data was accepted from the SYN (server view)

@@ -5,6 +5,16 @@ keeps the recent mappings (bounded), turns each payload byte range into DSN rang
 to the connection direction's :class:`~analyzer.reassembly.stream.DataStream`. It also verifies DSS
 checksums over whole mappings, notices conflicting mappings and unmapped bytes, and counts TCP
 retransmissions and reinjections per subflow.
+
+Checksummed mappings (RFC 8684 §3.3.1): the bytes of a mapping whose checksum is still open are *held*
+and enter the stream only once it verifies. A mapping that fails is never part of the stream: its copy
+waits aside (bounded) and is dropped when the subflow is reset (MP_FAIL on a RST: the data goes again on
+another subflow, and that good copy is the stream). Only when the receiver keeps it, i.e. answers with
+MP_FAIL on an ACK and falls back to TCP (§3.7; Linux delivers the failed bytes then, there is no other
+copy), or the sender falls back with an infinite mapping, does the failed copy enter the stream, flagged.
+After such an MP_FAIL, payload that no mapping covers is the fallback's data: it continues the last
+mapping by TCP sequence from the first segment sent without a DSS, not from the later segment that
+carries the infinite mapping.
 """
 
 from __future__ import annotations
@@ -13,17 +23,27 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from analyzer.findings import FindingSink
-from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
+from analyzer.findings import FindingSink, Severity
+from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
-from analyzer.mptcp.options import Dss, MpCapable
+from analyzer.mptcp.options import Dss, MpCapable, MpFail
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, DEFAULT_PIECE_CAP, MASK64, DataStream, StreamWriter
 from analyzer.seqnum import expand32, unwrap32
 
 MASK32 = 0xFFFFFFFF
 MAX_MAPPINGS = 256  # recent mappings kept per subflow direction (bounded memory per subflow)
 MAX_CHECKSUM_FRAMES = 8
+# Bytes of checksummed mappings held until their verdict, over all streams. A mapping is at most 64 KiB, and
+# its bytes are normally released by the segment that completes it; only mappings waiting for a lost segment
+# stay. Beyond the cap the oldest held mapping's bytes enter the stream unverified: if that mapping later
+# fails, the stream is flagged (``unverified_bad_bytes``: no SHA-256, not complete) instead of rebuilt.
+HOLD_CAP = 8 << 20
+# Failed copies waiting for the receiver's reaction (kept on a fallback, dropped on a reset), over all streams.
+# Beyond either cap the oldest is dropped: should the receiver keep it after all, its range is a hole.
+QUARANTINE_CAP = 4 << 20
+MAX_QUARANTINED = 64
+MAX_FAILS_KEPT = 8  # MP_FAILs remembered per subflow direction, to tell CSUM-001 what the receiver said
 
 # Called once per data stream with the connection (None if not yet grouped), the side that sends the
 # stream's data (0 = client) and the subflow whose segment created the stream.
@@ -34,7 +54,7 @@ class Mapping:
     """One DSS mapping (or the MP_CAPABLE implied one). A plain slotted class: one per data segment."""
 
     __slots__ = ("acc", "acc_next", "checksum", "csum_state", "data_fin", "data_len", "dsn", "end", "frame",
-                 "frames", "high_known", "length", "ssn", "start")  # fmt: skip
+                 "frames", "held", "held_bytes", "high_known", "length", "released", "ssn", "start")  # fmt: skip
 
     def __init__(
         self, dsn: int, ssn: int, length: int, data_len: int, data_fin: bool, checksum: int | None, frame: int
@@ -55,6 +75,43 @@ class Mapping:
         # False: a 32-bit DSN with no IDSN or 64-bit DSN to anchor it. The checksum sums the DSN's high half
         # mod 0xFFFF, so some high half always fits: a failed verification then proves nothing.
         self.high_known = True
+        self.held: list[Held] | None = None  # pieces waiting for the checksum's verdict
+        self.held_bytes = 0
+        self.released = False  # the hold was full: its bytes went to the stream before the verdict
+
+
+class Held:
+    """A piece of a checksummed mapping, kept until the mapping's checksum is decided."""
+
+    __slots__ = ("captured", "data", "frame", "length", "offset", "retrans_end", "seq", "start_in_segment",
+                 "stream", "subflow", "time")  # fmt: skip
+
+    def __init__(self, seq: int, stream: DataStream, offset: int, data: bytes, captured: int, length: int,
+                 start_in_segment: int, time: float, frame: int, subflow: int, retrans_end: int) -> None:  # fmt: skip
+        self.seq = seq  # unwrapped relative subflow sequence number of the first byte
+        self.stream = stream
+        self.offset = offset
+        self.data = data
+        self.captured = captured
+        self.length = length
+        self.start_in_segment = start_in_segment
+        self.time = time
+        self.frame = frame
+        self.subflow = subflow
+        self.retrans_end = retrans_end
+
+
+@dataclass(slots=True)
+class Failed:
+    """The copy of a mapping whose checksum failed, kept aside until the receiver shows what it did with it."""
+
+    key: int  # subflow id * 2 + direction of the sender
+    stream: DataStream
+    offset: int
+    data: bytes
+    time: float
+    frame: int
+    subflow: int
 
 
 @dataclass(slots=True)
@@ -76,6 +133,7 @@ class HalfStats:
 @dataclass(slots=True)
 class SubflowState:
     isn: int | None
+    key: int = 0  # subflow id * 2 + direction
     isn_inferred: bool = False
     mode: str = "mptcp"  # mptcp | tcp (fallback: offset = rel - 1) | infinite (offset by a fixed delta)
     infinite_delta: int = 0  # dsn - rel for the infinite mapping
@@ -96,6 +154,9 @@ class SubflowState:
     syn_ts: float = 0.0
     syn_outside: bool = False  # the SYN data precedes IDSN + 1: place it there once the stream exists
     shift_done: bool = False  # the tracker's ssn_shift has been applied to ``isn``
+    after_fail: bool = False  # an MP_FAIL on an ACK was seen on this subflow: unmapped data is the fallback's
+    keep_failed: bool = False  # the receiver keeps this direction's failed copies (it fell back, §3.7)
+    fails: list[tuple[int, int, bool]] = field(default_factory=list)  # the receiver's MP_FAILs: (frame, dsn, RST)
 
     def unwrap(self, rel: int, advance: bool = True) -> int:
         """Relative 32-bit sequence number → 64-bit, nearest the highest one seen so far."""
@@ -125,8 +186,13 @@ class Reassembler:
         self.states: dict[int, SubflowState] = {}  # key: subflow id * 2 + direction
         self.conn_streams: dict[tuple[int, int], DataStream] = {}
         self.loose_streams: list[DataStream] = []
-        self.bad_checksums: list[tuple[Subflow, Mapping]] = []
+        self.bad_checksums: list[tuple[Subflow, int, Mapping]] = []
         self.conflicting_mappings: list[tuple[Subflow, Mapping, Mapping]] = []
+        self.hold_cap = HOLD_CAP
+        self._holding: dict[int, tuple[Mapping, SubflowState]] = {}  # id(mapping), oldest first
+        self._held_bytes = 0
+        self._quarantine: list[Failed] = []  # oldest first
+        self._quarantined_bytes = 0
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this (half-open) subflow: drop what is kept for it."""
@@ -142,7 +208,7 @@ class Reassembler:
         if state is None:
             if seg.flags & TH_SYN and not seg.payload_len and not _has_mapping(seg):
                 return  # a bare SYN places nothing: state starts with the next segment (a SYN flood stays cheap)
-            state = self.states[key] = SubflowState(isn=sf.halves[direction].isn)
+            state = self.states[key] = SubflowState(isn=sf.halves[direction].isn, key=key)
             conn = sf.connection
             if conn is not None and conn.fallback:
                 state.mode = "tcp"
@@ -157,6 +223,10 @@ class Reassembler:
                         new_mapping = self._on_dss_mapping(opt, seg, sf, direction, state) or new_mapping
                 elif type(opt) is MpCapable and opt.data_len is not None and not seg.flags & TH_SYN:
                     new_mapping = self._on_mpc_data(opt, seg, sf, direction, state) or new_mapping
+                elif type(opt) is MpFail:
+                    self._on_fail(opt, seg, sf, direction)
+        if seg.flags & TH_RST:
+            self._drop_failed(sf)
         if seg.flags & TH_SYN:
             if seg.payload_len and state.syn_len == 0 and seg.seq == state.isn:
                 # TFO data on a SYN is not part of a mapping (H-TFO); where it belongs is decided later
@@ -167,7 +237,11 @@ class Reassembler:
             if seg.flags & TH_FIN and state.mode != "mptcp" and state.isn is not None:
                 self._tcp_fin(seg, sf, direction, state)
             return
-        if state.mode == "mptcp" and not state.seen_mapping and _fell_back(sf):
+        if (
+            state.mode == "mptcp"
+            and not state.seen_mapping
+            and (_fell_back(sf) or (state.after_fail and sf.kind == "initial"))
+        ):
             state.mode = "tcp"
         if state.isn is None:
             if new_mapping is None:
@@ -232,6 +306,7 @@ class Reassembler:
         if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
             state.mode = "infinite"
             state.infinite_delta = dsn - state.unwrap(opt.ssn, advance=False)
+            self._keep_failed(sf.id * 2 + direction, state)  # the sender fell back: the receiver kept them
             return None
         length = opt.data_len - (1 if opt.data_fin else 0)
         if opt.data_fin:
@@ -241,7 +316,7 @@ class Reassembler:
                 mapping = Mapping(dsn, opt.ssn, 0, opt.data_len, True, opt.checksum, seg.frame)
                 mapping.high_known = high_known
                 ok = ChecksumAccumulator().verify(dsn, opt.ssn, opt.data_len, opt.checksum)
-                mapping.csum_state = self._verdict(ok, mapping, sf, state.stats)
+                mapping.csum_state = self._verdict(ok, mapping, sf, state)
             return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
         mapping.high_known = high_known
@@ -288,7 +363,7 @@ class Reassembler:
             # newest data carries its own (old) mapping and needs it for this very segment.
             victim = 1 if index == 0 else 0
             del starts[victim]
-            _retire(mappings.pop(victim), state.stats)
+            self._retire(mappings.pop(victim), state)
         return mapping
 
     def _check_overlaps(self, mapping: Mapping, sf: Subflow, state: SubflowState) -> int:
@@ -373,12 +448,7 @@ class Reassembler:
         if state.max_seq_end is None or end > state.max_seq_end:
             state.max_seq_end = end
         if state.mode != "mptcp":
-            stream = self._stream_for(state, sf, direction, None)
-            # After a fallback the stream base is 0 and offset = relative sequence - 1; after an infinite
-            # mapping the subflow maps one to one from the mapping's DSN.
-            tcp = state.mode == "tcp"
-            offset = (rel - 1) & MASK64 if tcp else stream.offset_of((rel + state.infinite_delta) & MASK64)
-            self._add(stream, offset, payload, captured, length, 0, seg, sf, stats, retrans_end)
+            self._place_by_seq(seg, sf, direction, state, rel, 0, retrans_end)
             return
         mappings = state.mappings
         if mappings:
@@ -388,14 +458,7 @@ class Reassembler:
                 # mapping spanning several segments, as Linux sends them).
                 stream = state.stream or self._stream_for(state, sf, direction, last.dsn)
                 offset = (last.dsn + (rel - last.start) - stream.base) & MASK64
-                stats.mapped_bytes += length
-                rtx = retrans_end > 0
-                dup = stream.add(offset, payload, seg.ts, seg.frame, sf.id, rtx) if captured else 0
-                if captured < length:
-                    dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id, rtx)
-                if dup > retrans_end:
-                    stats.reinjected_bytes += dup - retrans_end
-                    _note_frame(stats.reinjected_frames, seg.frame)
+                self._add(stream, offset, payload, captured, length, 0, seg.ts, seg.frame, sf.id, stats, retrans_end)
                 return
         if seg.options is not None and seg.options.truncated:
             # H-SNAP: the capture cut this segment's options, so its mapping (which may also cover
@@ -418,16 +481,43 @@ class Reassembler:
             stream = state.stream or self._stream_for(state, sf, direction, mapping.dsn)
             offset = stream.offset_of(mapping.dsn + (lo - mapping.start))
             piece = payload[start : hi - rel]
-            self._add(stream, offset, piece, max(0, min(captured, hi - rel) - start), hi - lo, start, seg, sf,
-                      stats, retrans_end)  # fmt: skip
-            if mapping.acc is not None:
+            piece_captured = max(0, min(captured, hi - rel) - start)
+            if mapping.acc is not None and mapping.csum_state == "pending" and not mapping.released:
+                self._hold(mapping, state, Held(lo, stream, offset, piece, piece_captured, hi - lo, start, seg.ts,
+                                                seg.frame, sf.id, retrans_end))  # fmt: skip
                 self._checksum(mapping, lo, hi, piece, seg, sf, state)
+            else:
+                self._add(stream, offset, piece, piece_captured, hi - lo, start, seg.ts, seg.frame, sf.id, stats,
+                          retrans_end)  # fmt: skip
+                if mapping.acc is not None:
+                    self._checksum(mapping, lo, hi, piece, seg, sf, state)
             if covered >= length:
                 break
+        if covered < length and state.after_fail and mappings and end > mappings[-1].end:
+            # After MP_FAIL on an ACK the sender falls back: the first bytes it sends past its last mapping,
+            # with or without a DSS, continue that mapping by TCP sequence (the infinite mapping may come later).
+            top = mappings[-1]
+            state.mode = "infinite"
+            state.infinite_delta = top.dsn - top.start
+            lo = max(rel, top.end)
+            self._place_by_seq(seg, sf, direction, state, lo, lo - rel, retrans_end)
+            covered += end - lo
         if covered < length and not state.options_cut:
             stats.unmapped_bytes += length - covered
             if len(stats.unmapped_frames) < 20:
                 stats.unmapped_frames.append(seg.frame)
+
+    def _place_by_seq(
+        self, seg: Segment, sf: Subflow, direction: int, state: SubflowState, rel: int, start: int, retrans_end: int
+    ) -> None:
+        """After a fallback the stream base is 0 and offset = relative sequence - 1; after an infinite
+        mapping the subflow maps one to one from the mapping's DSN. ``start``: where ``rel`` is in the payload."""
+        stream = self._stream_for(state, sf, direction, None)
+        offset = (rel - 1) & MASK64 if state.mode == "tcp" else stream.offset_of((rel + state.infinite_delta) & MASK64)
+        payload = seg.payload[start:] if start else seg.payload
+        captured = max(0, seg.captured_payload_len - start)
+        self._add(stream, offset, payload, captured, seg.payload_len - start, start, seg.ts, seg.frame, sf.id,
+                  state.stats, retrans_end)  # fmt: skip
 
     def _add(
         self,
@@ -437,22 +527,26 @@ class Reassembler:
         captured: int,
         length: int,
         start_in_segment: int,
-        seg: Segment,
-        sf: Subflow,
+        time: float,
+        frame: int,
+        subflow: int,
         stats: HalfStats,
         retrans_end: int,
     ) -> None:
         stats.mapped_bytes += length
         rtx = retrans_end > start_in_segment
-        dup = stream.add(offset, data[:captured], seg.ts, seg.frame, sf.id, rtx) if captured else 0
+        before = stream.reinjected
+        if captured:
+            stream.add(offset, data[:captured] if captured < len(data) else data, time, frame, subflow, rtx)
         if captured < length:
-            dup += stream.add_missing(offset + captured, length - captured, seg.ts, seg.frame, sf.id, rtx)
-        # Bytes that repeat an earlier DSN but are new on this subflow are a reinjection.
-        retrans_here = max(0, min(length, retrans_end - start_in_segment))
-        reinjected = max(0, dup - retrans_here)
-        stats.reinjected_bytes += reinjected
+            stream.add_missing(offset + captured, length - captured, time, frame, subflow, rtx)
+        # A reinjection: bytes that repeat an earlier DSN first carried by another subflow (the stream's
+        # owner runs decide, so this count and the reinjection matrix agree; a subflow re-sending its own
+        # data, by TCP retransmission or at the data level, is not one).
+        reinjected = stream.reinjected - before
         if reinjected:
-            _note_frame(stats.reinjected_frames, seg.frame)
+            stats.reinjected_bytes += reinjected
+            _note_frame(stats.reinjected_frames, frame)
 
     def _checksum(
         self, mapping: Mapping, lo: int, hi: int, piece: bytes, seg: Segment, sf: Subflow, state: SubflowState
@@ -469,15 +563,41 @@ class Reassembler:
         if len(piece) < hi - lo:  # payload cut by the capture: cannot verify
             mapping.csum_state = "unverifiable"
             state.stats.checksums_unverifiable += 1
+            self._decided(mapping, state)
             return
         mapping.acc.update(piece[skip:])
         mapping.acc_next = hi
+        if mapping.held and mapping.acc_next < mapping.end and not self._sum_held(mapping, state):
+            return  # a held piece cut by the capture: not verifiable (decided there)
         if mapping.acc_next == mapping.end:
             ok = mapping.acc.verify(mapping.dsn, mapping.ssn, mapping.data_len, mapping.checksum or 0)
-            mapping.csum_state = self._verdict(ok, mapping, sf, state.stats)
+            mapping.csum_state = self._verdict(ok, mapping, sf, state)
+            self._decided(mapping, state)
 
-    def _verdict(self, ok: bool, mapping: Mapping, sf: Subflow, stats: HalfStats) -> str:
+    def _sum_held(self, mapping: Mapping, state: SubflowState) -> bool:
+        """A gap in the mapping was just filled: sum the pieces already held past it (they arrived early).
+
+        Returns False when one of them was cut by the capture (the mapping is then not verifiable)."""
+        assert mapping.acc is not None and mapping.held is not None
+        advanced = True
+        while advanced and mapping.acc_next < mapping.end:
+            advanced = False
+            for piece in mapping.held:
+                end = piece.seq + piece.length
+                if piece.seq <= mapping.acc_next < end:
+                    if piece.captured < piece.length:
+                        mapping.csum_state = "unverifiable"
+                        state.stats.checksums_unverifiable += 1
+                        self._decided(mapping, state)
+                        return False
+                    mapping.acc.update(piece.data[mapping.acc_next - piece.seq : piece.length])
+                    mapping.acc_next = end
+                    advanced = True
+        return True
+
+    def _verdict(self, ok: bool, mapping: Mapping, sf: Subflow, state: SubflowState) -> str:
         """Count a finished checksum. A failure proves nothing when the DSN's high half is not known."""
+        stats = state.stats
         if ok:
             stats.checksums_ok += 1
             return "ok"
@@ -485,11 +605,123 @@ class Reassembler:
             stats.checksums_unverifiable += 1
             return "unverifiable"
         stats.checksums_bad += 1
-        self.bad_checksums.append((sf, mapping))
+        self.bad_checksums.append((sf, state.key & 1, mapping))
         return "bad"
+
+    # ------------------------------------------------------------------ holding checksummed bytes
+    def _hold(self, mapping: Mapping, state: SubflowState, held: Held) -> None:
+        """Keep a piece of a mapping whose checksum is open; the hold is bounded (see HOLD_CAP)."""
+        if mapping.held is None:
+            mapping.held = []
+            self._holding[id(mapping)] = (mapping, state)
+        mapping.held.append(held)
+        mapping.held_bytes += held.captured
+        self._held_bytes += held.captured
+        while self._held_bytes > self.hold_cap and self._holding:
+            oldest, owner = next(iter(self._holding.values()))
+            oldest.released = True
+            self._release(oldest, owner)
+
+    def _release(self, mapping: Mapping, state: SubflowState) -> None:
+        """The mapping's held pieces go to the stream, in the order they arrived."""
+        held = self._unhold(mapping)
+        for piece in held:
+            self._add(piece.stream, piece.offset, piece.data, piece.captured, piece.length, piece.start_in_segment,
+                      piece.time, piece.frame, piece.subflow, state.stats, piece.retrans_end)  # fmt: skip
+
+    def _unhold(self, mapping: Mapping) -> list[Held]:
+        held = mapping.held or []
+        mapping.held = None
+        self._held_bytes -= mapping.held_bytes
+        mapping.held_bytes = 0
+        self._holding.pop(id(mapping), None)
+        return held
+
+    def _decided(self, mapping: Mapping, state: SubflowState) -> None:
+        """The checksum has its verdict: the held bytes enter the stream, or the failed copy is set aside."""
+        if mapping.csum_state != "bad":
+            if mapping.held is not None:
+                self._release(mapping, state)
+            return
+        stream = state.stream
+        if stream is None:
+            return
+        offset = stream.offset_of(mapping.dsn)
+        if mapping.released:
+            stream.note_failed(mapping.length, offset)  # its bytes are in the stream already
+            return
+        stream.note_failed(mapping.length)
+        held = self._unhold(mapping)
+        copy = bytearray(mapping.length)
+        for piece in held:
+            at = (piece.offset - offset) & MASK64
+            copy[at : at + piece.captured] = piece.data[: piece.captured]
+        last = held[-1] if held else None
+        failed = Failed(state.key, stream, offset, bytes(copy), last.time if last else 0.0, mapping.frame,
+                        last.subflow if last else state.key >> 1)  # fmt: skip
+        if state.keep_failed:
+            self._admit(failed, state)
+            return
+        quarantine = self._quarantine
+        quarantine.append(failed)
+        self._quarantined_bytes += len(failed.data)
+        while quarantine and (len(quarantine) > MAX_QUARANTINED or self._quarantined_bytes > QUARANTINE_CAP):
+            self._quarantined_bytes -= len(quarantine.pop(0).data)
+
+    def _admit(self, failed: Failed, state: SubflowState) -> None:
+        """The receiver kept a failed copy (fallback after MP_FAIL): it is part of the stream after all."""
+        state.stats.mapped_bytes += len(failed.data)
+        failed.stream.add_failed(failed.offset, failed.data, failed.time, failed.frame, failed.subflow)
+
+    def _take_failed(self, keys: tuple[int, ...]) -> list[Failed]:
+        """Remove and return the failed copies waiting for the given subflow directions."""
+        taken = [f for f in self._quarantine if f.key in keys]
+        if taken:
+            self._quarantine = [f for f in self._quarantine if f.key not in keys]
+            self._quarantined_bytes -= sum(len(f.data) for f in taken)
+        return taken
+
+    def _keep_failed(self, key: int, state: SubflowState) -> None:
+        """From now on the receiver keeps what fails on this subflow direction, and kept what failed so far."""
+        state.keep_failed = True
+        for failed in self._take_failed((key,)):
+            self._admit(failed, state)
+
+    def _drop_failed(self, sf: Subflow) -> None:
+        """A RST ends the subflow: the receiver discarded the failed copies, a good one goes on another subflow."""
+        if self._quarantine:
+            self._take_failed((sf.id * 2, sf.id * 2 + 1))
+
+    def _on_fail(self, opt: MpFail, seg: Segment, sf: Subflow, direction: int) -> None:
+        """MP_FAIL from the receiver of ``1 - direction``'s data: remember it, and on an ACK, the fallback."""
+        peer_key = sf.id * 2 + 1 - direction
+        peer = self.states.get(peer_key)
+        on_rst = bool(seg.flags & TH_RST)
+        if peer is not None and len(peer.fails) < MAX_FAILS_KEPT:
+            peer.fails.append((seg.frame, opt.dsn, on_rst))
+        if on_rst:
+            return
+        # MP_FAIL on an ACK: the single subflow falls back to TCP (both hosts), and the receiver keeps the data
+        # that failed (Linux delivers it; the sender answers with an infinite mapping, never a second copy).
+        own = self.states.get(sf.id * 2 + direction)
+        if own is not None:
+            own.after_fail = True
+        if peer is not None:
+            peer.after_fail = True
+            self._keep_failed(peer_key, peer)
+
+    def _retire(self, mapping: Mapping, state: SubflowState) -> None:
+        """A mapping leaves the bounded window; a checksum still waiting for bytes cannot be verified."""
+        if mapping.csum_state == "pending" and mapping.acc is not None:
+            mapping.csum_state = "unverifiable"
+            state.stats.checksums_unverifiable += 1
+        if mapping.held is not None:
+            self._release(mapping, state)
 
     # ------------------------------------------------------------------ end of trace
     def finish(self, analysis: Analysis) -> None:
+        for mapping, owner in list(self._holding.values()):
+            self._retire(mapping, owner)  # end of capture: a checksum still open is not verifiable
         finished: set[int] = set()
         for conn in analysis.connections:
             pair: list[StreamSummary] = []
@@ -514,18 +746,8 @@ class Reassembler:
                     state = self.states.get(sf.id * 2 + direction)
                     if state is not None:
                         self._report_subflow(conn, sf, direction, state)
-        for sf, mapping in self.bad_checksums:
-            conn_id = sf.connection.id if sf.connection else None
-            frames = sorted({mapping.frame, *mapping.frames})
-            analysis.checksum_failures.append(
-                ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames))
-            )
-            self.sink.add(
-                "CSUM-001",
-                f"DSS checksum {mapping.checksum:#06x} of the mapping DSN {mapping.dsn} (relative SSN {mapping.ssn}, "
-                f"data-level length {mapping.data_len}) does not verify over its {mapping.length} payload bytes",
-                frames, conn_id, sf.id,
-            )  # fmt: skip
+        for sf, direction, mapping in self.bad_checksums:
+            self._report_checksum(analysis, sf, direction, mapping)
         for sf, first, second in self.conflicting_mappings:
             conn_id = sf.connection.id if sf.connection else None
             overlap = max(first.start, second.start)
@@ -537,6 +759,37 @@ class Reassembler:
                 f"and to DSN {dsn_second} by frame {second.frame}",
                 [first.frame, second.frame], conn_id, sf.id,
             )  # fmt: skip
+
+    def _report_checksum(self, analysis: Analysis, sf: Subflow, direction: int, mapping: Mapping) -> None:
+        """CSUM-001. When the receiver's MP_FAIL names the mapping, the receiver saw the same failure and the
+        connection recovered as §3.7 prescribes. What remains unknown is the cause: a sender bug or bytes changed
+        on the path (the middlebox the checksum exists to catch, no violation at either end). A verdict that
+        rests on what the capture cannot show is a warning."""
+        conn_id = sf.connection.id if sf.connection else None
+        frames = sorted({mapping.frame, *mapping.frames})
+        analysis.checksum_failures.append(ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames)))
+        message = (
+            f"DSS checksum {mapping.checksum:#06x} of the mapping DSN {mapping.dsn} (relative SSN {mapping.ssn}, "
+            f"data-level length {mapping.data_len}) does not verify over its {mapping.length} payload bytes"
+        )
+        state = self.states.get(sf.id * 2 + direction)
+        answer = _fail_answer(mapping, state.fails if state is not None else [], frames[0])
+        severity: Severity | None = None
+        if answer is not None:
+            frame, on_rst = answer
+            reaction = (
+                "reset the subflow (MP_FAIL on its RST), so the failed copy is left out of the rebuilt stream"
+                if on_rst else "fell back to TCP (MP_FAIL on an ACK), keeping the failed bytes (Linux delivers them), "
+                "so the rebuilt stream holds them too"
+            )  # fmt: skip
+            message += (
+                f"; the receiver answered with MP_FAIL (frame {frame}) and {reaction}. Either the sender computed "
+                "the checksum wrong or the bytes were changed on the path (a middlebox): the capture cannot tell "
+                "which, and MPTCP detected and recovered from it"
+            )
+            severity = Severity.WARNING
+            frames = sorted({*frames, frame})
+        self.sink.add("CSUM-001", message, frames, conn_id, sf.id, severity=severity)
 
     def _report_stream(self, conn: Connection, side: int, stream: DataStream) -> None:
         name = "client → server" if side == 0 else "server → client"
@@ -569,7 +822,7 @@ class Reassembler:
         half.mappings = stats.mappings
         half.checksums = (stats.checksums_ok, stats.checksums_bad, stats.checksums_unverifiable)
         for mapping in state.mappings:
-            _retire(mapping, stats)
+            self._retire(mapping, state)
         if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
             who = "client" if direction == 0 else "server"
             self.sink.add(
@@ -618,11 +871,13 @@ def _note_frame(frames: list[int], frame: int) -> None:
         frames.append(frame)
 
 
-def _retire(mapping: Mapping, stats: HalfStats) -> None:
-    """A mapping leaves the bounded window; a checksum still waiting for bytes cannot be verified."""
-    if mapping.csum_state == "pending" and mapping.acc is not None:
-        mapping.csum_state = "unverifiable"
-        stats.checksums_unverifiable += 1
+def _fail_answer(mapping: Mapping, fails: list[tuple[int, int, bool]], after: int) -> tuple[int, bool] | None:
+    """(frame, on a RST) of the receiver's MP_FAIL that names ``mapping`` (its start, as Linux sends, or a
+    byte inside it), sent after the mapping's first frame; None if there is none."""
+    for frame, dsn, on_rst in fails:
+        if frame > after and (dsn - mapping.dsn) & MASK64 < max(mapping.data_len, 1):
+            return frame, on_rst
+    return None
 
 
 def _fell_back(sf: Subflow) -> bool:
@@ -636,7 +891,8 @@ def _fell_back(sf: Subflow) -> bool:
 
 
 def _summary(stream: DataStream) -> StreamSummary:
-    contiguous = stream.base_known and stream.hole_count == 0
+    # unverified_bad_bytes: bytes that failed their checksum entered the stream unchecked (the hold was full)
+    contiguous = stream.base_known and stream.hole_count == 0 and stream.unverified_bad_bytes == 0
     return StreamSummary(
         bytes=stream.delivered,
         sha256=stream.sha256 if contiguous else None,
@@ -654,4 +910,6 @@ def _summary(stream: DataStream) -> StreamSummary:
         reinjections=dict(stream.reinjections),
         first_carrier=dict(stream.first_carrier),
         progress=dict(stream.progress),
+        checksum_failed_bytes=stream.checksum_failed_bytes,
+        checksum_kept_bytes=stream.checksum_kept_bytes,
     )

@@ -6,6 +6,11 @@ immediately; only pieces waiting for an earlier gap are buffered, up to a cap be
 is declared a hole. A window of recently delivered bytes lets later copies (TCP retransmissions,
 reinjections on another subflow) be compared byte for byte. Nothing is ever invented: a range the
 capture did not contain is a hole, the stream is then incomplete and its SHA-256 is not reported.
+
+Bytes whose DSS checksum failed never reach :meth:`DataStream.add` (the mapper holds a checksummed
+mapping's bytes until its verdict). Only when the receiver kept them (it fell back to TCP after MP_FAIL,
+RFC 8684 §3.7) do they come in through :meth:`DataStream.add_failed`: they fill what no other copy
+filled and are never compared, since a copy known to be bad proves nothing about the others.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ DEFAULT_BUFFER_CAP = 64 << 20  # bytes of out-of-order data held before a gap is
 DEFAULT_PIECE_CAP = 1 << 16  # out-of-order pieces held (tiny segments cost far more than their bytes)
 RECENT_WINDOW = 4 << 20  # delivered bytes kept for comparing duplicates
 MAX_RECORDED = 100  # holes / conflicts kept with their details (counts are always exact)
+MAX_BAD_RANGES = 256  # delivered ranges known to hold bytes that failed their checksum (never compared)
 MAX_OWNER_RUNS = 1 << 16  # runs of "which subflow first carried these bytes", for reinjection attribution
 BUCKET = 0.1  # seconds per progress bucket
 
@@ -52,6 +58,7 @@ class _Piece:
     time: float
     frame: int
     subflow: int
+    bad: bool = False  # bytes of a mapping whose checksum failed, kept by the receiver
 
 
 @dataclass(slots=True)
@@ -87,7 +94,16 @@ class DataStream:
     first_carrier: dict[int, int] = field(default_factory=dict)
     # (subflow that first carried the bytes, subflow that carried them again) -> bytes
     reinjections: dict[tuple[int, int], int] = field(default_factory=dict)
+    # bytes credited to ``reinjections`` so far: the mapper reads its growth per piece, so the per-subflow
+    # count and the matrix are one definition (a re-send on another subflow than the first carrier)
+    reinjected: int = 0
     progress: dict[int, int] = field(default_factory=dict)  # time bucket -> bytes the stream advanced
+    checksum_failed_bytes: int = 0  # bytes of mappings whose DSS checksum failed (every failed copy counted)
+    checksum_kept_bytes: int = 0  # of those, bytes the receiver kept (fallback after MP_FAIL): in the stream
+    # bytes released before their checksum was known (the mapper's hold was full) that then failed: the
+    # stream may hold a bad copy where the receiver took a good one, so its SHA-256 proves nothing
+    unverified_bad_bytes: int = 0
+    _bad: list[tuple[int, int]] = field(default_factory=list)  # [start, end) ranges never compared
     _owner_starts: list[int] = field(default_factory=list)
     _owner_ids: list[int] = field(default_factory=list)
     _last_time: float = 0.0
@@ -133,12 +149,53 @@ class DataStream:
             data = data[overlap:]
             offset = nxt
         if offset == nxt:
+            heap = self._heap
+            while heap and offset < heap[0] < offset + len(data):
+                # Bytes buffered earlier lie inside this piece: they came first, so they are delivered as
+                # their carrier's, and this piece's copy of them is the duplicate (the reinjection).
+                cut = heap[0] - offset
+                self._deliver(data[:cut], time, subflow)
+                self._drain(time)
+                offset += cut
+                data = data[cut:]
+                overlap = min(len(data), self.next_offset - offset)
+                if overlap > 0:
+                    self._compare_delivered(offset, data[:overlap], frame, subflow, retransmission)
+                    dup += overlap
+                    offset += overlap
+                    data = data[overlap:]
+                if not data:
+                    return dup
             self._deliver(data, time, subflow)
-            if self._heap:
+            if heap:
                 self._drain(time)
         else:
             self._buffer(_Piece(offset, data, len(data), time, frame, subflow))
         return dup
+
+    def add_failed(self, offset: int, data: bytes, time: float, frame: int, subflow: int) -> None:
+        """Bytes whose mapping failed its checksum but which the receiver kept (see the module docstring)."""
+        self.checksum_kept_bytes += len(data)
+        end = offset + len(data)
+        if not data or offset >= 1 << 63 or end <= self.next_offset:
+            return  # nothing left that another copy did not already fill
+        if offset < self.next_offset:
+            data = data[self.next_offset - offset :]
+            offset = self.next_offset
+        self._mark_bad(offset, end)
+        if offset == self.next_offset:
+            self._deliver(data, time, subflow)
+            if self._heap:
+                self._drain(time)
+        else:
+            self._buffer(_Piece(offset, data, len(data), time, frame, subflow, bad=True))
+
+    def note_failed(self, length: int, offset: int | None = None) -> None:
+        """A mapping of ``length`` bytes failed its checksum; ``offset``: its bytes already entered the stream."""
+        self.checksum_failed_bytes += length
+        if offset is not None:
+            self.unverified_bad_bytes += length
+            self._mark_bad(offset, offset + length)
 
     def add_missing(
         self, offset: int, length: int, time: float, frame: int, subflow: int, retransmission: bool = False
@@ -203,6 +260,7 @@ class DataStream:
         return (
             self.base_known
             and self.hole_count == 0
+            and self.unverified_bad_bytes == 0
             and not self._pending
             and self.fin_offset is not None
             and not self.fin_conflict
@@ -259,6 +317,7 @@ class DataStream:
             if overlap > 0 and owner != subflow:
                 key = (owner, subflow)
                 self.reinjections[key] = self.reinjections.get(key, 0) + overlap
+                self.reinjected += overlap
             index += 1
 
     def _hole(self, offset: int, length: int, subflow: int | None = None, time: float | None = None) -> None:
@@ -283,8 +342,9 @@ class DataStream:
     def _buffer(self, piece: _Piece, counted: bool = True) -> None:
         existing = self._pending.get(piece.offset)
         if existing is not None:
-            if existing.length >= piece.length:
-                if existing.data is not None and piece.data is not None:
+            good_over_bad = existing.bad and not piece.bad and piece.data is not None
+            if existing.length >= piece.length and not good_over_bad:
+                if existing.data is not None and piece.data is not None and not (existing.bad or piece.bad):
                     self._compare_pieces(existing, piece)
                 return
             self._pending_bytes -= existing.length
@@ -314,14 +374,14 @@ class DataStream:
             end = offset + piece.length
             nxt = self.next_offset
             if end <= nxt:
-                if piece.data is not None:
+                if piece.data is not None and not piece.bad:
                     self._compare_delivered(offset, piece.data, piece.frame, piece.subflow)
                 continue
             skip = nxt - offset
             if piece.data is None:
                 self._hole(nxt, end - nxt, piece.subflow, piece.time)
                 continue
-            if skip:
+            if skip and not piece.bad:
                 self._compare_delivered(offset, piece.data[:skip], piece.frame, piece.subflow)
             if now is not None:
                 wait = now - piece.time
@@ -339,11 +399,22 @@ class DataStream:
         if not retransmission:
             self._attribute(offset, len(data), subflow)
         start = offset - self._recent_start
-        if start < 0 or offset + len(data) > self.next_offset:
+        if start < 0 or offset + len(data) > self.next_offset or (self._bad and self._overlaps_bad(offset, len(data))):
             self.unverified_duplicate_bytes += len(data)
             return
         if self._recent[start : start + len(data)] != data:
             self._conflict(offset, data, frame, subflow, None, bytes(self._recent[start : start + len(data)]))
+
+    def _mark_bad(self, start: int, end: int) -> None:
+        bad = self._bad
+        bad.append((start, end))
+        if len(bad) > MAX_BAD_RANGES:
+            del bad[0]  # the oldest: far behind the comparison window by now
+
+    def _overlaps_bad(self, offset: int, length: int) -> bool:
+        """Does [offset, offset + length) touch bytes known to have failed their checksum?"""
+        end = offset + length
+        return any(start < end and offset < stop for start, stop in self._bad)
 
     def _compare_pieces(self, old: _Piece, new: _Piece) -> None:
         assert old.data is not None and new.data is not None
