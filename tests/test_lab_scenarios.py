@@ -240,8 +240,9 @@ def _mp_fail(run: Run) -> None:
     assert run.sidecar["lab"]["corrupt"]["hits"] == {"2": 1}
     assert run.sidecar["nstat"]["server"]["MPTcpExt"]["DataCsumErr"] >= 1
     assert run.sidecar["nstat"]["client"]["MPTcpExt"]["MPFailRx"] >= 1
-    # the capture point is after the middlebox: the analyzer proves the checksum failure
-    assert "CSUM-001" in {f["rule"] for f in run.analysis["findings"] if f["severity"] == "error"}
+    # the capture point is after the middlebox: the analyzer sees the checksum failure, a warning because the
+    # receiver's MP_FAIL names the mapping (the capture cannot tell a sender bug from a middlebox)
+    assert "CSUM-001" in {f["rule"] for f in run.analysis["findings"] if f["severity"] == "warning"}
 
 
 def _syncookies(run: Run) -> None:
