@@ -124,4 +124,63 @@ class AddAddrHmacChecked(Fact):
         return self.announcement.hmac == self.expected
 
 
+@dataclass(frozen=True, slots=True)
+class MappingsConflict(Fact):
+    """One subflow byte mapped to two data sequence numbers by two mappings (reassembly)."""
+
+    subflow_byte: int  # relative subflow sequence number, 32 bits
+    first_dsn: int
+    first_frame: int
+    second_dsn: int
+    second_frame: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChecksumFailed(Fact):
+    """A mapping whose DSS checksum does not verify over its captured bytes, and the receiver's answer."""
+
+    checksum: int
+    dsn: int
+    ssn: int
+    data_len: int
+    length: int  # payload bytes summed
+    mp_fail_frame: int | None  # the receiver's MP_FAIL that names this mapping, if captured
+    on_rst: bool  # that MP_FAIL rode on a RST (the subflow was reset) rather than an ACK (fallback)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConflict(Fact):
+    """A data-level range carried twice with different bytes (``subflow`` None: ``subflow_id`` names it)."""
+
+    connection: Connection
+    side: int
+    offset: int  # stream offset
+    subflow_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DataFinMoved(Fact):
+    """A host's DATA_FIN seen at two different data sequence numbers (stream offsets)."""
+
+    connection: Connection
+    side: int
+    offset: int
+    other: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnmappedBytes(Fact):
+    """Payload bytes of an MPTCP subflow direction that no DSS mapping covers."""
+
+    direction: int  # subflow direction of the sender
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reinjected(Fact):
+    """Bytes a subflow carried that another subflow had carried first."""
+
+    count: int
+
+
 FactLog = list[Fact]

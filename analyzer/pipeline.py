@@ -70,7 +70,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     observers: list[SegmentObserver] = []
     reassembler: Reassembler | None = None
     if options.reassemble:
-        reassembler = Reassembler(sink, limits.max_out_of_order_bytes, options.stream_writer)
+        reassembler = Reassembler(facts, limits.max_out_of_order_bytes, options.stream_writer)
         reassembler.piece_cap = limits.max_out_of_order_pieces
         reassembler.max_mappings = limits.max_mappings
         observers.append(reassembler)

@@ -87,8 +87,3 @@ def source_file(rule_id: str) -> str | None:
         return None
     package = module.replace(".", "/")
     return f"{package}/__init__.py" if module == "analyzer.checker" else f"{package}.py"
-
-
-# Declared by their families, still decided by the reassembly stage (issue 16 moves them into the families).
-for _rule_id in ("DSS-002", "DSS-003", "DSS-004", "DSS-012", "CSUM-001", "CLOSE-003"):
-    DECIDED_IN[_rule_id] = "analyzer.reassembly.mapper"

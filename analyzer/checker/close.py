@@ -32,6 +32,7 @@ from analyzer.checker.dss import (
     bus_for,
     side_name,
 )
+from analyzer.facts import DataFinMoved, Fact
 from analyzer.findings import Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection
@@ -82,6 +83,17 @@ class CloseRules(Family):
         Rule("CLOSE-007", INFO, "§3.3.3", "Clean data-level close",
              "Both DATA_FINs were data-acknowledged: the connection closed at the data level."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (DataFinMoved,)
+
+    def on_fact(self, fact: Fact) -> None:
+        if isinstance(fact, DataFinMoved):
+            name = "client → server" if fact.side == 0 else "server → client"
+            self.ctx.report(
+                "CLOSE-003",
+                f"the {name} DATA_FIN was sent at two different data sequence numbers: stream offset {fact.offset} "
+                f"and {fact.other}",
+                list(fact.frames), conn=fact.connection,
+            )  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

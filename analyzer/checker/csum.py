@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.checker.dss import MASK64, Bus, ConnData, Flow, bus_for, side_name
+from analyzer.facts import ChecksumFailed, Fact
 from analyzer.findings import Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection, Subflow
@@ -74,6 +75,33 @@ class ChecksumRules(Family):
              "Checksum use is a property of the connection: all mappings carry it or none does. Checked when the "
              "negotiation itself was not captured (otherwise CSUM-002/CSUM-003 report each mapping)."),
     )  # fmt: skip
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (ChecksumFailed,)
+
+    def on_fact(self, fact: Fact) -> None:
+        """CSUM-001. When the receiver's MP_FAIL names the mapping, the receiver saw the same failure and the
+        connection recovered as §3.7 prescribes. What remains unknown is the cause: a sender bug or bytes changed
+        on the path (the middlebox the checksum exists to catch, no violation at either end). A verdict that
+        rests on what the capture cannot show is a warning."""
+        if not isinstance(fact, ChecksumFailed):
+            return
+        message = (
+            f"DSS checksum {fact.checksum:#06x} of the mapping DSN {fact.dsn} (relative SSN {fact.ssn}, "
+            f"data-level length {fact.data_len}) does not verify over its {fact.length} payload bytes"
+        )
+        severity: Severity | None = None
+        if fact.mp_fail_frame is not None:
+            reaction = (
+                "reset the subflow (MP_FAIL on its RST), so the failed copy is left out of the rebuilt stream"
+                if fact.on_rst else "fell back to TCP (MP_FAIL on an ACK), keeping the failed bytes (Linux delivers "
+                "them), so the rebuilt stream holds them too"
+            )  # fmt: skip
+            message += (
+                f"; the receiver answered with MP_FAIL (frame {fact.mp_fail_frame}) and {reaction}. Either the sender "
+                "computed the checksum wrong or the bytes were changed on the path (a middlebox): the capture cannot "
+                "tell which, and MPTCP detected and recovered from it"
+            )
+            severity = Severity.WARNING
+        self.ctx.report("CSUM-001", message, list(fact.frames), fact.subflow, severity=severity)
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

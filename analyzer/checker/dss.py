@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
-from analyzer.facts import Fact, OptionMalformed
+from analyzer.facts import Fact, MappingsConflict, OptionMalformed, Reinjected, StreamConflict, UnmappedBytes
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
@@ -429,11 +429,43 @@ class DssRules(Family):
              "A host's DATA_FIN occupies the data sequence number after its last data byte. Mapping data at or "
              "beyond it (before or after the DATA_FIN was sent) is a violation. Retransmitting data below it is fine."),
     )  # fmt: skip
-    FACTS: ClassVar[tuple[type[Fact], ...]] = (OptionMalformed,)
+    FACTS: ClassVar[tuple[type[Fact], ...]] = (OptionMalformed, MappingsConflict, StreamConflict, UnmappedBytes,
+                                               Reinjected)  # fmt: skip
 
     def on_fact(self, fact: Fact) -> None:
-        if isinstance(fact, OptionMalformed) and fact.option.subtype == Subtype.DSS:
-            self.ctx.report("DSS-001", fact.describe(), list(fact.frames), fact.subflow)
+        """The tracker's malformed DSS options; what reassembly proved about mappings and the streams."""
+        frames, sf = list(fact.frames), fact.subflow
+        if isinstance(fact, OptionMalformed):
+            if fact.option.subtype == Subtype.DSS:
+                self.ctx.report("DSS-001", fact.describe(), frames, sf)
+        elif isinstance(fact, MappingsConflict):
+            self.ctx.report(
+                "DSS-002",
+                f"subflow byte {fact.subflow_byte} (relative) is mapped to DSN {fact.first_dsn} by frame "
+                f"{fact.first_frame} and to DSN {fact.second_dsn} by frame {fact.second_frame}",
+                frames, sf,
+            )  # fmt: skip
+        elif isinstance(fact, StreamConflict):
+            name = "client → server" if fact.side == 0 else "server → client"
+            self.ctx.sink.add(
+                "DSS-003",
+                f"{name} data at stream offset {fact.offset} was sent again (subflow {fact.subflow_id}) with "
+                "different bytes",
+                frames, fact.connection.id, fact.subflow_id,
+            )  # fmt: skip
+        elif isinstance(fact, UnmappedBytes) and sf is not None:
+            who = "client" if fact.direction == 0 else "server"
+            self.ctx.report(
+                "DSS-004",
+                f"{fact.count} payload bytes sent by the {who} on subflow {sf.id} are covered by no DSS mapping",
+                frames, sf,
+            )  # fmt: skip
+        elif isinstance(fact, Reinjected) and sf is not None:
+            self.ctx.report(
+                "DSS-012",
+                f"subflow {sf.id} carried {fact.count} bytes of data already sent on another subflow (reinjection)",
+                frames, sf,
+            )  # fmt: skip
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)

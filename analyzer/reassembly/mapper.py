@@ -23,7 +23,16 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from analyzer.findings import FindingSink, Severity
+from analyzer.facts import (
+    ChecksumFailed,
+    DataFinMoved,
+    Fact,
+    FactLog,
+    MappingsConflict,
+    Reinjected,
+    StreamConflict,
+    UnmappedBytes,
+)
 from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
@@ -174,11 +183,11 @@ class Reassembler:
 
     def __init__(
         self,
-        sink: FindingSink,
+        facts: FactLog | None = None,
         buffer_cap: int = DEFAULT_BUFFER_CAP,
         writer_factory: WriterFactory | None = None,
     ) -> None:
-        self.sink = sink
+        self.facts = facts  # what reassembly proves (conflicts, checksums, unmapped bytes), for the rule families
         self.buffer_cap = buffer_cap
         self.piece_cap = DEFAULT_PIECE_CAP  # analyzer.limits: set by the pipeline
         self.max_mappings = MAX_MAPPINGS
@@ -749,16 +758,12 @@ class Reassembler:
         for sf, direction, mapping in self.bad_checksums:
             self._report_checksum(analysis, sf, direction, mapping)
         for sf, first, second in self.conflicting_mappings:
-            conn_id = sf.connection.id if sf.connection else None
             overlap = max(first.start, second.start)
             dsn_first = (first.dsn + overlap - first.start) & MASK64
             dsn_second = (second.dsn + overlap - second.start) & MASK64
-            self.sink.add(
-                "DSS-002",
-                f"subflow byte {overlap & MASK32} (relative) is mapped to DSN {dsn_first} by frame {first.frame} "
-                f"and to DSN {dsn_second} by frame {second.frame}",
-                [first.frame, second.frame], conn_id, sf.id,
-            )  # fmt: skip
+            frames = tuple(sorted({first.frame, second.frame}))
+            self._publish(MappingsConflict(frames, sf, overlap & MASK32, dsn_first, first.frame, dsn_second,
+                                           second.frame))  # fmt: skip
 
     def _report_checksum(self, analysis: Analysis, sf: Subflow, direction: int, mapping: Mapping) -> None:
         """CSUM-001. When the receiver's MP_FAIL names the mapping, the receiver saw the same failure and the
@@ -768,48 +773,22 @@ class Reassembler:
         conn_id = sf.connection.id if sf.connection else None
         frames = sorted({mapping.frame, *mapping.frames})
         analysis.checksum_failures.append(ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames)))
-        message = (
-            f"DSS checksum {mapping.checksum:#06x} of the mapping DSN {mapping.dsn} (relative SSN {mapping.ssn}, "
-            f"data-level length {mapping.data_len}) does not verify over its {mapping.length} payload bytes"
-        )
         state = self.states.get(sf.id * 2 + direction)
         answer = _fail_answer(mapping, state.fails if state is not None else [], frames[0])
-        severity: Severity | None = None
-        if answer is not None:
-            frame, on_rst = answer
-            reaction = (
-                "reset the subflow (MP_FAIL on its RST), so the failed copy is left out of the rebuilt stream"
-                if on_rst else "fell back to TCP (MP_FAIL on an ACK), keeping the failed bytes (Linux delivers them), "
-                "so the rebuilt stream holds them too"
-            )  # fmt: skip
-            message += (
-                f"; the receiver answered with MP_FAIL (frame {frame}) and {reaction}. Either the sender computed "
-                "the checksum wrong or the bytes were changed on the path (a middlebox): the capture cannot tell "
-                "which, and MPTCP detected and recovered from it"
-            )
-            severity = Severity.WARNING
-            frames = sorted({*frames, frame})
-        self.sink.add("CSUM-001", message, frames, conn_id, sf.id, severity=severity)
+        fail_frame, on_rst = answer if answer is not None else (None, False)
+        if fail_frame is not None:
+            frames = sorted({*frames, fail_frame})
+        self._publish(ChecksumFailed(tuple(frames), sf, mapping.checksum or 0, mapping.dsn, mapping.ssn,
+                                     mapping.data_len, mapping.length, fail_frame, on_rst))  # fmt: skip
 
     def _report_stream(self, conn: Connection, side: int, stream: DataStream) -> None:
-        name = "client → server" if side == 0 else "server → client"
         for conflict in stream.conflicts:
-            frames = [f for f in (conflict.first_frame, conflict.frame) if f is not None]
-            self.sink.add(
-                "DSS-003",
-                f"{name} data at stream offset {conflict.offset} was sent again (subflow {conflict.subflow}) with "
-                f"different bytes",
-                frames, conn.id, conflict.subflow,
-            )  # fmt: skip
+            frames = tuple(sorted({f for f in (conflict.first_frame, conflict.frame) if f is not None}))
+            self._publish(StreamConflict(frames, None, conn, side, conflict.offset, conflict.subflow))
         if stream.fin_conflict_at is not None:
             other, other_frame = stream.fin_conflict_at
-            frames = sorted(f for f in (stream.fin_frame, other_frame) if f is not None)
-            self.sink.add(
-                "CLOSE-003",
-                f"the {name} DATA_FIN was sent at two different data sequence numbers: stream offset "
-                f"{stream.fin_offset} and {other}",
-                frames, conn.id,
-            )  # fmt: skip
+            frames = tuple(sorted({f for f in (stream.fin_frame, other_frame) if f is not None}))
+            self._publish(DataFinMoved(frames, None, conn, side, stream.fin_offset or 0, other))
 
     def _report_subflow(self, conn: Connection, sf: Subflow, direction: int, state: SubflowState) -> None:
         stats = state.stats
@@ -824,20 +803,14 @@ class Reassembler:
         for mapping in state.mappings:
             self._retire(mapping, state)
         if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
-            who = "client" if direction == 0 else "server"
-            self.sink.add(
-                "DSS-004",
-                f"{stats.unmapped_bytes} payload bytes sent by the {who} on subflow {sf.id} are covered by no "
-                "DSS mapping",
-                stats.unmapped_frames, conn.id, sf.id,
-            )  # fmt: skip
+            frames = tuple(sorted(set(stats.unmapped_frames)))
+            self._publish(UnmappedBytes(frames, sf, direction, stats.unmapped_bytes))
         if stats.reinjected_bytes:
-            self.sink.add(
-                "DSS-012",
-                f"subflow {sf.id} carried {stats.reinjected_bytes} bytes of data already sent on another subflow "
-                "(reinjection)",
-                stats.reinjected_frames, conn.id, sf.id,
-            )  # fmt: skip
+            self._publish(Reinjected(tuple(sorted(set(stats.reinjected_frames))), sf, stats.reinjected_bytes))
+
+    def _publish(self, fact: Fact) -> None:
+        if self.facts is not None:
+            self.facts.append(fact)
 
     def _stream_of(self, conn: Connection, side: int) -> DataStream | None:
         stream = self.conn_streams.get((id(conn), side))
