@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from analyzer.diagnosis import diagnose
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
 from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
@@ -141,6 +142,10 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
             trace.errors.append(f"internal error in {type(observer).__name__} at the end: {type(exc).__name__}: {exc}")
     analysis.suppressed_findings = dict(sink.suppressed)
     analysis.findings.sort(key=lambda f: (f.frames[0] if f.frames else 0, -f.severity))
+    try:
+        analysis.diagnoses = diagnose(analysis)
+    except Exception as exc:  # the diagnosis explains the rest; it must never cost the rest
+        trace.errors.append(f"internal error in the diagnosis: {type(exc).__name__}: {exc}")
     return analysis
 
 

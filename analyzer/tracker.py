@@ -132,7 +132,7 @@ class Tracker:
             and sf.connection is not None
             and not (opts is not None and opts.truncated)  # H-SNAP: options cut by the capture prove nothing
         ):
-            self._fallback(sf, seg, self._synack_refusal(opts), "FALLBACK-001")
+            self._fallback(sf, seg, self._synack_refusal(opts), "FALLBACK-001", "synack")
         return entry
 
     @staticmethod
@@ -350,7 +350,8 @@ class Tracker:
         if opt.data_fin and half.data_fin_frame is None:
             half.data_fin_frame = seg.frame
         if opt.is_infinite_mapping and sf.connection is not None and not sf.connection.fallback:
-            self._fallback(sf, seg, f"infinite mapping (data-level length 0) at frame {seg.frame}", "FALLBACK-007")
+            reason = f"infinite mapping (data-level length 0) at frame {seg.frame}"
+            self._fallback(sf, seg, reason, "FALLBACK-007", "infinite-mapping")
 
     def _on_add_addr(self, opt: AddAddr, sf: Subflow, direction: int, seg: Segment) -> None:
         conn = sf.connection
@@ -384,6 +385,8 @@ class Tracker:
         if sf.connection is not None:
             sender = "client" if direction ^ sf.reversed == CLIENT else "server"
             sf.connection.note(seg.frame, f"MP_FAIL from the {sender} on subflow {sf.id}, DSN {opt.dsn}")
+            if len(sf.connection.mp_fails) < 8:
+                sf.connection.mp_fails.append((seg.frame, seg.ts))
 
     def _on_fastclose(self, opt: MpFastclose, sf: Subflow, direction: int, seg: Segment) -> None:
         if sf.fastclose_frame is None:
@@ -424,12 +427,15 @@ class Tracker:
     def _on_experimental(self, opt: MpExperimental, sf: Subflow, direction: int, seg: Segment) -> None:
         self._finding("OPT-003", "MP_EXPERIMENTAL option (subtype 0xf, private use)", seg, sf, severity=Severity.INFO)
 
-    def _fallback(self, sf: Subflow, seg: Segment, reason: str, rule: str) -> None:
+    def _fallback(self, sf: Subflow, seg: Segment, reason: str, rule: str, cause: str) -> None:
         conn = sf.connection
         if conn is None or conn.fallback:
             return
         conn.fallback = True
         conn.fallback_reason = reason
+        conn.fallback_cause = cause
+        conn.fallback_frame = seg.frame
+        conn.fallback_time = seg.ts
         conn.note(seg.frame, f"fallback to TCP: {reason}")
         self._finding(rule, f"connection fell back to TCP: {reason}", seg, sf)
 
@@ -529,6 +535,9 @@ class Tracker:
             return
         conn.fallback = True
         conn.fallback_reason = "data flowed without any DSS after the MP_CAPABLE handshake"
+        conn.fallback_cause = "no-dss"
+        conn.fallback_frame = initial.first_frame
+        conn.fallback_time = initial.first_time
         conn.note(initial.first_frame, f"fallback to TCP: {conn.fallback_reason}")
         self.sink.add(
             "FALLBACK-007", f"connection fell back to TCP: {conn.fallback_reason}",

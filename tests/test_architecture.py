@@ -22,6 +22,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow"),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),
+    "diagnose": ("analyzer.diagnosis",),
     "report": ("analyzer.report",),
     "ci": ("analyzer.ci",),
     "cli": ("analyzer.cli",),
@@ -34,10 +35,12 @@ OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model"
 NEVER: dict[str, set[str]] = {
     "mptcp": {"*"},  # the protocol core imports nothing of ours
     "wire": set(GROUPS) - {"wire", "mptcp"},
-    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui"},
-    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui"},
+    "observe": {"checker", "endpoint", "diagnose", "report", "ci", "cli", "tui"},
+    "checker": {"observe", "pipeline", "endpoint", "diagnose", "report", "ci", "cli", "tui"},
     "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui"},
-    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui"},
+    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "diagnose", "tui"},
+    # the diagnosis reasons on the model (and the protocol core's names); it never re-reads packets
+    "diagnose": {"wire", "observe", "checker", "endpoint", "pipeline", "report", "ci", "cli", "tui"},
     "ci": {"endpoint", "tui", "cli"},
 }
 # textual belongs to the inspector's views, never to its data side (session, index, dissect, filter, ...)

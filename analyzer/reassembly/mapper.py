@@ -639,4 +639,6 @@ def _summary(stream: DataStream) -> StreamSummary:
         reinjections=dict(stream.reinjections),
         first_carrier=dict(stream.first_carrier),
         progress=dict(stream.progress),
+        reinjection_spans=dict(stream.reinjection_spans),
+        hole_list=[(off, length, seen) for (off, length), seen in zip(stream.holes, stream.hole_frames, strict=True)],
     )

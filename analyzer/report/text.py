@@ -12,7 +12,17 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.findings import Finding, Severity
-from analyzer.model import CLIENT, SERVER, Analysis, Connection, Side, StreamSummary, Subflow, data_fin_frame
+from analyzer.model import (
+    CLIENT,
+    SERVER,
+    Analysis,
+    Connection,
+    Diagnosis,
+    Side,
+    StreamSummary,
+    Subflow,
+    data_fin_frame,
+)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 MAX_FINDINGS_SHOWN = 200
@@ -120,6 +130,9 @@ def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80) -> 
             head.add_row(label, _stream_text(stream, analysis))
     head.add_row("Close", _close_text(conn))
     parts.append(head)
+    diagnosis = analysis.diagnoses.get(conn.id)
+    if diagnosis is not None:
+        parts.append(_diagnosis(diagnosis))
     parts.append(_subflow_table(conn.subflows, width))
     if streams is not None and any(s.bytes or s.hole_bytes for s in streams):
         parts.append(_statistics(conn, streams))
@@ -135,6 +148,20 @@ def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80) -> 
     errors = sum(1 for f in analysis.findings if f.connection == conn.id and f.severity == Severity.ERROR)
     title = f"Connection {conn.id}" + (f" · {errors} error(s)" if errors else "")
     return Panel(Group(*parts), title=title, title_align="left", border_style="red" if errors else "blue")
+
+
+def _diagnosis(diagnosis: Diagnosis) -> RenderableType:
+    """The verdict, then the timeline: one sentence per event with its time and frames (wrapped, never cut)."""
+    title = Text.assemble(("Diagnosis: ", "bold"), diagnosis.verdict)
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", expand=False, pad_edge=False)
+    table.add_column("t (s)", justify="right", no_wrap=True)
+    table.add_column("frames", no_wrap=True)
+    table.add_column("what happened", overflow="fold")
+    for event in diagnosis.events:
+        shown = event.frames[:3]
+        frames = "#" + ",".join(map(str, shown)) + ("…" if len(event.frames) > len(shown) else "")
+        table.add_row(f"{event.t:.3f}", frames, event.text)
+    return table
 
 
 _GROUPING_TEXT = {
