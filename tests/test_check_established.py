@@ -83,7 +83,7 @@ def test_two_subflows_sample(tmp_path: Path) -> None:
 
 def test_json_verdict_counts_established_apart(tmp_path: Path) -> None:
     trace = refused_join(tmp_path, after_synack=True)
-    code, out = run("--json", trace)
+    _, out = run("--json", trace)
     verdict = json.loads(out)["traces"][0]["verdict"]
     assert verdict["subflows"] == {"seen": 2, "established": 1, "joins_attempted": 1}
     _, text = run(trace)
