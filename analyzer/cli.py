@@ -289,6 +289,9 @@ def check_command(
     ] = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML report here")] = None,
     sarif: Annotated[Path | None, typer.Option("--sarif", help="write a SARIF 2.1.0 report here")] = None,
+    sarif_root: Annotated[
+        Path | None, typer.Option("--sarif-root", help="SARIF paths relative to this directory (default: cwd)")
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="print JSON (each trace's mptcp-analyze/1 document plus a verdict)")
     ] = False,
@@ -333,7 +336,7 @@ def check_command(
     if junit is not None:
         junit_mod.write(results, junit)
     if sarif is not None:
-        sarif_mod.write(results, sarif)
+        sarif_mod.write(results, sarif, sarif_root)
     if json_output:
         print(json.dumps(check.report_json(results, threshold, code), indent=2))
     else:
