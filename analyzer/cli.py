@@ -104,10 +104,13 @@ def report_command(
         bool, typer.Option("--verbose", "-v", help="every finding in full, repeats not collapsed")
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
+    absolute: Annotated[
+        bool, typer.Option("--absolute", help="raw DSNs and Data ACKs, not relative to the IDSN")
+    ] = False,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     if tui:
-        tui_command(trace)
+        tui_command(trace, absolute)
         return
     extra: list[SegmentObserver] = []
     if csv_path is not None or parquet_path is not None:
@@ -130,7 +133,7 @@ def report_command(
         if json_output:
             out.write(json_out.dumps(analysis) + "\n")
         else:
-            text.render(analysis, Console(file=out), verbose=verbose)
+            text.render(analysis, Console(file=out), verbose=verbose, absolute=absolute)
     finally:
         if output:
             out.close()
@@ -380,13 +383,16 @@ def xcheck_command(
 
 
 @app.command("tui")
-def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")]) -> None:
+def tui_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")],
+    absolute: Annotated[bool, typer.Option("--absolute", help="raw DSNs in the Info column")] = False,
+) -> None:
     """Open the interactive inspector (a Wireshark-like terminal UI) on TRACE."""
     try:
         from tui.app import run
     except ImportError:
         raise _fail("the inspector could not be imported: reinstall mptcp-analyze (textual is a dependency)") from None
-    run(trace)  # an unreadable file: one line on stderr, exit 2
+    run(trace, absolute)  # an unreadable file: one line on stderr, exit 2
 
 
 COMMANDS = {"report", "follow", "rules", "check", "xcheck", "tui"}

@@ -277,6 +277,9 @@ class Connection:
     fallback_frame: int | None = None
     fallback_time: float | None = None
     mp_fails: list[tuple[int, float]] = field(default_factory=list)  # (frame, time) of the first MP_FAILs
+    # frame -> (side whose stream the DSN numbers, 64-bit DSN) for events whose text names a DSN: the report
+    # shows it relative to that side's IDSN (JSON keeps the text, with the absolute value)
+    event_dsns: dict[int, tuple[int, int]] = field(default_factory=dict)
     checksum: bool | None = None
     client_ip: bytes = b""
     server_ip: bytes = b""

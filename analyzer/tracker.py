@@ -387,6 +387,8 @@ class Tracker:
             sf.connection.note(seg.frame, f"MP_FAIL from the {sender} on subflow {sf.id}, DSN {opt.dsn}")
             if len(sf.connection.mp_fails) < 8:
                 sf.connection.mp_fails.append((seg.frame, seg.ts))
+            if len(sf.connection.event_dsns) < sf.connection.MAX_EVENTS:  # MP_FAIL names a DSN of the peer's data
+                sf.connection.event_dsns[seg.frame] = (1 - (direction ^ sf.reversed), opt.dsn)
 
     def _on_fastclose(self, opt: MpFastclose, sf: Subflow, direction: int, seg: Segment) -> None:
         if sf.fastclose_frame is None:

@@ -147,6 +147,9 @@ class Session:
             for sf in conn.subflows:
                 if sf.id <= top:
                     table[sf.id] = conn.id
+                for direction in (0, 1):
+                    side = direction ^ sf.reversed
+                    self.store.dsn_bases[sf.id * 2 + direction] = (conn.sides[side].idsn, conn.sides[1 - side].idsn)
         self.subflow_conn = table
         self.analysis = analysis
 
