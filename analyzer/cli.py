@@ -395,7 +395,30 @@ def tui_command(
     run(trace, absolute)  # an unreadable file: one line on stderr, exit 2
 
 
-COMMANDS = {"report", "follow", "rules", "check", "xcheck", "tui"}
+@app.command("plot")
+def plot_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok), or - for stdin")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plot file: .png, .svg or .html (interactive)")],
+    kind: Annotated[str, typer.Option("--kind", help="dsn | throughput | data-ack | rtt")] = "dsn",
+    connection: Annotated[int, typer.Option("--connection", "-c", help="connection number (see the report)")] = 1,
+    direction: Annotated[str, typer.Option("--direction", "-d", help="c2s or s2c data")] = "c2s",
+    force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
+) -> None:
+    """Plot one connection: sequence graph per subflow with Data ACK and window (dsn), throughput, Data ACK, RTT."""
+    from analyzer import plot
+
+    if kind not in plot.KINDS or direction not in ("c2s", "s2c"):
+        raise _fail(f"--kind must be one of {', '.join(plot.KINDS)} and --direction c2s or s2c")
+    _refuse_overwrite(output, force)
+    collector = plot.PlotCollector()
+    try:
+        analysis = run_analysis(trace, observers=[collector])
+        plot.render(plot.figure(analysis, kind, connection, ("c2s", "s2c").index(direction), collector), output)
+    except (CaptureError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+
+
+COMMANDS = {"report", "follow", "rules", "check", "xcheck", "tui", "plot"}
 register_simulate(app, COMMANDS)
 
 

@@ -73,6 +73,7 @@ class HalfFlow:
     rtt: dict[str, object] | None = None  # RTT estimate at the capture point (ms), see analyzer.stats
     throughput: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> payload bytes sent
     stalls: list[Stall] = field(default_factory=list)  # sent data that waited for an ACK past the minimum RTO
+    rtt_series: list[tuple[float, float]] = field(default_factory=list)  # (time, RTT s), thinned, for plots
 
     def ssn_base(self) -> int | None:
         """The TCP sequence number that relative subflow sequence number 0 of the mappings stands for."""

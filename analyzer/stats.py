@@ -88,11 +88,36 @@ class RttEstimate:
         return self.maximum
 
 
+class Thinned:
+    """A time series of bounded size: when full, every other point is dropped and later ones are kept 1 in 2^k.
+
+    Plots want the shape of a whole trace, not every sample; memory stays at ``limit`` points.
+    """
+
+    __slots__ = ("_seen", "limit", "points", "stride")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.points: list[tuple[float, float]] = []
+        self.stride = 1
+        self._seen = 0
+
+    def add(self, t: float, value: float) -> None:
+        self._seen += 1
+        if self._seen % self.stride:
+            return
+        self.points.append((t, value))
+        if len(self.points) >= self.limit:
+            del self.points[1::2]
+            self.stride *= 2
+
+
 @dataclass(slots=True)
 class _Direction:
     outstanding: deque[tuple[int, float]] = field(default_factory=deque)  # (seq end, time sent)
     highest_end: int | None = None  # highest sequence end sent (32-bit), to recognise retransmissions
     rtt: RttEstimate = field(default_factory=RttEstimate)
+    rtt_series: Thinned = field(default_factory=lambda: Thinned())
     wire: dict[int, int] = field(default_factory=dict)  # bucket -> payload bytes sent
     una: int | None = None  # highest cumulative ACK the peer sent for this direction's data (32-bit)
     waiting: tuple[float, int] | None = None  # (time, frame) since which outstanding data saw no ACK progress
@@ -182,6 +207,7 @@ class StatsCollector:
                 sample_time = queue.popleft()[1]
             if sample_time is not None:
                 peer.rtt.add(seg.ts - sample_time)
+                peer.rtt_series.add(seg.ts, seg.ts - sample_time)
         conn = sf.connection
         if conn is not None and seg.options is not None:
             for opt in seg.options.mptcp:
@@ -221,6 +247,7 @@ class StatsCollector:
                         half.rtt = mine.rtt.to_json()
                         half.throughput = mine.wire
                         half.stalls = _stalls(mine, sf)
+                        half.rtt_series = mine.rtt_series.points
             for side in (0, 1):
                 series = self.data_acks.get((id(conn), side))
                 idsn = conn.sides[1 - side].idsn

@@ -19,7 +19,8 @@ PACKAGES = ("analyzer", "tui")
 GROUPS: dict[str, tuple[str, ...]] = {
     "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
     "wire": ("analyzer.ingest",),
-    "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow"),
+    "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow",
+                "analyzer.plot"),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),
     "diagnose": ("analyzer.diagnosis",),
