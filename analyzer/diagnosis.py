@@ -139,7 +139,8 @@ class _Diagnoser:
                 backup = " as a backup path" if sf.backup else ""
                 self.add(sf.first_time, sf.join_frames[:3], f"{label} joined{backup}", "join")
                 continue
-            self._refused_join(sf, label)
+            if sf.syn_seen:  # without its SYN the capture cannot tell a refusal from a late start
+                self._refused_join(sf, label)
 
     def _refused_join(self, sf: Subflow, label: str) -> None:
         rsts = sorted((h.rst_frame, i) for i, h in enumerate(sf.halves) if h.rst_frame is not None)

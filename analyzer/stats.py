@@ -293,4 +293,10 @@ def _stalls(direction: _Direction, sf: Subflow) -> list[Stall]:
     if direction.waiting is not None and direction.in_flight():
         direction.close_wait(sf.last_time, None)
     floor = max(STALL_MIN, STALL_RTT_FACTOR * direction.rtt.quantile(0.95))
-    return [stall for stall in direction.stalls if stall.end - stall.start >= floor]
+    # Without a retransmission a wait of the minimum RTO may be a delayed ACK (Linux waits up to 200 ms): then
+    # only twice the floor counts.
+    return [
+        stall
+        for stall in direction.stalls
+        if stall.end - stall.start >= (floor if stall.retransmissions else 2 * floor)
+    ]

@@ -267,3 +267,19 @@ def test_text_report_has_a_diagnosis_section(
     assert "Diagnosis: subflow 2 recovered from a stall" in out
     assert "subflow 2 stalled from" in " ".join(out.split())
     assert max(len(line) for line in out.splitlines()) <= columns
+
+
+@pytest.mark.parametrize(("wait", "stalled"), [(0.25, False), (0.5, True)])
+def test_a_wait_without_retransmission_needs_twice_the_floor(tmp_path: Path, wait: float, stalled: bool) -> None:
+    """A 250 ms wait with no retransmission may be a delayed ACK (Linux: up to 200 ms); 500 ms is a stall."""
+    sc = Scenario()
+    sf = sc.initial()
+    for _ in range(40):  # an RTT of 1 ms, so the floor is the minimum RTO
+        sf.send("c", b"a" * 100)
+        sf.ack("s")
+    sf.send("c", b"a" * 100)
+    sc.wait(wait)
+    sf.ack("s")
+    analysis = analyze(sc.write(tmp_path))
+    assert bool(analysis.connections[0].subflows[0].halves[0].stalls) is stalled
+    assert bool(kinds(diagnosis(analysis), "stall")) is stalled
