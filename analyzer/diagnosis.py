@@ -224,9 +224,16 @@ class _Diagnoser:
 
     def _stalls(self) -> None:
         for sf in self.conn.subflows:
+            stalls = [stall for half in sf.halves for stall in half.stalls]
             for direction, half in enumerate(sf.halves):
                 for stall in half.stalls:
                     self._stall(sf, direction, stall)
+            recovered = sum(1 for stall in stalls if stall.end_frame is not None)
+            if recovered:
+                what = "a stall" if recovered == 1 else f"{recovered} stalls"
+                self.verdict.append(f"subflow {sf.id} recovered from {what}")
+            if recovered < len(stalls):
+                self.verdict.append(f"subflow {sf.id} stalled until the end")
 
     def _stall(self, sf: Subflow, direction: int, stall: Stall) -> None:
         waited = (stall.end - stall.start) * 1000
@@ -243,8 +250,7 @@ class _Diagnoser:
             f"data saw no ACK progress for {waited:,.0f} ms{rtx}"
         )
         self.add(stall.start, [stall.start_frame, *stall.frames, stall.end_frame], text, "stall")
-        state = "recovered from a stall" if stall.end_frame is not None else "stalled until the end"
-        self.verdict.append(f"subflow {sf.id} {state}")
+
 
     def _reinjections(self) -> None:
         if self.streams is None:
