@@ -121,12 +121,15 @@ def report_command(
     force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
     limit: Annotated[list[str] | None, typer.Option("--limit", help=LIMIT_HELP, metavar="NAME=N")] = None,
     assume: Annotated[list[str] | None, ASSUME_OPTION] = None,
+    absolute: Annotated[
+        bool, typer.Option("--absolute", help="raw DSNs and Data ACKs, not relative to the IDSN")
+    ] = False,
 ) -> None:
     """Print a report of every MPTCP connection in TRACE."""
     limits = _parse_limits(limit)
     assumed = _parse_assumptions(assume)
     if tui:
-        tui_command(trace)
+        tui_command(trace, absolute)
         return
     if verbose:
         _say_if_pure()
@@ -154,7 +157,7 @@ def report_command(
             json_out.dump(analysis, out)
             out.write("\n")
         else:
-            text.render(analysis, Console(file=out), verbose=verbose)
+            text.render(analysis, Console(file=out), verbose=verbose, absolute=absolute)
     finally:
         if output:
             out.close()
@@ -375,6 +378,9 @@ def check_command(
     ] = False,
     junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML report here")] = None,
     sarif: Annotated[Path | None, typer.Option("--sarif", help="write a SARIF 2.1.0 report here")] = None,
+    sarif_root: Annotated[
+        Path | None, typer.Option("--sarif-root", help="SARIF paths relative to this directory (default: cwd)")
+    ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="print JSON (each trace's mptcp-analyze/1 document plus a verdict)")
     ] = False,
@@ -428,7 +434,7 @@ def check_command(
     if junit is not None:
         junit_mod.write(results, junit)
     if sarif is not None:
-        sarif_mod.write(results, sarif)
+        sarif_mod.write(results, sarif, sarif_root)
     if json_output:
         print(json.dumps(check.report_json(results, threshold, code), indent=2))
     else:
@@ -503,13 +509,16 @@ def xcheck_command(
 
 
 @app.command("tui")
-def tui_command(trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")]) -> None:
+def tui_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")],
+    absolute: Annotated[bool, typer.Option("--absolute", help="raw DSNs in the Info column")] = False,
+) -> None:
     """Open the interactive inspector (a Wireshark-like terminal UI) on TRACE."""
     try:
         from tui.app import run
     except ImportError:
         raise _fail("the inspector could not be imported: reinstall mptcp-analyze (textual is a dependency)") from None
-    run(trace)  # an unreadable file: one line on stderr, exit 2
+    run(trace, absolute)  # an unreadable file: one line on stderr, exit 2
 
 
 @app.command("compare")
@@ -533,7 +542,31 @@ def compare_command(
         compare_text.render(Console(highlight=False), result)
 
 
-COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare"}
+
+@app.command("plot")
+def plot_command(
+    trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok), or - for stdin")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plot file: .png, .svg or .html (interactive)")],
+    kind: Annotated[str, typer.Option("--kind", help="dsn | throughput | data-ack | rtt")] = "dsn",
+    connection: Annotated[int, typer.Option("--connection", "-c", help="connection number (see the report)")] = 1,
+    direction: Annotated[str, typer.Option("--direction", "-d", help="c2s or s2c data")] = "c2s",
+    force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
+) -> None:
+    """Plot one connection: sequence graph per subflow with Data ACK and window (dsn), throughput, Data ACK, RTT."""
+    from analyzer import plot
+
+    if kind not in plot.KINDS or direction not in ("c2s", "s2c"):
+        raise _fail(f"--kind must be one of {', '.join(plot.KINDS)} and --direction c2s or s2c")
+    _refuse_overwrite(output, force)
+    collector = plot.PlotCollector()
+    try:
+        analysis = run_analysis(trace, observers=[collector])
+        plot.render(plot.figure(analysis, kind, connection, ("c2s", "s2c").index(direction), collector), output)
+    except (CaptureError, ValueError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+
+
+COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare", "plot"}
 register_simulate(app, COMMANDS)
 register_lab(app, COMMANDS)
 register_endpoint(app, COMMANDS)

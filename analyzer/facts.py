@@ -89,7 +89,7 @@ class FastcloseKeyMismatch(Fact):
 class FellBack(Fact):
     """The connection fell back to TCP: the SYN/ACK refused MPTCP, an infinite mapping, or data without DSS."""
 
-    cause: Literal["synack", "infinite", "silent"]
+    cause: Literal["synack", "infinite-mapping", "no-dss"]  # as Connection.fallback_cause
     reason: str
 
 

@@ -72,6 +72,8 @@ class HalfFlow:
     # Filled by the statistics stage.
     rtt: dict[str, object] | None = None  # RTT estimate at the capture point (ms), see analyzer.stats
     throughput: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> payload bytes sent
+    stalls: list[Stall] = field(default_factory=list)  # sent data that waited for an ACK past the minimum RTO
+    rtt_series: list[tuple[float, float]] = field(default_factory=list)  # (time, RTT s), thinned, for plots
 
     def ssn_base(self) -> int | None:
         """The TCP sequence number that relative subflow sequence number 0 of the mappings stands for."""
@@ -93,6 +95,35 @@ class HalfFlow:
             "checksums": {"ok": ok, "bad": bad, "unverifiable": unverifiable},
             "rtt": self.rtt,
             "syn_bytes": self.syn_payload,
+            "stalls": [stall.to_json() for stall in self.stalls],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """A time the data this direction sent went unacknowledged for longer than a retransmission timeout.
+
+    ``end_frame`` is the ACK that moved again; None when none came before the subflow's last packet.
+    ``backoffs`` counts retransmissions whose gap to the previous one grew by half or more (RTO back-off).
+    """
+
+    start: float
+    end: float
+    start_frame: int
+    end_frame: int | None
+    retransmissions: int
+    backoffs: int
+    frames: tuple[int, ...]  # the first retransmissions
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "start_frame": self.start_frame,
+            "end_frame": self.end_frame,
+            "retransmissions": self.retransmissions,
+            "backoffs": self.backoffs,
+            "frames": list(self.frames),
         }
 
 
@@ -242,6 +273,15 @@ class Connection:
     version: int | None = None
     fallback: bool = False
     fallback_reason: str | None = None
+    # why, as a code the diagnosis reasons on: "synack" (SYN/ACK without an acceptable MP_CAPABLE),
+    # "infinite-mapping", "no-dss" (data after the handshake carried no DSS: options stripped on the path)
+    fallback_cause: str | None = None
+    fallback_frame: int | None = None
+    fallback_time: float | None = None
+    mp_fails: list[tuple[int, float]] = field(default_factory=list)  # (frame, time) of the first MP_FAILs
+    # frame -> (side whose stream the DSN numbers, 64-bit DSN) for events whose text names a DSN: the report
+    # shows it relative to that side's IDSN (JSON keeps the text, with the absolute value)
+    event_dsns: dict[int, tuple[int, int]] = field(default_factory=dict)
     checksum: bool | None = None
     client_ip: bytes = b""
     server_ip: bytes = b""
@@ -298,6 +338,10 @@ class StreamSummary:
     progress: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> bytes the stream advanced
     checksum_failed_bytes: int = 0  # bytes of mappings whose DSS checksum failed (each failed copy)
     checksum_kept_bytes: int = 0  # of those, bytes the receiver kept after falling back (they are in the stream)
+    # (from sf, to sf) -> (first time, first frame, last time, last frame) of the re-sent bytes
+    reinjection_spans: dict[tuple[int, int], tuple[float, int, float, int]] = field(default_factory=dict)
+    # (offset, length, (frame, time) of the first data captured after it or None), the first 100
+    hole_list: list[tuple[int, int, tuple[int, float] | None]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -353,6 +397,31 @@ class Analysis:
     streams: dict[int, tuple[StreamSummary, StreamSummary]] = field(default_factory=dict)
     suppressed_findings: dict[str, int] = field(default_factory=dict)
     checksum_failures: list[ChecksumFailure] = field(default_factory=list)  # the reassembly stage's verdicts
+    diagnoses: dict[int, Diagnosis] = field(default_factory=dict)  # connection id -> what happened (diagnosis)
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosisEvent:
+    """One sentence of a connection's timeline; ``t`` is seconds since the trace's first packet."""
+
+    t: float
+    frames: tuple[int, ...]
+    text: str
+    kind: str
+
+    def to_json(self) -> dict[str, object]:
+        return {"t": round(self.t, 6), "frames": list(self.frames), "text": self.text, "kind": self.kind}
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnosis:
+    """What happened to a connection, in sentences: a verdict and the timeline behind it."""
+
+    verdict: str
+    events: tuple[DiagnosisEvent, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"verdict": self.verdict, "events": [event.to_json() for event in self.events]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +439,29 @@ def data_fin_frame(conn: Connection, side: int) -> int | None:
     """First frame on which ``side`` (CLIENT/SERVER of the connection) sent a DATA_FIN."""
     frames = [frame for sf in conn.subflows if (frame := sf.halves[side ^ sf.reversed].data_fin_frame) is not None]
     return min(frames) if frames else None
+
+
+def subflow_established(sf: Subflow) -> bool:
+    """Did the subflow's handshake complete (or was it captured already running)?
+
+    A join completes only when its SYN/ACK carried MP_JOIN, the initiator sent its third ACK with the HMAC,
+    no HMAC failed, and data-level traffic followed that was not cut short by a reset (RFC 8684 §3.2: the
+    responder confirms the join with its first ACK). A join refused with a (MP_TCP)RST does not count.
+    """
+    c, s = sf.halves
+    if not sf.syn_seen:
+        return c.packets > 0 and s.packets > 0  # captured after the handshake: it was running
+    if not sf.synack_seen:
+        return False
+    if sf.kind != "join":
+        return True
+    if sf.join_synack_hmac is None or sf.join_ack_hmac is None:
+        return False
+    if sf.join_synack_hmac_ok is False or sf.join_ack_hmac_ok is False:
+        return False
+    if s.dss_packets or s.payload_bytes:
+        return True  # the responder went on: it accepted the join
+    return bool(c.dss_packets or c.payload_bytes) and sf.end not in ("rst", "mp_tcprst")
 
 
 def _hex(value: int | None, width: int) -> str | None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from analyzer.diagnosis import diagnose
 from analyzer.facts import FactLog
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
@@ -168,6 +169,10 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         )  # fmt: skip
     analysis.suppressed_findings = dict(sink.suppressed)
     analysis.findings.sort(key=lambda f: (f.frames[0] if f.frames else 0, -f.severity))
+    try:
+        analysis.diagnoses = diagnose(analysis)
+    except Exception as exc:  # the diagnosis explains the rest; it must never cost the rest
+        trace.errors.append(f"internal error in the diagnosis: {type(exc).__name__}: {exc}")
     return analysis
 
 

@@ -13,8 +13,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from analyzer.ingest.decode import TH_SYN, Segment
-from analyzer.model import Analysis, Subflow
+from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
+from analyzer.model import Analysis, Stall, Subflow
 from analyzer.mptcp.options import Dss
 from analyzer.seqnum import expand32
 
@@ -27,6 +27,12 @@ SRTT_GAIN = 1 / 8  # RFC 6298
 RTT_BUCKET_RATIO = 1.02
 _LOG_RATIO = math.log(RTT_BUCKET_RATIO)
 _MIN_RTT = 1e-6  # samples below 1 µs share the first bucket
+# A stall: sent data unacknowledged for at least Linux's minimum RTO (200 ms) and 4 × the direction's p95 RTT.
+STALL_MIN = 0.2
+STALL_RTT_FACTOR = 4
+MAX_STALLS = 20  # per direction
+MAX_STALL_RETRANSMISSIONS = 64  # retransmission times kept per stall (the count stays exact)
+BACKOFF_GROWTH = 1.5  # a retransmission gap this much longer than the previous one is an RTO back-off
 
 
 @dataclass(slots=True)
@@ -82,12 +88,80 @@ class RttEstimate:
         return self.maximum
 
 
+class Thinned:
+    """A time series of bounded size: when full, every other point is dropped and later ones are kept 1 in 2^k.
+
+    Plots want the shape of a whole trace, not every sample; memory stays at ``limit`` points.
+    """
+
+    __slots__ = ("_seen", "limit", "points", "stride")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self.points: list[tuple[float, float]] = []
+        self.stride = 1
+        self._seen = 0
+
+    def add(self, t: float, value: float) -> None:
+        self._seen += 1
+        if self._seen % self.stride:
+            return
+        self.points.append((t, value))
+        if len(self.points) >= self.limit:
+            del self.points[1::2]
+            self.stride *= 2
+
+
 @dataclass(slots=True)
 class _Direction:
     outstanding: deque[tuple[int, float]] = field(default_factory=deque)  # (seq end, time sent)
     highest_end: int | None = None  # highest sequence end sent (32-bit), to recognise retransmissions
     rtt: RttEstimate = field(default_factory=RttEstimate)
+    rtt_series: Thinned = field(default_factory=lambda: Thinned())
     wire: dict[int, int] = field(default_factory=dict)  # bucket -> payload bytes sent
+    una: int | None = None  # highest cumulative ACK the peer sent for this direction's data (32-bit)
+    waiting: tuple[float, int] | None = None  # (time, frame) since which outstanding data saw no ACK progress
+    rtx_times: list[tuple[float, int]] = field(default_factory=list)  # retransmissions while waiting
+    rtx_count: int = 0
+    stalls: list[Stall] = field(default_factory=list)
+
+    def in_flight(self) -> bool:
+        """Data sent that the peer has not acknowledged yet (as far as the capture shows)."""
+        if self.highest_end is None or self.una is None:
+            return self.highest_end is not None
+        return 0 < ((self.highest_end - self.una) & MASK32) < (1 << 31)
+
+    def on_send(self, ts: float, frame: int, retransmission: bool, was_outstanding: bool) -> None:
+        if not was_outstanding:
+            self.waiting = (ts, frame)
+            self.rtx_times.clear()
+            self.rtx_count = 0
+        elif retransmission and self.waiting is not None:
+            self.rtx_count += 1
+            if len(self.rtx_times) < MAX_STALL_RETRANSMISSIONS:
+                self.rtx_times.append((ts, frame))
+
+    def on_ack(self, ack: int, ts: float, frame: int) -> None:
+        if self.una is not None and not 0 < ((ack - self.una) & MASK32) < (1 << 31):
+            return  # no progress
+        self.una = ack
+        self.close_wait(ts, frame)
+        if self.in_flight():
+            self.waiting = (ts, frame)
+
+    def close_wait(self, ts: float, frame: int | None) -> None:
+        """The wait ends at ``ts``: keep it as a stall candidate when it lasted the minimum RTO."""
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None and ts - waiting[0] >= STALL_MIN and len(self.stalls) < MAX_STALLS:
+            self.stalls.append(
+                Stall(
+                    start=waiting[0], end=ts, start_frame=waiting[1], end_frame=frame,
+                    retransmissions=self.rtx_count, backoffs=_backoffs(waiting[0], self.rtx_times),
+                    frames=tuple(f for _, f in self.rtx_times[:8]),
+                )
+            )  # fmt: skip
+        self.rtx_times.clear()
+        self.rtx_count = 0
 
 
 class StatsCollector:
@@ -107,6 +181,9 @@ class StatsCollector:
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         bucket = int(seg.ts / BUCKET)
         length = seg.payload_len
+        peer = self.directions.get(sf.id * 2 + (1 - direction))
+        if peer is not None and seg.flags & TH_ACK:
+            peer.on_ack(seg.ack, seg.ts, seg.frame)
         if length and not seg.flags & TH_SYN:
             # Only a direction that sends data needs state (acks and SYNs of a half-open flood cost nothing).
             key = sf.id * 2 + direction
@@ -115,15 +192,19 @@ class StatsCollector:
                 mine = self.directions[key] = _Direction()
             mine.wire[bucket] = mine.wire.get(bucket, 0) + length
             end = (seg.seq + length) & MASK32
+            was_outstanding = mine.in_flight()
             if mine.highest_end is None or ((end - mine.highest_end) & MASK32) < (1 << 31):
                 if mine.highest_end != end:
                     mine.outstanding.append((end, seg.ts))
                     if len(mine.outstanding) > MAX_OUTSTANDING:
                         mine.outstanding.popleft()
+                    mine.on_send(seg.ts, seg.frame, False, was_outstanding)
+                else:
+                    mine.on_send(seg.ts, seg.frame, True, was_outstanding)
                 mine.highest_end = end
             else:  # retransmission: Karn's rule drops the samples it could spoil
                 mine.outstanding.clear()
-        peer = self.directions.get(sf.id * 2 + (1 - direction))
+                mine.on_send(seg.ts, seg.frame, True, was_outstanding)
         if peer is not None and peer.outstanding:
             ack = seg.ack
             sample_time = None
@@ -132,6 +213,7 @@ class StatsCollector:
                 sample_time = queue.popleft()[1]
             if sample_time is not None:
                 peer.rtt.add(seg.ts - sample_time)
+                peer.rtt_series.add(seg.ts, seg.ts - sample_time)
         conn = sf.connection
         if conn is not None and seg.options is not None:
             for opt in seg.options.mptcp:
@@ -170,6 +252,8 @@ class StatsCollector:
                         half = sf.halves[direction]
                         half.rtt = mine.rtt.to_json()
                         half.throughput = mine.wire
+                        half.stalls = _stalls(mine, sf)
+                        half.rtt_series = mine.rtt_series.points
             for side in (0, 1):
                 series = self.data_acks.get((id(conn), side))
                 idsn = conn.sides[1 - side].idsn
@@ -192,3 +276,33 @@ def rebin(series: dict[int, int], max_points: int = 200, reduce: str = "sum") ->
         else:
             out[slot] = max(out.get(slot, value), value)
     return [((first + slot * width) * BUCKET, value) for slot, value in sorted(out.items())]
+
+
+def _backoffs(start: float, retransmissions: list[tuple[float, int]]) -> int:
+    """Retransmissions whose gap to the previous send grew by half or more: the RTO backing off."""
+    count, previous_gap, last = 0, None, start
+    for ts, _ in retransmissions:
+        gap = ts - last
+        if previous_gap is not None and previous_gap > 0 and gap >= BACKOFF_GROWTH * previous_gap:
+            count += 1
+        previous_gap, last = gap, ts
+    return count
+
+
+def _stalls(direction: _Direction, sf: Subflow) -> list[Stall]:
+    """The direction's stalls that outlasted 4 × its p95 RTT, plus one still open when the subflow's capture ends.
+
+    Without any ACK progress seen (the capture lacks the other direction) no wait counts as a stall.
+    """
+    if direction.una is None:
+        return []
+    if direction.waiting is not None and direction.in_flight():
+        direction.close_wait(sf.last_time, None)
+    floor = max(STALL_MIN, STALL_RTT_FACTOR * direction.rtt.quantile(0.95))
+    # Without a retransmission a wait of the minimum RTO may be a delayed ACK (Linux waits up to 200 ms): then
+    # only twice the floor counts.
+    return [
+        stall
+        for stall in direction.stalls
+        if stall.end - stall.start >= (floor if stall.retransmissions else 2 * floor)
+    ]

@@ -470,7 +470,8 @@ class Tracker:
         if opt.data_fin and half.data_fin_frame is None:
             half.data_fin_frame = seg.frame
         if opt.is_infinite_mapping and sf.connection is not None and not sf.connection.fallback:
-            self._fallback(sf, seg, f"infinite mapping (data-level length 0) at frame {seg.frame}", "infinite")
+            reason = f"infinite mapping (data-level length 0) at frame {seg.frame}"
+            self._fallback(sf, seg, reason, "infinite-mapping")
 
     def _on_add_addr(self, opt: AddAddr, sf: Subflow, direction: int, seg: Segment) -> None:
         conn = sf.connection
@@ -504,6 +505,10 @@ class Tracker:
         if sf.connection is not None:
             sender = "client" if direction ^ sf.reversed == CLIENT else "server"
             sf.connection.note(seg.frame, f"MP_FAIL from the {sender} on subflow {sf.id}, DSN {opt.dsn}")
+            if len(sf.connection.mp_fails) < 8:
+                sf.connection.mp_fails.append((seg.frame, seg.ts))
+            if len(sf.connection.event_dsns) < sf.connection.MAX_EVENTS:  # MP_FAIL names a DSN of the peer's data
+                sf.connection.event_dsns[seg.frame] = (1 - (direction ^ sf.reversed), opt.dsn)
 
     def _on_fastclose(self, opt: MpFastclose, sf: Subflow, direction: int, seg: Segment) -> None:
         if sf.fastclose_frame is None:
@@ -535,12 +540,15 @@ class Tracker:
     def _on_experimental(self, opt: MpExperimental, sf: Subflow, direction: int, seg: Segment) -> None:
         self._publish(OptionExperimental((seg.frame,), sf))
 
-    def _fallback(self, sf: Subflow, seg: Segment, reason: str, cause: Literal["synack", "infinite"]) -> None:
+    def _fallback(self, sf: Subflow, seg: Segment, reason: str, cause: Literal["synack", "infinite-mapping"]) -> None:
         conn = sf.connection
         if conn is None or conn.fallback:
             return
         conn.fallback = True
         conn.fallback_reason = reason
+        conn.fallback_cause = cause
+        conn.fallback_frame = seg.frame
+        conn.fallback_time = seg.ts
         conn.note(seg.frame, f"fallback to TCP: {reason}")
         self._publish(FellBack((seg.frame,), sf, cause, reason))
 
@@ -633,8 +641,11 @@ class Tracker:
             return
         conn.fallback = True
         conn.fallback_reason = "data flowed without any DSS after the MP_CAPABLE handshake"
+        conn.fallback_cause = "no-dss"
+        conn.fallback_frame = initial.first_frame
+        conn.fallback_time = initial.first_time
         conn.note(initial.first_frame, f"fallback to TCP: {conn.fallback_reason}")
-        self._publish(FellBack((initial.first_frame,), initial, "silent", conn.fallback_reason))
+        self._publish(FellBack((initial.first_frame,), initial, "no-dss", conn.fallback_reason))
 
     def _verify_join_hmacs(self, conn: Connection) -> None:
         version = 0 if conn.version == 0 else 1

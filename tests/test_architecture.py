@@ -19,10 +19,12 @@ PACKAGES = ("analyzer", "tui")
 GROUPS: dict[str, tuple[str, ...]] = {
     "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
     "wire": ("analyzer.ingest",),
-    "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow"),
+    "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow",
+                "analyzer.plot"),
     "facts": ("analyzer.facts",),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),
+    "diagnose": ("analyzer.diagnosis",),
     "report": ("analyzer.report",),
     "ci": ("analyzer.ci",),
     "lab": ("analyzer.lab",),
@@ -37,11 +39,13 @@ OURS = (*(p for prefixes in GROUPS.values() for p in prefixes), "analyzer.model"
 NEVER: dict[str, set[str]] = {
     "mptcp": {"*"},  # the protocol core imports nothing of ours
     "wire": set(GROUPS) - {"wire", "mptcp"},
-    "observe": {"checker", "endpoint", "report", "ci", "cli", "tui", "lab", "compare"},
+    "observe": {"checker", "endpoint", "diagnose", "report", "ci", "cli", "tui", "lab", "compare"},
     "facts": set(GROUPS) - {"facts", "mptcp"},  # what observers publish and families judge: model + codec only
-    "checker": {"observe", "pipeline", "endpoint", "report", "ci", "cli", "tui", "lab", "compare"},
+    "checker": {"observe", "pipeline", "endpoint", "diagnose", "report", "ci", "cli", "tui", "lab", "compare"},
     "endpoint": {"wire", "observe", "checker", "pipeline", "report", "ci", "cli", "tui", "lab", "compare"},
-    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "tui", "lab", "compare"},
+    "report": {"mptcp", "wire", "observe", "checker", "endpoint", "pipeline", "diagnose", "tui", "lab", "compare"},
+    # the diagnosis reasons on the model (and the protocol core's names); it never re-reads packets
+    "diagnose": {"wire", "observe", "checker", "endpoint", "pipeline", "report", "ci", "cli", "tui", "lab", "compare"},
     "ci": {"endpoint", "tui", "cli", "lab"},
     # the kernel lab makes the traces the analyzer is tested on: it may share the protocol core, nothing else
     "lab": set(GROUPS) - {"lab", "mptcp"},

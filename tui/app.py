@@ -509,8 +509,8 @@ class MptcpInspector(App[None]):
                                          generation)  # fmt: skip
         else:
             needle = term.lower()
-            hits = self._first_match(rows, lambda row: needle in session.store.read(row + 1).summary().lower(),
-                                     generation)  # fmt: skip
+            store = session.store
+            hits = self._first_match(rows, lambda row: needle in store.info(store.read(row + 1)).lower(), generation)
         frame = int(hits[0]) + 1 if hits is not None and len(hits) else None
         self.post_message(SearchDone(frame, term, forward))
 
@@ -661,10 +661,11 @@ class MptcpInspector(App[None]):
         self.session.close()
 
 
-def run(path: str) -> None:
+def run(path: str, absolute: bool = False) -> None:
     """Open the inspector on ``path`` (the CLI's ``tui`` command). Exits 2 if the file cannot be read."""
     try:
         app = MptcpInspector(path)
+        app.session.store.absolute = absolute
     except CaptureError as exc:
         print(f"mptcp-analyze: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -105,21 +105,35 @@ def _hex(value: int, width: int) -> str:
     return f"{value:0{width}x}"
 
 
-def option_summary(opt: MptcpOption, flags: int) -> str:
-    """A short one-line description of one MPTCP option, as in the packet list."""
+DsnBases = tuple[int | None, int | None]  # (IDSN of the packet's sender, IDSN of its peer)
+
+
+def relative(value: int, idsn: int | None, wide: bool) -> int:
+    """A DSN or Data ACK relative to the IDSN it counts from (the first data byte is 1), in its own width."""
+    if idsn is None:
+        return value
+    return (value - idsn) & ((1 << 64) - 1 if wide else 0xFFFFFFFF)
+
+
+def option_summary(opt: MptcpOption, flags: int, bases: DsnBases | None = None) -> str:
+    """A short one-line description of one MPTCP option, as in the packet list.
+
+    ``bases``: DSNs and Data ACKs are shown relative to these IDSNs (None: as on the wire).
+    """
     syn = bool(flags & TH_SYN)
+    sender, peer = bases or (None, None)
     t = type(opt)
     if t is Dss:
         assert isinstance(opt, Dss)
         parts = ["DSS"]
         if opt.dsn is not None:
-            parts.append(f"dsn={opt.dsn}")
+            parts.append(f"dsn={relative(opt.dsn, sender, opt.dsn64)}")
             parts.append(f"ssn={opt.ssn}")
             parts.append(f"len={opt.data_len}")
             if opt.data_len == 0:
                 parts.append("INFINITE")
         if opt.data_ack is not None:
-            parts.append(f"ack={opt.data_ack}")
+            parts.append(f"ack={relative(opt.data_ack, peer, opt.ack64)}")
         if opt.checksum is not None:
             parts.append(f"csum={opt.checksum:#06x}")
         if opt.data_fin:
@@ -168,7 +182,7 @@ def option_summary(opt: MptcpOption, flags: int) -> str:
         return f"MP_PRIO backup={int(opt.backup)}" + (f" id={opt.address_id}" if opt.address_id is not None else "")
     if t is MpFail:
         assert isinstance(opt, MpFail)
-        return f"MP_FAIL dsn={opt.dsn}"
+        return f"MP_FAIL dsn={relative(opt.dsn, peer, True)}"
     if t is MpFastclose:
         assert isinstance(opt, MpFastclose)
         return f"MP_FASTCLOSE key={_hex(opt.receiver_key, 16)}"

@@ -143,10 +143,15 @@ class Session:
         self.rule_frames = {rule: np.unique(np.array(frames, dtype=np.int64)) for rule, frames in rules.items()}
         top = max(self.observer.subflows, default=0)
         table = np.zeros(top + 1, dtype=np.uint32)
+        bases = {}
         for conn in analysis.connections:
             for sf in conn.subflows:
                 if sf.id <= top:
                     table[sf.id] = conn.id
+                for direction in (0, 1):
+                    side = direction ^ sf.reversed
+                    bases[sf.id * 2 + direction] = (conn.sides[side].idsn, conn.sides[1 - side].idsn)
+        self.store.dsn_bases = bases  # one assignment: the view never sees half of them
         self.subflow_conn = table
         self.analysis = analysis
 

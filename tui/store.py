@@ -12,7 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from analyzer.ingest.decode import Segment, Skip, decode_segment
-from tui.describe import option_summary, other_summary
+from tui.describe import DsnBases, option_summary, other_summary
 from tui.index import PacketIndex, Row
 from tui.records import RecordError, RecordReader, RecordScanner
 
@@ -35,8 +35,11 @@ class Packet:
     def segment(self) -> Segment | None:
         return self.decoded if isinstance(self.decoded, Segment) else None
 
-    def summary(self) -> str:
-        """The Info column: MPTCP options, else a short TCP description, else why it is not TCP."""
+    def summary(self, bases: DsnBases | None = None) -> str:
+        """The Info column: MPTCP options, else a short TCP description, else why it is not TCP.
+
+        ``bases``: the IDSNs DSNs and Data ACKs are shown relative to (None: raw, as on the wire).
+        """
         if self.error is not None:
             return f"<{self.error}>"
         seg = self.segment
@@ -44,7 +47,7 @@ class Packet:
             assert isinstance(self.decoded, Skip)
             return other_summary(self.row.link_type, self.data, self.decoded)
         if seg.options is not None and seg.options.mptcp:
-            return "; ".join(option_summary(opt, seg.flags) for opt in seg.options.mptcp)
+            return "; ".join(option_summary(opt, seg.flags, bases) for opt in seg.options.mptcp)
         text = f"{seg.sport} → {seg.dport} seq={seg.seq}"
         if seg.flags & 0x10:
             text += f" ack={seg.ack}"
@@ -62,6 +65,15 @@ class PacketStore:
         self._readers: list[RecordReader] = []
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, Packet] = OrderedDict()
+        # subflow id * 2 + direction -> (sender's IDSN, peer's IDSN), filled when the analysis ends
+        self.dsn_bases: dict[int, DsnBases] = {}
+        self.absolute = False  # --absolute: raw DSNs in the Info column
+
+    def info(self, packet: Packet) -> str:
+        """The Info column of ``packet``: DSNs relative to the IDSN once the analysis knows it."""
+        row = packet.row
+        bases = None if self.absolute else self.dsn_bases.get(row.subflow * 2 + row.direction)
+        return packet.summary(bases)
 
     def _reader(self) -> RecordReader:
         reader: RecordReader | None = getattr(self._local, "reader", None)

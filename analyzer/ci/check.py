@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from analyzer.ci.expect import Expectations, ExpectationSet, Unmet
+from analyzer.ci.expect import Expectations, ExpectationSet, Unmet, attempted_joins, established
 from analyzer.ci.rulebook import families, family_of
 from analyzer.findings import Finding, Severity
 from analyzer.ingest.capture import CaptureError
@@ -52,6 +52,8 @@ class TraceResult:
     mptcp_packets: int = 0
     connections: int = 0
     subflows: int = 0
+    established_subflows: int = 0  # subflows whose handshake completed (or captured running)
+    joins_attempted: int = 0  # MP_JOIN SYNs, refused joins included
     fallbacks: int = 0
     seconds: float = 0.0
     expectations: Expectations | None = None
@@ -88,6 +90,11 @@ class TraceResult:
                 "unmet": [u.to_json() for u in self.unmet],
             },
             "ignored_findings": [f.to_json() for f in self.ignored],
+            "subflows": {
+                "seen": self.subflows,
+                "established": self.established_subflows,
+                "joins_attempted": self.joins_attempted,
+            },
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -132,6 +139,8 @@ def check_trace(job: TraceJob) -> TraceResult:
     result.mptcp_packets = analysis.trace.mptcp_packets
     result.connections = len(analysis.connections)
     result.subflows = sum(len(conn.subflows) for conn in analysis.connections)
+    result.established_subflows = sum(1 for conn in analysis.connections for sf in conn.subflows if established(sf))
+    result.joins_attempted = sum(len(attempted_joins(conn)) for conn in analysis.connections)
     result.fallbacks = sum(1 for conn in analysis.connections if conn.fallback)
     if job.want_document:
         result.document = json_out.analysis_to_json(analysis)

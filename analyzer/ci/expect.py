@@ -6,13 +6,15 @@ The keys (global, or per trace under ``[traces."name-or-glob"]``)::
     subflows = 2                         # each MPTCP connection has exactly 2 established subflows
     min_subflows = 1                     # … at least / at most
     max_subflows = 4
+    established_subflows = 2             # the same count as subflows (established, never merely attempted)
+    joins = 1                            # joins attempted (MP_JOIN SYNs) per connection, refused ones included
     version = 1                          # every MPTCP connection negotiated this version
     checksum = false                     # DSS checksums negotiated (true) or not (false), every connection
     fallback = false                     # false: no connection fell back; true: at least one did
     min_bytes = {c2s = 1000, s2c = 0}    # data-level bytes per direction, each connection (or one int: both)
     ignore = ["DSS-012", "GROUP-*"]      # findings of these rules (ids or globs) do not count
     downgrade = {"DACK-002" = "info"}    # findings of these rules count at this severity
-    require = ["add_addr", "join"]       # events the trace must show (see REQUIRE_EVENTS)
+    require = ["add_addr", "join"]       # events the trace must show (see REQUIRE_EVENTS); "join" = one that completed
 
 A per-trace table replaces the global value of a key, except ``ignore`` and ``downgrade``, which add
 to the global ones. The file is either such a TOML file (``--expect``) or the ``[tool.mptcp-analyze]``
@@ -32,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from analyzer.findings import Finding, Severity
-from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, Connection, Subflow, data_fin_frame
+from analyzer.model import (
+    CLIENT,
+    DIRECTION_NAMES,
+    SERVER,
+    Analysis,
+    Connection,
+    Subflow,
+    data_fin_frame,
+    subflow_established,
+)
 from analyzer.rules import RULES
 
 PYPROJECT_TABLE = ("tool", "mptcp-analyze")
@@ -62,6 +73,8 @@ class Expectations:
     subflows: int | None = None
     min_subflows: int | None = None
     max_subflows: int | None = None
+    established_subflows: int | None = None
+    joins: int | None = None
     version: int | None = None
     checksum: bool | None = None
     fallback: bool | None = None
@@ -109,6 +122,7 @@ class Expectations:
             unmet.append(Unmet("connections", f"expected {self.connections} MPTCP connection(s), found {len(mptcp)}"))
         per_connection = (
             self.subflows, self.min_subflows, self.max_subflows, self.version, self.checksum, self.min_bytes,
+            self.established_subflows, self.joins,
         )  # fmt: skip
         if any(value is not None for value in per_connection) and not conns:
             unmet.append(Unmet("connections", "expected an MPTCP connection, found none"))
@@ -133,7 +147,15 @@ class Expectations:
         frames = (conn.first_frame,) if conn.first_frame else ()
         count = sum(1 for sf in conn.subflows if established(sf))
         if self.subflows is not None and count != self.subflows:
-            unmet.append(Unmet("subflows", f"{label}: expected {self.subflows} subflow(s), found {count}", frames))
+            unmet.append(Unmet("subflows", f"{label}: expected {self.subflows} subflow(s), found {count}"
+                               f"{_refused_note(conn)}", frames))  # fmt: skip
+        if self.established_subflows is not None and count != self.established_subflows:
+            unmet.append(Unmet("established_subflows", f"{label}: expected {self.established_subflows} established "
+                               f"subflow(s), found {count}{_refused_note(conn)}", frames))  # fmt: skip
+        attempted = attempted_joins(conn)
+        if self.joins is not None and len(attempted) != self.joins:
+            unmet.append(Unmet("joins", f"{label}: expected {self.joins} join attempt(s), found {len(attempted)}",
+                               tuple(sf.first_frame for sf in attempted) or frames))  # fmt: skip
         if self.min_subflows is not None and count < self.min_subflows:
             unmet.append(Unmet("min_subflows", f"{label}: expected at least {self.min_subflows} subflow(s), "
                                f"found {count}", frames))  # fmt: skip
@@ -159,8 +181,20 @@ class Expectations:
 
 
 def established(sf: Subflow) -> bool:
-    """A subflow counts when its SYN/ACK was seen, or when it was captured after its handshake."""
-    return sf.synack_seen or (not sf.syn_seen and sf.halves[0].packets > 0 and sf.halves[1].packets > 0)
+    """A subflow counts when its handshake completed (a join: accepted, not refused), or it was captured running."""
+    return subflow_established(sf)
+
+
+def attempted_joins(conn: Connection) -> list[Subflow]:
+    """Subflows opened with an MP_JOIN SYN, whatever became of them."""
+    return [sf for sf in conn.subflows if sf.kind == "join" and sf.syn_seen]
+
+
+def _refused_note(conn: Connection) -> str:
+    refused = [sf.id for sf in attempted_joins(conn) if not established(sf)]
+    if not refused:
+        return ""
+    return f" ({len(refused)} join(s) attempted but not established: subflow {', '.join(map(str, refused))})"
 
 
 def _fallback_frames(conn: Connection) -> tuple[int, ...]:
@@ -179,7 +213,11 @@ def _reinjection(analysis: Analysis) -> bool:
 
 REQUIRE_EVENTS: dict[str, tuple[str, Callable[[Analysis], bool]]] = {
     "join": (
-        "a subflow opened with MP_JOIN",
+        "a subflow joined with MP_JOIN and established (a refused join does not count)",
+        lambda a: any(sf.kind == "join" and established(sf) for c in a.connections for sf in c.subflows),
+    ),
+    "join_attempt": (
+        "a subflow opened with MP_JOIN, established or not",
         lambda a: any(sf.kind == "join" for c in a.connections for sf in c.subflows),
     ),
     "add_addr": ("an ADD_ADDR", lambda a: any(x.kind == "add" for c in a.connections for x in c.announcements)),
@@ -292,6 +330,8 @@ _PARSERS: dict[str, Callable[[object, str], object]] = {
     "subflows": lambda v, w: _int("subflows", v, w),
     "min_subflows": lambda v, w: _int("min_subflows", v, w),
     "max_subflows": lambda v, w: _int("max_subflows", v, w),
+    "established_subflows": lambda v, w: _int("established_subflows", v, w),
+    "joins": lambda v, w: _int("joins", v, w),
     "version": _parse_version,
     "checksum": lambda v, w: _bool("checksum", v, w),
     "fallback": lambda v, w: _bool("fallback", v, w),

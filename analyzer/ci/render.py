@@ -89,8 +89,9 @@ def check_summary(console: Console, results: Sequence[TraceResult], fail_on: Sev
             _plural(counts[sev], sev.label) if sev is not Severity.INFO else f"{counts[sev]} info"
             for sev in sorted(Severity, reverse=True) if counts[sev]
         ) or "no findings"  # fmt: skip
-        head.append(f"  {_plural(result.connections, 'connection')}{fb}, {_plural(result.subflows, 'subflow')}"
-                    f" · {tally}", style="dim")  # fmt: skip
+        not_up = result.subflows - result.established_subflows
+        sfs = _plural(result.subflows, "subflow") + (f" ({not_up} not established)" if not_up else "")
+        head.append(f"  {_plural(result.connections, 'connection')}{fb}, {sfs} · {tally}", style="dim")
         console.print(head)
         shown = result.findings if verbose else result.failing
         for finding in shown:

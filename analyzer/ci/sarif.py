@@ -8,6 +8,7 @@ subflow go in the result's ``properties``). Unmet expectations are results of th
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Sequence
 from importlib import metadata
@@ -32,13 +33,28 @@ def _version() -> str:
 
 
 def artifact_uri(path: str, base: Path | None = None) -> str:
-    """Relative (to ``base``, default the current directory) when below it, else an absolute file URI."""
-    p = Path(path)
-    base = (base or Path.cwd()).resolve()
-    try:
-        return quote(p.resolve().relative_to(base).as_posix())
-    except ValueError:
-        return p.resolve().as_uri()
+    """Relative (to ``base``, default the current directory) when below it, else an absolute file URI.
+
+    The path as given is tried before the symlink-resolved one: a trace linked into the checkout from
+    elsewhere keeps its in-checkout path, which is what code scanning maps to the repository.
+    """
+    given = Path(os.path.abspath(path))
+    root = base or Path.cwd()
+    for candidate, anchor in (
+        (given, Path(os.path.abspath(root))),
+        (given, root.resolve()),
+        (Path(path).resolve(), root.resolve()),
+    ):
+        try:
+            return quote(candidate.relative_to(anchor).as_posix())
+        except ValueError:
+            continue
+    return given.as_uri()
+
+
+def _root_uri(base: Path | None) -> str:
+    uri = Path(os.path.abspath(base or Path.cwd())).as_uri()
+    return uri if uri.endswith("/") else uri + "/"
 
 
 def _pascal(title: str) -> str:
@@ -83,8 +99,9 @@ def build(results: Sequence[TraceResult], base: Path | None = None) -> dict[str,
     for result in results:
         uri = artifact_uri(result.path, base) if result.path != "-" else "stdin"
         artifact_index = len(artifacts)
-        artifacts.append({"location": {"uri": uri}, "roles": ["analysisTarget"]})
-        location = [{"physicalLocation": {"artifactLocation": {"uri": uri, "index": artifact_index}}}]
+        where: dict[str, Any] = {"uri": uri} if ":" in uri or uri == "stdin" else {"uri": uri, "uriBaseId": "SRCROOT"}
+        artifacts.append({"location": where, "roles": ["analysisTarget"]})
+        location = [{"physicalLocation": {"artifactLocation": {**where, "index": artifact_index}}}]
         if result.status in (Status.ERROR, Status.INTERNAL):
             notifications.append({
                 "level": "error",
@@ -130,6 +147,7 @@ def build(results: Sequence[TraceResult], base: Path | None = None) -> dict[str,
                 "rules": rules,
             }
         },
+        "originalUriBaseIds": {"SRCROOT": {"uri": _root_uri(base)}},
         "artifacts": artifacts,
         "results": sarif_results,
         "invocations": [{
@@ -141,5 +159,6 @@ def build(results: Sequence[TraceResult], base: Path | None = None) -> dict[str,
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
 
 
-def write(results: Sequence[TraceResult], path: Path) -> None:
-    path.write_text(json.dumps(build(results), indent=2) + "\n")
+def write(results: Sequence[TraceResult], path: Path, root: Path | None = None) -> None:
+    """``root``: the directory URIs are relative to (``--sarif-root``; default the working directory)."""
+    path.write_text(json.dumps(build(results, root), indent=2) + "\n")

@@ -885,4 +885,6 @@ def _summary(stream: DataStream) -> StreamSummary:
         progress=dict(stream.progress),
         checksum_failed_bytes=stream.checksum_failed_bytes,
         checksum_kept_bytes=stream.checksum_kept_bytes,
+        reinjection_spans=dict(stream.reinjection_spans),
+        hole_list=[(off, length, seen) for (off, length), seen in zip(stream.holes, stream.hole_frames, strict=True)],
     )

@@ -76,6 +76,8 @@ class DataStream:
     delivered: int = 0  # bytes hashed (holes excluded)
     hole_bytes: int = 0
     holes: list[tuple[int, int]] = field(default_factory=list)  # (offset, length), first MAX_RECORDED
+    # per recorded hole: (frame, time) of the first data the capture has after it (None: not known)
+    hole_frames: list[tuple[int, float] | None] = field(default_factory=list)
     hole_count: int = 0
     duplicate_bytes: int = 0  # bytes seen again after they were delivered
     unverified_duplicate_bytes: int = 0  # duplicates too old (or not captured) to compare
@@ -97,6 +99,8 @@ class DataStream:
     # bytes credited to ``reinjections`` so far: the mapper reads its growth per piece, so the per-subflow
     # count and the matrix are one definition (a re-send on another subflow than the first carrier)
     reinjected: int = 0
+    # same key -> (first time, first frame, last time, last frame) of those re-sent bytes, for the diagnosis
+    reinjection_spans: dict[tuple[int, int], tuple[float, int, float, int]] = field(default_factory=dict)
     progress: dict[int, int] = field(default_factory=dict)  # time bucket -> bytes the stream advanced
     checksum_failed_bytes: int = 0  # bytes of mappings whose DSS checksum failed (every failed copy counted)
     checksum_kept_bytes: int = 0  # of those, bytes the receiver kept (fallback after MP_FAIL): in the stream
@@ -142,7 +146,7 @@ class DataStream:
         dup = 0
         if offset < nxt:
             overlap = min(end, nxt) - offset
-            self._compare_delivered(offset, data[:overlap], frame, subflow, retransmission)
+            self._compare_delivered(offset, data[:overlap], frame, subflow, retransmission, time)
             dup = overlap
             if end <= nxt:
                 return dup
@@ -211,7 +215,7 @@ class DataStream:
             self.duplicate_bytes += length
             self.unverified_duplicate_bytes += length
             if not retransmission:
-                self._attribute(offset, length, subflow)
+                self._attribute(offset, length, subflow, time, frame)
             return length
         dup = 0
         if offset < self.next_offset:
@@ -219,11 +223,11 @@ class DataStream:
             self.duplicate_bytes += dup
             self.unverified_duplicate_bytes += dup
             if not retransmission:
-                self._attribute(offset, dup, subflow)
+                self._attribute(offset, dup, subflow, time, frame)
             length -= dup
             offset = self.next_offset
         if offset == self.next_offset and not self._heap:
-            self._hole(offset, length, subflow, time)  # the common snaplen case: in order, nothing waiting
+            self._hole(offset, length, subflow, time, frame)  # the common snaplen case: in order, nothing waiting
             return dup
         existing = self._pending.get(offset)
         if existing is not None and existing.length >= length:
@@ -250,8 +254,13 @@ class DataStream:
         while self._heap:
             offset = self._heap[0]
             if offset > self.next_offset:
-                self._hole(self.next_offset, offset - self.next_offset)
+                self._hole(self.next_offset, offset - self.next_offset, *self._seen_at(offset))
             self._drain(None)
+
+    def _seen_at(self, offset: int) -> tuple[None, float | None, int | None]:
+        """(subflow, time, frame) arguments of ``_hole`` for the piece waiting at ``offset``: the data after a gap."""
+        piece = self._pending.get(offset)
+        return (None, None, None) if piece is None else (None, piece.time, piece.frame)
 
     # ------------------------------------------------------------------ results
     @property
@@ -303,7 +312,7 @@ class DataStream:
         bucket = int(time / BUCKET)
         self.progress[bucket] = self.progress.get(bucket, 0) + length
 
-    def _attribute(self, offset: int, length: int, subflow: int) -> None:
+    def _attribute(self, offset: int, length: int, subflow: int, time: float, frame: int) -> None:
         """Bytes at ``offset`` were carried again by ``subflow``: credit a reinjection to their first carrier."""
         starts, ids = self._owner_starts, self._owner_ids
         index = bisect_right(starts, offset) - 1
@@ -318,9 +327,13 @@ class DataStream:
                 key = (owner, subflow)
                 self.reinjections[key] = self.reinjections.get(key, 0) + overlap
                 self.reinjected += overlap
+                span = self.reinjection_spans.get(key)
+                self.reinjection_spans[key] = (time, frame, time, frame) if span is None else (*span[:2], time, frame)
             index += 1
 
-    def _hole(self, offset: int, length: int, subflow: int | None = None, time: float | None = None) -> None:
+    def _hole(
+        self, offset: int, length: int, subflow: int | None = None, time: float | None = None, frame: int | None = None
+    ) -> None:
         """Skip ``length`` bytes; ``subflow`` carried them but the capture kept no bytes (snaplen)."""
         if subflow is not None:
             self._advance(length, subflow, time)
@@ -332,6 +345,8 @@ class DataStream:
             self.hole_count += 1
             if len(holes) < MAX_RECORDED:
                 holes.append((offset, length))
+                seen = time if time is not None else self._last_time
+                self.hole_frames.append(None if frame is None else (frame, seen))
         if self.writer is not None:
             self.writer.hole(offset, length)
         self.next_offset = offset + length
@@ -359,7 +374,7 @@ class DataStream:
             if self.cap_hit_frame is None:
                 self.cap_hit_frame = piece.frame
             first = self._heap[0]
-            self._hole(self.next_offset, first - self.next_offset)
+            self._hole(self.next_offset, first - self.next_offset, *self._seen_at(first))
             self._drain(None)
 
     def _drain(self, now: float | None) -> None:
@@ -375,14 +390,14 @@ class DataStream:
             nxt = self.next_offset
             if end <= nxt:
                 if piece.data is not None and not piece.bad:
-                    self._compare_delivered(offset, piece.data, piece.frame, piece.subflow)
+                    self._compare_delivered(offset, piece.data, piece.frame, piece.subflow, time=piece.time)
                 continue
             skip = nxt - offset
             if piece.data is None:
-                self._hole(nxt, end - nxt, piece.subflow, piece.time)
+                self._hole(nxt, end - nxt, piece.subflow, piece.time, piece.frame)
                 continue
             if skip and not piece.bad:
-                self._compare_delivered(offset, piece.data[:skip], piece.frame, piece.subflow)
+                self._compare_delivered(offset, piece.data[:skip], piece.frame, piece.subflow, time=piece.time)
             if now is not None:
                 wait = now - piece.time
                 self.hol_wait_total += wait
@@ -393,11 +408,11 @@ class DataStream:
         self.hol_blocked += longest
 
     def _compare_delivered(
-        self, offset: int, data: bytes, frame: int, subflow: int, retransmission: bool = False
+        self, offset: int, data: bytes, frame: int, subflow: int, retransmission: bool = False, time: float = 0.0
     ) -> None:
         self.duplicate_bytes += len(data)
         if not retransmission:
-            self._attribute(offset, len(data), subflow)
+            self._attribute(offset, len(data), subflow, time, frame)
         start = offset - self._recent_start
         if start < 0 or offset + len(data) > self.next_offset or (self._bad and self._overlaps_bad(offset, len(data))):
             self.unverified_duplicate_bytes += len(data)

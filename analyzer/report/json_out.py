@@ -72,6 +72,8 @@ def _connection(conn: Connection, analysis: Analysis) -> dict[str, Any]:
             "s2c": data_fin_frame(conn, SERVER),
         },
         "streams": {"c2s": streams[CLIENT].to_json(), "s2c": streams[SERVER].to_json()},
+        "fallback_cause": conn.fallback_cause,
+        "diagnosis": diagnosis.to_json() if (diagnosis := analysis.diagnoses.get(conn.id)) is not None else None,
     }
 
 

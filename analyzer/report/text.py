@@ -12,23 +12,35 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.findings import Finding, Severity
-from analyzer.model import CLIENT, SERVER, Analysis, Connection, Side, StreamSummary, Subflow, data_fin_frame
+from analyzer.model import (
+    CLIENT,
+    SERVER,
+    Analysis,
+    Connection,
+    Diagnosis,
+    Side,
+    StreamSummary,
+    Subflow,
+    data_fin_frame,
+)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
 MAX_FINDINGS_SHOWN = 200
 MAX_TCP_FLOWS_SHOWN = 20
+MASK64 = (1 << 64) - 1
 OVERVIEW_FROM = 4  # connections in a trace from which a one-line-per-connection overview comes first
 FIRST_FRAMES = 6  # frames listed for a finding (or a collapsed group of findings)
 # Room the panel border, the table padding and the "#" column take from the console's width.
 SUBFLOW_CELL_MARGIN = 12
 
 
-def render(analysis: Analysis, console: Console, verbose: bool = False) -> None:
+def render(analysis: Analysis, console: Console, verbose: bool = False, absolute: bool = False) -> None:
+    """``absolute``: DSNs and Data ACKs as on the wire; by default relative to the IDSN (first data byte 1)."""
     console.print(_trace_summary(analysis, console.width))
     if len(analysis.connections) >= OVERVIEW_FROM:
         console.print(_overview(analysis))
     for conn in analysis.connections:
-        console.print(_connection_panel(conn, analysis, console.width))
+        console.print(_connection_panel(conn, analysis, console.width, absolute))
     if analysis.tcp_flows:
         console.print(_tcp_flows(analysis.tcp_flows))
     console.print(_findings(analysis, verbose))
@@ -99,7 +111,7 @@ def _overview(analysis: Analysis) -> RenderableType:
     return table
 
 
-def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80) -> RenderableType:
+def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80, absolute: bool = False) -> RenderableType:
     parts: list[RenderableType] = []
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
@@ -118,8 +130,14 @@ def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80) -> 
     if streams is not None:
         for label, stream in zip(("Data c→s", "Data s→c"), streams, strict=True):
             head.add_row(label, _stream_text(stream, analysis))
+    acks = _data_ack_text(conn, absolute)
+    if acks:
+        head.add_row("Data ACKs", acks)
     head.add_row("Close", _close_text(conn))
     parts.append(head)
+    diagnosis = analysis.diagnoses.get(conn.id)
+    if diagnosis is not None:
+        parts.append(_diagnosis(diagnosis))
     parts.append(_subflow_table(conn.subflows, width))
     if streams is not None and any(s.bytes or s.hole_bytes for s in streams):
         parts.append(_statistics(conn, streams))
@@ -130,11 +148,60 @@ def _connection_panel(conn: Connection, analysis: Analysis, width: int = 80) -> 
         events.add_column("frame", justify="right")
         events.add_column("event")
         for frame, text in conn.events:
-            events.add_row(str(frame), text)
+            events.add_row(str(frame), _event_text(conn, frame, text, absolute))
         parts.append(events)
     errors = sum(1 for f in analysis.findings if f.connection == conn.id and f.severity == Severity.ERROR)
     title = f"Connection {conn.id}" + (f" · {errors} error(s)" if errors else "")
     return Panel(Group(*parts), title=title, title_align="left", border_style="red" if errors else "blue")
+
+
+def _diagnosis(diagnosis: Diagnosis) -> RenderableType:
+    """The verdict, then the timeline: one sentence per event with its time and frames (wrapped, never cut)."""
+    title = Text.assemble(("Diagnosis: ", "bold"), diagnosis.verdict)
+    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", expand=False, pad_edge=False)
+    table.add_column("t (s)", justify="right", no_wrap=True)
+    table.add_column("frames", no_wrap=True)
+    table.add_column("what happened", overflow="fold")
+    for event in diagnosis.events:
+        shown = event.frames[:3]
+        frames = "#" + ",".join(map(str, shown)) + ("…" if len(event.frames) > len(shown) else "")
+        table.add_row(f"{event.t:.3f}", frames, event.text)
+    return table
+
+
+def relative_dsn(conn: Connection, side: int, dsn: int) -> int | None:
+    """``dsn`` (64-bit) relative to ``side``'s IDSN, as Wireshark numbers TCP: the first data byte is 1."""
+    idsn = conn.sides[side].idsn
+    return None if idsn is None else (dsn - idsn) & MASK64
+
+
+def _event_text(conn: Connection, frame: int, text: str, absolute: bool) -> str:
+    """The event's DSN relative to the IDSN (the absolute value stays in JSON and with --absolute)."""
+    known = conn.event_dsns.get(frame)
+    if absolute or known is None:
+        return text
+    side, dsn = known
+    relative = relative_dsn(conn, side, dsn)
+    token = f"DSN {dsn}"
+    if relative is None or token not in text:
+        return text
+    return text.replace(token, f"DSN {relative:,} (relative)")
+
+
+def _data_ack_text(conn: Connection, absolute: bool) -> str:
+    """The highest Data ACK each side sent: relative (N bytes and a DATA_FIN acked read N + 2) or absolute."""
+    parts = []
+    for side, label in ((SERVER, "c→s"), (CLIENT, "s→c")):  # the server acknowledges the client's data
+        series = conn.data_ack_progress[side]
+        idsn = conn.sides[1 - side].idsn
+        if not series or idsn is None:
+            continue
+        offset = max(series.values())
+        value = (idsn + 1 + offset) & MASK64 if absolute else offset + 1
+        parts.append(f"{label} up to {value:,}" if not absolute else f"{label} up to {value}")
+    if not parts:
+        return ""
+    return "; ".join(parts) + ("" if absolute else " (relative to the IDSN; --absolute for raw)")
 
 
 _GROUPING_TEXT = {

@@ -275,7 +275,7 @@ class PacketList(ScrollView, can_focus=True):
             f"{row.frame:>{lay.frame}} {self.format_time(row_index, position):<{lay.time}} "
             f"{subflow:>{lay.subflow}} {arrow} {flags:<{lay.flags}} "
         )
-        info = packet.summary()
+        info = session.store.info(packet)
         segments = [Segment(left, style), Segment(marker, marker_style), Segment(" " + info, style)]
         return Strip(segments).adjust_cell_length(width, style)
 
