@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from helpers.captures import frames_of
 from typer.testing import CliRunner
 
 from analyzer.cli import app
@@ -14,7 +15,6 @@ from analyzer.compare import compare
 from analyzer.compare.json_out import SCHEMA, comparison_to_json
 from analyzer.endpoint.network import LinkSpec
 from analyzer.endpoint.sim import CapturePoint, SimConfig, SimResult, run
-from analyzer.ingest.capture import open_capture, read_records
 
 LOSSY = [
     LinkSpec(rate=20e6, delay=0.010, loss=0.03, jitter=0.002, reorder=0.02),
@@ -30,16 +30,6 @@ def two_points(tmp_path: Path, seed: int, **changes: object) -> tuple[Path, Path
     server = run(replace(base, output=tmp_path / "server.pcap", capture=CapturePoint.SERVER))
     assert client.drops == server.drops  # one run, two vantage points
     return client.pcap, server.pcap, client
-
-
-def frames_of(path: Path, packets: list[bytes]) -> list[int]:
-    """Frames of ``path`` holding exactly these packets (raw IP, as the simulator writes them)."""
-    wanted = set(packets)
-    stream, info = open_capture(str(path))
-    try:
-        return [n for n, (_, _, data, _) in enumerate(read_records(stream, info), start=1) if data in wanted]
-    finally:
-        stream.close()
 
 
 def lost_frames(report: dict[str, object], key: str) -> list[int]:

@@ -6,12 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from helpers.captures import frames_of
+
 from analyzer.compare import compare
 from analyzer.compare.json_out import comparison_to_json
 from analyzer.endpoint.middlebox import MiddleboxEffect, MiddleboxSpec
 from analyzer.endpoint.network import LinkSpec
 from analyzer.endpoint.sim import CapturePoint, SimConfig, SimResult, run
-from analyzer.ingest.capture import open_capture, read_records
 
 PATHS = [LinkSpec(rate=20e6, delay=0.010), LinkSpec(rate=10e6, delay=0.025)]
 
@@ -25,15 +26,6 @@ def through_box(tmp_path: Path, *effects: MiddleboxEffect, checksum: bool = Fals
     server = run(replace(cfg, output=tmp_path / "server.pcap", capture=CapturePoint.SERVER))
     assert client.middlebox_log, "the box must have done something"
     return client.pcap, server.pcap, client
-
-
-def frames_of(path: Path, packets: list[bytes]) -> list[int]:
-    wanted = set(packets)
-    stream, info = open_capture(str(path))
-    try:
-        return [n for n, (_, _, data, _) in enumerate(read_records(stream, info), start=1) if data in wanted]
-    finally:
-        stream.close()
 
 
 def effects(report: dict[str, Any], name: str) -> list[dict[str, Any]]:

@@ -198,7 +198,8 @@ def test_bad_dss_checksum_makes_the_kernel_send_mp_fail(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.intact
     assert failure_counters_moved(result.nstat_delta()) == {"MPTcpExtDataCsumErr": 1, "MPTcpExtMPFailTx": 1}
-    assert "CSUM-001" in {f.rule for f in analysis.findings if f.severity >= Severity.ERROR}
+    # seen by the analyzer; a warning, since the kernel's MP_FAIL names the mapping (sender bug or path: unknown)
+    assert "CSUM-001" in {f.rule for f in analysis.findings if f.severity >= Severity.WARNING}
 
 
 def test_failure_counters_are_recognised_by_name() -> None:

@@ -1,4 +1,4 @@
-"""Derived captures for tests: the bundled samples cut by a snaplen, or several merged into one."""
+"""Derived captures for tests (the bundled samples cut by a snaplen, or merged) and frame lookups in them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import struct
 from pathlib import Path
 
 import dpkt
+
+from analyzer.ingest.capture import open_capture, read_records
 
 PCAP_HEADER = 24
 RECORD_HEADER = 16
@@ -40,3 +42,13 @@ def merge_captures(sources: list[Path], target: Path) -> None:
         writer = dpkt.pcap.Writer(out, linktype=linktype, snaplen=262144)
         for ts, buf in records:
             writer.writepkt(buf, ts=ts)
+
+
+def frames_of(path: Path, packets: list[bytes]) -> list[int]:
+    """Frames of ``path`` holding exactly these packets (raw IP, as the simulator writes them)."""
+    wanted = set(packets)
+    stream, info = open_capture(str(path))
+    try:
+        return [n for n, (_, _, data, _) in enumerate(read_records(stream, info), start=1) if data in wanted]
+    finally:
+        stream.close()
