@@ -71,14 +71,21 @@ cdef inline bint is_v6_ext(uint8_t t) noexcept nogil:
 
 
 cdef inline int by_ethertype(uint16_t ethertype, int offset, int* version) noexcept nogil:
-    """IP header offset for an ethertype, or -2 (not IP)."""
+    """IP header offset for an ethertype, -2 (not IP), or -4: MPLS, PPPoE, bridged Ethernet (tunnels.py)."""
     if ethertype == 0x0800:
         version[0] = 4
         return offset
     if ethertype == 0x86DD:
         version[0] = 6
         return offset
+    if ethertype == 0x8847 or ethertype == 0x8848 or ethertype == 0x8864 or ethertype == 0x6558:
+        return -4
     return -2
+
+
+cdef inline bint is_tunnel(uint8_t protocol) noexcept nogil:
+    """IP-in-IP, IPv6-in-IP, GRE, UDP (VXLAN, Geneve): the reference decoder follows them (tunnels.py)."""
+    return protocol == 4 or protocol == 41 or protocol == 47 or protocol == 17
 
 
 cdef int link_offset(int link_type, const uint8_t* p, Py_ssize_t n, int* version) noexcept nogil:
@@ -111,6 +118,8 @@ cdef int link_offset(int link_type, const uint8_t* p, Py_ssize_t n, int* version
         return 0 if version[0] == 4 or version[0] == 6 else -2
     if link_type == 0 or link_type == 108:
         return -4  # BSD loopback: host byte order games, rare; the pure path decides
+    if link_type == 9 or link_type == 50 or link_type == 51 or link_type == 104:
+        return -4  # PPP, PPP in HDLC framing, PPPoE, Cisco HDLC: the pure path decides
     return -3
 
 
@@ -151,6 +160,8 @@ cdef object _decode(object frame, object ts, int link_type, bytes data):
         if be16(p + off + 6) & 0x3FFF:
             return SKIP_FRAGMENT
         if p[off + 9] != IPPROTO_TCP:
+            if is_tunnel(p[off + 9]):
+                return decode_segment_pure(frame, ts, link_type, data)  # encapsulated: the reference follows it
             return SKIP_NOT_TCP
         total_len = be16(p + off + 2)
         src = data[off + 12 : off + 16]
@@ -185,6 +196,8 @@ cdef object _decode(object frame, object ts, int link_type, bytes data):
                     return SKIP_TRUNCATED
                 hlen = (p[tcp + 1] + 2) * 4
                 nxt = p[tcp]
+            elif is_tunnel(nxt):
+                return decode_segment_pure(frame, ts, link_type, data)  # encapsulated: the reference follows it
             else:
                 return SKIP_NOT_TCP
             tcp += hlen

@@ -12,6 +12,7 @@ import enum
 import struct
 from collections.abc import Callable
 
+from analyzer.ingest import tunnels
 from analyzer.tcp_options import TcpOptions, walk_tcp_options
 
 # Link types (LINKTYPE_* values as stored in pcap/pcapng files).
@@ -25,6 +26,10 @@ LINKTYPE_LINUX_SLL = 113
 LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
+LINKTYPE_PPP = 9
+LINKTYPE_PPP_HDLC = 50
+LINKTYPE_PPP_ETHER = 51  # PPPoE session frames
+LINKTYPE_C_HDLC = 104  # Cisco HDLC
 
 LINK_TYPE_NAMES = {
     LINKTYPE_NULL: "NULL",
@@ -37,6 +42,10 @@ LINK_TYPE_NAMES = {
     LINKTYPE_IPV4: "IPV4",
     LINKTYPE_IPV6: "IPV6",
     LINKTYPE_LINUX_SLL2: "LINUX_SLL2",
+    LINKTYPE_PPP: "PPP",
+    LINKTYPE_PPP_HDLC: "PPP_HDLC",
+    LINKTYPE_PPP_ETHER: "PPP_ETHER",
+    LINKTYPE_C_HDLC: "C_HDLC",
 }
 SUPPORTED_LINK_TYPES = frozenset(LINK_TYPE_NAMES)
 
@@ -72,6 +81,7 @@ class Skip(enum.IntEnum):
     TRUNCATED_HEADER = 5
     BAD_IP_HEADER = 6
     BAD_TCP_HEADER = 7
+    TOO_DEEP = 8  # tunnels nested deeper than tunnels.MAX_ENCAPSULATION
 
 
 SKIP_LABELS = {
@@ -82,6 +92,7 @@ SKIP_LABELS = {
     Skip.TRUNCATED_HEADER: "headers cut short by the capture",
     Skip.BAD_IP_HEADER: "malformed IP header",
     Skip.BAD_TCP_HEADER: "malformed TCP header",
+    Skip.TOO_DEEP: "tunnels nested too deep",
 }
 
 
@@ -154,27 +165,18 @@ class Segment:
 
 
 def network_offset(link_type: int, data: bytes) -> tuple[int, int] | Skip:
-    """Return ``(offset of the IP header, IP version)`` for a link-layer frame."""
+    """Return ``(offset of the first IP header, IP version)`` for a link-layer frame (MPLS, PPPoE followed)."""
     n = len(data)
     if link_type == LINKTYPE_ETHERNET:
-        offset = 12
-        for _ in range(MAX_VLAN_TAGS + 1):
-            if n < offset + 2:
-                return Skip.TRUNCATED_HEADER
-            ethertype = _u16(data, offset)[0]
-            if ethertype in VLAN_TAGS:
-                offset += 4
-                continue
-            return _by_ethertype(ethertype, offset + 2)
-        return Skip.NOT_IP
+        return _resolved(data, tunnels.ethernet(data, 0))
     if link_type == LINKTYPE_LINUX_SLL2:
         if n < 20:
             return Skip.TRUNCATED_HEADER
-        return _by_ethertype(_u16(data, 0)[0], 20)
+        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 0)[0], 20))
     if link_type == LINKTYPE_LINUX_SLL:
         if n < 16:
             return Skip.TRUNCATED_HEADER
-        return _by_ethertype(_u16(data, 14)[0], 16)
+        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 14)[0], 16))
     if link_type in (LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4, LINKTYPE_IPV6):
         if n < 1:
             return Skip.TRUNCATED_HEADER
@@ -191,23 +193,36 @@ def network_offset(link_type: int, data: bytes) -> tuple[int, int] | Skip:
         if family in AF_INET6_ALL:
             return 4, 6
         return Skip.NOT_IP
+    if link_type in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
+        return _resolved(data, tunnels.ppp(data, 0))
+    if link_type == LINKTYPE_PPP_ETHER:
+        return _resolved(data, tunnels.pppoe(data, 0))
+    if link_type == LINKTYPE_C_HDLC:
+        if n < 4:
+            return Skip.TRUNCATED_HEADER
+        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 2)[0], 4))
     return Skip.UNSUPPORTED_LINK
 
 
-def _by_ethertype(ethertype: int, offset: int) -> tuple[int, int] | Skip:
-    if ethertype == ETH_IPV4:
-        return offset, 4
-    if ethertype == ETH_IPV6:
-        return offset, 6
-    return Skip.NOT_IP
+_OUTCOME_SKIP = {
+    tunnels.TRUNCATED: Skip.TRUNCATED_HEADER, tunnels.NOT_IP: Skip.NOT_IP, tunnels.NOT_TUNNEL: Skip.NOT_TCP,
+}  # fmt: skip
 
 
-def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
-    """Decode one captured frame into a :class:`Segment`, or say why it is not one (the reference)."""
-    net = network_offset(link_type, data)
-    if isinstance(net, Skip):
-        return net
-    off, version = net
+def _resolved(data: bytes, nxt: tuple[int, int]) -> tuple[int, int] | Skip:
+    """Follow inner Ethernet frames (bridged GRE, VXLAN, Geneve, ERSPAN) to an IP header, boundedly."""
+    for _ in range(tunnels.MAX_ENCAPSULATION):
+        offset, kind = nxt
+        if offset < 0:
+            return _OUTCOME_SKIP[offset]
+        if kind != tunnels.ETHERNET:
+            return nxt
+        nxt = tunnels.ethernet(data, offset)
+    return Skip.TOO_DEEP
+
+
+def _ip_layer(data: bytes, off: int, version: int) -> tuple[int, bytes, bytes, int, int] | Skip:
+    """One IP header at ``off``: (upper-layer protocol, src, dst, its offset, end of the IP packet)."""
     n = len(data)
     if version == 4:
         if n < off + 20:
@@ -220,42 +235,53 @@ def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> S
             return Skip.BAD_IP_HEADER
         if frag & 0x3FFF:  # more-fragments flag or a fragment offset
             return Skip.FRAGMENT
-        if proto != IPPROTO_TCP:
-            return Skip.NOT_TCP
-        src = data[off + 12 : off + 16]
-        dst = data[off + 16 : off + 20]
-        tcp = off + ihl
         # TSO/GSO super-segments captured on the sending host carry total length 0.
         ip_end = off + total_len if total_len >= ihl else n
-    else:
-        if n < off + 40:
-            return Skip.TRUNCATED_HEADER
-        if data[off] >> 4 != 6:
-            return Skip.BAD_IP_HEADER
-        plen = _u16(data, off + 4)[0]
-        nxt = data[off + 6]
-        src = data[off + 8 : off + 24]
-        dst = data[off + 24 : off + 40]
-        tcp = off + 40
-        ip_end = tcp + plen if plen else n  # jumbogram / TSO: trust the captured bytes
-        for _ in range(MAX_IPV6_HEADERS):
-            if nxt == IPPROTO_TCP:
-                break
-            if nxt in IPV6_EXTENSION_HEADERS:
-                if n < tcp + 2:
-                    return Skip.TRUNCATED_HEADER
-                nxt, hlen = data[tcp], (data[tcp + 1] + 1) * 8
-            elif nxt == IPV6_FRAGMENT:
-                return Skip.FRAGMENT
-            elif nxt == IPV6_AH:
-                if n < tcp + 2:
-                    return Skip.TRUNCATED_HEADER
-                nxt, hlen = data[tcp], (data[tcp + 1] + 2) * 4
-            else:
-                return Skip.NOT_TCP
-            tcp += hlen
+        return proto, data[off + 12 : off + 16], data[off + 16 : off + 20], off + ihl, ip_end
+    if n < off + 40:
+        return Skip.TRUNCATED_HEADER
+    if data[off] >> 4 != 6:
+        return Skip.BAD_IP_HEADER
+    plen = _u16(data, off + 4)[0]
+    nxt = data[off + 6]
+    upper = off + 40
+    ip_end = upper + plen if plen else n  # jumbogram / TSO: trust the captured bytes
+    for _ in range(MAX_IPV6_HEADERS):
+        if nxt in IPV6_EXTENSION_HEADERS:
+            if n < upper + 2:
+                return Skip.TRUNCATED_HEADER
+            nxt, hlen = data[upper], (data[upper + 1] + 1) * 8
+        elif nxt == IPV6_FRAGMENT:
+            return Skip.FRAGMENT
+        elif nxt == IPV6_AH:
+            if n < upper + 2:
+                return Skip.TRUNCATED_HEADER
+            nxt, hlen = data[upper], (data[upper + 1] + 2) * 4
         else:
-            return Skip.BAD_IP_HEADER
+            return nxt, data[off + 8 : off + 24], data[off + 24 : off + 40], upper, ip_end
+        upper += hlen
+    return Skip.BAD_IP_HEADER
+
+
+def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
+    """Decode one captured frame into a :class:`Segment`, or say why it is not one (the reference)."""
+    net = network_offset(link_type, data)
+    if isinstance(net, Skip):
+        return net
+    n = len(data)
+    for _ in range(tunnels.MAX_ENCAPSULATION + 1):
+        version = net[1]
+        layer = _ip_layer(data, net[0], version)
+        if isinstance(layer, Skip):
+            return layer
+        protocol, src, dst, tcp, ip_end = layer
+        if protocol == IPPROTO_TCP:
+            break
+        net = _resolved(data, tunnels.inside_ip(data, protocol, tcp, ip_end))  # a tunnel, or not TCP
+        if isinstance(net, Skip):
+            return net
+    else:
+        return Skip.TOO_DEEP
     if n < tcp + 20:
         return Skip.TRUNCATED_HEADER
     sport, dport, seq, ack, offset_byte, flags, window = _tcp_head(data, tcp)

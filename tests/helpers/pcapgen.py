@@ -403,6 +403,13 @@ def encapsulate(linktype: int, ip_packet: bytes) -> bytes:
         return null_loopback(ip_packet, byte_order=sys.byteorder)
     if linktype == LINKTYPE_LOOP:
         return loop(ip_packet)
+    v4 = bool(ip_packet) and ip_packet[0] >> 4 == 4
+    if linktype in (9, 50):  # PPP, PPP in HDLC framing: address/control, protocol
+        return b"\xff\x03" + struct.pack("!H", 0x0021 if v4 else 0x0057) + ip_packet
+    if linktype == 51:  # PPPoE session
+        return struct.pack("!BBHHH", 0x11, 0, 1, 2 + len(ip_packet), 0x0021 if v4 else 0x0057) + ip_packet
+    if linktype == 104:  # Cisco HDLC: address, control, EtherType
+        return b"\x0f\x00" + struct.pack("!H", 0x0800 if v4 else 0x86DD) + ip_packet
     raise ValueError(f"no default encapsulation for link type {linktype}")
 
 
