@@ -364,7 +364,10 @@ def test_the_scenario_shows_its_feature(lab_run: Run) -> None:
 def test_ctrl_c_tears_everything_down(tmp_path: Path) -> None:
     """SIGINT mid-run: exit 130, no namespace of the run left, no child (tcpdump, programs) left."""
     out = tmp_path / "cut.pcap"
-    proc = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "lab", "path-failure", "-o", str(out)],
+    # 2 MB at 1 Mbit/s: the run lasts ~16 s, so the signal surely lands mid-transfer (not in the teardown,
+    # where signals are deferred and the run would end normally)
+    proc = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "lab", "path-failure", "-o", str(out),
+                             "--c2s-bytes", "2000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
     mine = f"ma-cli-{proc.pid}-"
     program = ("analyzer.lab.programs", mine)  # the server or client of this run (their JSON names the lab)
