@@ -366,8 +366,11 @@ def test_ctrl_c_tears_everything_down(tmp_path: Path) -> None:
     out = tmp_path / "cut.pcap"
     # 2 MB at 1 Mbit/s: the run lasts ~16 s, so the signal surely lands mid-transfer (not in the teardown,
     # where signals are deferred and the run would end normally)
+    # SIG_DFL in the child: the run gets SIGINT as from a terminal even when an earlier test left this
+    # process ignoring it (children inherit an ignored SIGINT, and Python then installs no handler)
     proc = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "lab", "path-failure", "-o", str(out),
                              "--c2s-bytes", "2000000"],
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
     mine = f"ma-cli-{proc.pid}-"
     program = ("analyzer.lab.programs", mine)  # the server or client of this run (their JSON names the lab)
