@@ -15,7 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from analyzer.endpoint.segment import FIN, PSH, Address, decode_packet, encode_packet, internet_checksum
+from analyzer.endpoint.segment import FIN, PSH, Address, decode_packet, encode_packet
+from analyzer.mptcp.crypto import internet_checksum
 
 __all__ = ["Middlebox", "MiddleboxAction", "MiddleboxEffect", "MiddleboxSpec"]
 

@@ -31,7 +31,6 @@ __all__ = [
     "Segment",
     "decode_packet",
     "encode_packet",
-    "internet_checksum",
 ]
 
 FIN: Final = 0x01

@@ -139,17 +139,20 @@ class SimResult:
         return self.c2s.intact and self.s2c.intact
 
 
-def _addresses(paths: int, ipv6: bool) -> tuple[list[Address], list[Address]]:
-    client: list[Address] = []
-    server: list[Address] = []
+def address_pairs(paths: int, ipv6: bool, v4_net: str = "10.0", v6_net: str = "fd00:0") -> tuple[
+    list[Address], list[Address]
+]:
+    """One address pair per path: (``.1`` side, ``.2`` side) of ``V4_NET.i.0/24`` or ``V6_NET:i::/64``."""
+    first: list[Address] = []
+    second: list[Address] = []
     for i in range(1, paths + 1):
         if ipv6:
-            client.append(ipaddress.IPv6Address(f"fd00:0:{i}::1"))
-            server.append(ipaddress.IPv6Address(f"fd00:0:{i}::2"))
+            first.append(ipaddress.IPv6Address(f"{v6_net}:{i}::1"))
+            second.append(ipaddress.IPv6Address(f"{v6_net}:{i}::2"))
         else:
-            client.append(ipaddress.IPv4Address(f"10.0.{i}.1"))
-            server.append(ipaddress.IPv4Address(f"10.0.{i}.2"))
-    return client, server
+            first.append(ipaddress.IPv4Address(f"{v4_net}.{i}.1"))
+            second.append(ipaddress.IPv4Address(f"{v4_net}.{i}.2"))
+    return first, second
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +194,7 @@ class Simulator:
         self.progress = progress
         seed = cfg.seed
         n = len(cfg.paths)
-        caddrs, saddrs = _addresses(n, cfg.ipv6)
+        caddrs, saddrs = address_pairs(n, cfg.ipv6)
         self._path_of: dict[Address, int] = {}
         for i, (c, s) in enumerate(zip(caddrs, saddrs, strict=True)):
             self._path_of[c] = self._path_of[s] = i

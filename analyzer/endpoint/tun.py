@@ -22,7 +22,6 @@ import enum
 import errno
 import fcntl
 import hashlib
-import ipaddress
 import json
 import os
 import random
@@ -45,6 +44,7 @@ from analyzer.endpoint.config import EndpointConfig, LocalAddress, Misbehave, Ro
 from analyzer.endpoint.connection import MptcpConnection
 from analyzer.endpoint.events import Connected, ConnectionClosed, DataReceived, EndOfStream, SubflowAdded
 from analyzer.endpoint.segment import Address, DecodeError, decode_packet, encode_packet
+from analyzer.endpoint.sim import address_pairs
 
 __all__ = [
     "FAILURE_COUNTER_WORDS",
@@ -218,17 +218,8 @@ def open_tun(ifname: str) -> int:
 
 
 def addresses(paths: int, ipv6: bool) -> tuple[list[Address], list[Address]]:
-    """(kernel addresses, endpoint addresses), one pair per path."""
-    kernel: list[Address] = []
-    endpoint: list[Address] = []
-    for i in range(1, paths + 1):
-        if ipv6:
-            kernel.append(ipaddress.IPv6Address(f"fd00:210:{i}::1"))
-            endpoint.append(ipaddress.IPv6Address(f"fd00:210:{i}::2"))
-        else:
-            kernel.append(ipaddress.IPv4Address(f"10.210.{i}.1"))
-            endpoint.append(ipaddress.IPv4Address(f"10.210.{i}.2"))
-    return kernel, endpoint
+    """(kernel addresses, endpoint addresses), one pair per path, inside the lab's 10.210/16 and fd00:210::/32."""
+    return address_pairs(paths, ipv6, "10.210", "fd00:210")
 
 
 def _configure(ns: str, kernel: list[Address], cfg: InteropConfig) -> None:

@@ -49,9 +49,6 @@ LINK_TYPE_NAMES = {
 }
 SUPPORTED_LINK_TYPES = frozenset(LINK_TYPE_NAMES)
 
-ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
-VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
-MAX_VLAN_TAGS = 4
 # BSD loopback address families for IPv6 differ by OS (Linux 10, BSDs 24/28/30).
 AF_INET = 2
 AF_INET6_ALL = frozenset({10, 24, 28, 30})
