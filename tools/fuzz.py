@@ -4,6 +4,7 @@
     python3 tools/fuzz.py                      # every harness, 60 s each, seed 1
     python3 tools/fuzz.py option walker -s 600 --seed 7
     python3 tools/fuzz.py pipeline --atheris   # coverage-guided, when atheris is installed
+    MPTCP_ANALYZE_PURE=1 python3 tools/fuzz.py walker --atheris -- -runs=5000000 -max_len=4096
 
 Without atheris the loop is a plain seeded mutator (bit flips, interesting bytes, cuts, splices); with
 ``--atheris`` (and atheris importable) libFuzzer drives one harness instead. A crash prints the input's hex
@@ -47,11 +48,19 @@ def run_mutator(kind: str, seconds: float, rng: random.Random) -> tuple[int, lis
     return count, crashes
 
 
-def run_atheris(kind: str) -> None:
+def run_atheris(kind: str, libfuzzer_args: list[str]) -> None:
+    """Coverage-guided run of one harness; new inputs go to a scratch corpus, never into tests/."""
+    import tempfile
+
     import atheris  # type: ignore[import-not-found]
 
     harness = HARNESSES[kind]
-    atheris.Setup([sys.argv[0], str(CORPUS)], lambda data: harness(bytes(data)))
+    atheris.instrument_all()  # the analyzer is imported already: instrument what is loaded
+    work = Path(tempfile.mkdtemp(prefix=f"mptcp-fuzz-{kind}-"))
+    for number, data in enumerate(seeds(kind)):
+        (work / f"seed-{number}").write_bytes(data)
+    print(f"[{kind}] corpus {work}", file=sys.stderr)
+    atheris.Setup([sys.argv[0], *libfuzzer_args, str(work)], lambda data: harness(bytes(data)))
     atheris.Fuzz()
 
 
@@ -61,7 +70,10 @@ def main() -> int:
     parser.add_argument("-s", "--seconds", type=float, default=60.0, help="per harness (mutator mode)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--atheris", action="store_true", help="use atheris (libFuzzer) for the one harness given")
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:cut])
+    libfuzzer_args = argv[cut + 1 :]  # after --: libFuzzer flags, e.g. -runs=1000000
     kinds = args.harness or sorted(HARNESSES)
     if args.atheris:
         try:
@@ -69,7 +81,7 @@ def main() -> int:
         except ImportError:
             print("atheris is not installed; running the built-in mutator instead", file=sys.stderr)
         else:
-            run_atheris(kinds[0])
+            run_atheris(kinds[0], libfuzzer_args)
             return 0
     rng = random.Random(args.seed)
     failed = False
