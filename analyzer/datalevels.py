@@ -59,14 +59,13 @@ class DataLevels:
         if options is None or not options.mptcp:
             return
         for opt in options.mptcp:
-            kind = type(opt)
-            if kind is Dss:
-                self._dss(opt, sf, direction)  # type: ignore[arg-type]
-            elif kind is MpCapable and opt.data_len and sf.connection is not None:  # type: ignore[attr-defined]
+            if isinstance(opt, Dss):
+                self._dss(opt, sf, direction)
+            elif isinstance(opt, MpCapable) and opt.data_len and sf.connection is not None:
                 # MP_CAPABLE with data (v1): the implied mapping starts at the sender's IDSN + 1
                 level = self.level_of(sf, direction)
                 if level.idsn is not None:
-                    level.note_mapping((level.idsn + 1) & MASK64, opt.data_len, False, True)  # type: ignore[attr-defined]
+                    level.note_mapping((level.idsn + 1) & MASK64, opt.data_len, False, True)
 
     def _dss(self, dss: Dss, sf: Subflow, direction: int) -> None:
         packet = self.packet
