@@ -54,7 +54,10 @@ class DataLevels:
     # ------------------------------------------------------------------ observer
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         packet = self.packet
-        packet.clear(seg.frame)
+        if packet.dss is not None:  # only a DSS sets values: other packets need no reset
+            packet.clear(seg.frame)
+        else:
+            packet.frame = seg.frame
         options = seg.options
         if options is None or not options.mptcp:
             return
