@@ -21,8 +21,9 @@ from analyzer.model import Subflow
 from analyzer.mptcp.datalevel import DataLevel
 from analyzer.mptcp.options import Dss
 from analyzer.pipeline import AnalysisOptions, analyze
-from analyzer.plot import PlotCollector
+from analyzer.plot import PlotCollector, figure
 from analyzer.seqnum import MASK64
+from tests.helpers.pcapgen import LINKTYPE_ETHERNET, Capture
 from tui.collect import PlotCollector as TuiPlotCollector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,3 +160,38 @@ def test_both_sides_of_a_captured_connection_end_anchored() -> None:
         level = levels.level(conn, side)
         assert level.idsn == conn.sides[side].idsn and level.anchored
         assert level.known_end() is not None
+
+
+def test_plot_data_acks_agree_with_the_csv_past_two_gibibytes_of_32_bit_dsns(tmp_path: Path) -> None:
+    """32-bit DSNs and Data ACKs on a connection that passes 2^31 bytes (mapping jumps of 1.5 GiB).
+
+    The sequence graph used to expand the Data ACKs after all mappings, near the *last* mapping: the
+    first ACK (101) was drawn 4 GiB too high, while the CSV said 101. Now both read the value expanded
+    once, in capture order.
+    """
+    step = 3 << 29  # 1.5 GiB: each jump is below 2^31, the total is not
+    cap = Capture(LINKTYPE_ETHERNET)
+    flow = cap.flow(client=("10.0.0.1", 40000), server=("10.0.0.2", 80))
+    flow.mptcp_handshake(client_key=0x1111, server_key=0x2222)
+    for n in range(3):
+        if n:
+            flow.next_dsn[0] = (flow.next_dsn[0] + step) & MASK64
+        flow.mptcp_send(b"c" * 100, dsn64=False, ack64=False)
+        flow.mptcp_send(b"s" * 10, from_client=False, dsn64=False, ack64=False)
+    trace = cap.write_pcap(tmp_path / "far.pcap")
+    truth_dsn = [1, step + 101, 2 * step + 201]
+    truth_ack = [101, step + 201, 2 * step + 301]
+
+    plot = PlotCollector()
+    analysis = analyze(str(trace), AnalysisOptions(observers=[plot]))
+    graph = figure(analysis, "dsn", 1, 0, plot)
+    assert [int(v) for v in graph.series[0].ys] == truth_dsn
+    assert [int(v) for v in graph.series[-2].ys] == truth_ack  # "Data ACK"
+
+    out = tmp_path / "far.csv"
+    CliRunner().invoke(cli.app, ["report", str(trace), "--csv", str(out)])
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["dsn_relative"]) for r in rows if r["direction"] == "c2s" and r["dsn_relative"]] == truth_dsn
+    acks = [int(r["data_ack_relative"]) for r in rows if r["direction"] == "s2c" and r["data_ack_relative"]]
+    assert acks == truth_ack
