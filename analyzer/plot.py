@@ -58,8 +58,9 @@ class _Flow:
 class PlotCollector:
     """Pipeline observer: the DSS mappings and Data ACKs of every subflow direction, thinned.
 
-    The values are the 64-bit ones the data levels published (analyzer.datalevels); a 32-bit value they
-    could not expand (no reference at all) is kept as carried.
+    The values are the 64-bit ones the data levels published (analyzer.datalevels), as the checker and
+    the CSV see them; a 32-bit Data ACK they could not expand (nothing known of the peer's data yet) is
+    left out rather than drawn at a guessed height.
     """
 
     def __init__(self) -> None:
@@ -79,18 +80,22 @@ class PlotCollector:
             if flow is None:
                 flow = self.flows[sf.id * 2 + direction] = _Flow()
             packet = self.packet
-            mine = packet.dss is opt
+            mine = packet.dss is opt  # (a second DSS in one segment is malformed: only its 64-bit values count)
             if opt.dsn is not None and opt.data_len:
-                dsn = packet.dsn64 if mine and packet.dsn64 is not None else opt.dsn
-                flow.raw_dsn.append((dsn, opt.data_len))
-                flow.mappings.add(seg.ts, len(flow.raw_dsn) - 1)
-                _trim(flow.mappings, flow.raw_dsn)
+                dsn = packet.dsn64 if mine else (opt.dsn if opt.dsn64 else None)
+                if dsn is not None:
+                    flow.raw_dsn.append((dsn, opt.data_len))
+                    flow.mappings.add(seg.ts, len(flow.raw_dsn) - 1)
+                    _trim(flow.mappings, flow.raw_dsn)
             if opt.data_ack is not None and seg.flags & TH_ACK:
-                scale = sf.halves[direction].wscale or 0
-                ack = packet.ack64 if mine and packet.ack64 is not None else opt.data_ack
-                flow.raw_ack.append((ack, seg.window << scale))
-                flow.acks.add(seg.ts, len(flow.raw_ack) - 1)
-                _trim(flow.acks, flow.raw_ack)
+                # None: a 32-bit Data ACK nothing could expand yet (no IDSN, no data of the peer seen): not drawn,
+                # as the CSV leaves it empty and the checker does not judge it.
+                ack = packet.ack64 if mine else (opt.data_ack if opt.ack64 else None)
+                if ack is not None:
+                    scale = sf.halves[direction].wscale or 0
+                    flow.raw_ack.append((ack, seg.window << scale))
+                    flow.acks.add(seg.ts, len(flow.raw_ack) - 1)
+                    _trim(flow.acks, flow.raw_ack)
 
     def finish(self, analysis: Analysis) -> None:
         return None

@@ -195,3 +195,33 @@ def test_plot_data_acks_agree_with_the_csv_past_two_gibibytes_of_32_bit_dsns(tmp
     assert [int(r["dsn_relative"]) for r in rows if r["direction"] == "c2s" and r["dsn_relative"]] == truth_dsn
     acks = [int(r["data_ack_relative"]) for r in rows if r["direction"] == "s2c" and r["data_ack_relative"]]
     assert acks == truth_ack
+
+
+def test_plot_leaves_out_data_acks_nothing_could_expand(tmp_path: Path) -> None:
+    """A real kernel trace cut after its handshakes: no IDSN, early 32-bit Data ACKs before the peer's data.
+
+    Those ACKs have no 64-bit value (the CSV leaves them empty, the checker does not judge them); the
+    sequence graph must not draw their 32-bit value as if it were one (it would sit ~2^61 off the DSNs).
+    """
+    import dpkt
+
+    source = ROOT / "samples" / "multi-conn.pcap"
+    with source.open("rb") as f:
+        reader = dpkt.pcap.Reader(f)
+        linktype, records = reader.datalink(), list(reader)
+    cut = tmp_path / "cut.pcap"
+    with cut.open("wb") as out:
+        writer = dpkt.pcap.Writer(out, linktype=linktype)
+        for ts, buf in records[25:]:
+            writer.writepkt(buf, ts)
+    plot = PlotCollector()
+    analysis = analyze(str(cut), AnalysisOptions(observers=[plot]))
+    near = 1 << 40  # analyzer.seqnum.DSN_LINK_DISTANCE: one data stream
+    drawn = 0
+    for conn in analysis.connections:
+        for direction in (0, 1):
+            graph = figure(analysis, "dsn", conn.id, direction, plot)
+            for value in graph.series[-2].ys:  # "Data ACK", relative to the IDSN or the first DSN
+                drawn += 1
+                assert value < near or value > (1 << 64) - near, (conn.id, direction, value)
+    assert drawn
