@@ -583,7 +583,7 @@ class DssRules(Family):
         ssn: int = opt.ssn  # type: ignore[assignment]
         flags = opt.flags
         if not flags & DSS_DSN64:
-            dsn = self._expand_dsn(seg, flow, opt)
+            dsn = self._published_dsn(seg, flow, opt)
         expect = flow.cd.csum_expect
         if (opt.checksum is not None) is not expect:
             for presence in self.bus.presence_hooks:
@@ -626,7 +626,7 @@ class DssRules(Family):
         for infinite in self.bus.infinite_hooks:
             infinite(seg, flow, opt)
 
-    def _expand_dsn(self, seg: Segment, flow: Flow, opt: Dss) -> int:
+    def _published_dsn(self, seg: Segment, flow: Flow, opt: Dss) -> int:
         """This 32-bit DSN as 64 bits, as the data levels expanded it, judged for ambiguity (DSS-013).
 
         The reference is the side's highest DSN mapped, else IDSN + 1 (``DataLevel.reference``); without
@@ -846,7 +846,7 @@ class DssRules(Family):
                 if 0 < beyond < HALF32:  # a TCP ACK for bytes the capture never showed (H-LOSS)
                     reverse.lose(beyond)
                     reverse.max_end += beyond
-            ack = value if ack64 else self._expand_ack(seg, flow, opt)
+            ack = value if ack64 else self._published_ack(seg, flow, opt)
             flow.ack = ack
             if ack is not None:
                 sd = flow.sd
@@ -880,7 +880,7 @@ class DssRules(Family):
             if peer.win_pending:
                 self._window_update(peer, edge, seg.ts)
 
-    def _expand_ack(self, seg: Segment, flow: Flow, opt: Dss) -> int | None:
+    def _published_ack(self, seg: Segment, flow: Flow, opt: Dss) -> int | None:
         """This 32-bit Data ACK as the data levels expanded it (near the peer's highest DSN mapped), judged."""
         value: int = opt.data_ack  # type: ignore[assignment]
         packet = self.ctx.packet
