@@ -2,8 +2,9 @@
 
 Rows stream to a temporary CSV during the single pass (memory stays flat); connection numbers and
 connection-level directions are only final at the end, so the rows are then rewritten once with
-them filled in — as CSV, or as Parquet through pyarrow, batch by batch. The IDSNs are known then too,
-so the 64-bit and IDSN-relative DSN and Data ACK columns are computed in that second step.
+them filled in — as CSV, or as Parquet through pyarrow, batch by batch. The 64-bit DSN and Data ACK
+are the values the data levels published for the packet (analyzer.datalevels: expanded once, the same
+the checker and the TUI show); the IDSN-relative columns are computed in the second step.
 Every column is described in docs/export.md (a test keeps the two in step).
 """
 
@@ -19,8 +20,8 @@ from typing import IO
 
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection, Subflow
+from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss, MpCapable, Subtype
-from analyzer.seqnum import expand32
 
 COLUMNS = (
     "frame", "time", "connection", "subflow", "direction", "tcp_flags", "seq", "ack", "payload_len",
@@ -61,8 +62,11 @@ class PacketExporter:
         self._tmp = Path(tmp)
         self._file: IO[str] = self._tmp.open("w", newline="")
         self._writer = csv.writer(self._file)
-        self._dsn_refs: dict[int, int] = {}  # subflow id * 2 + direction -> last 64-bit DSN
+        self.packet = PacketLevels()  # the current segment's 64-bit values (analyzer.datalevels)
         self.rows = 0
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        self.packet = packet
 
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         opts = seg.options
@@ -83,24 +87,17 @@ class PacketExporter:
             seg.payload_len, "|".join(names),
         ]  # fmt: skip
         if dss is not None:
-            key = sf.id * 2 + direction
-            dsn64: int | str = ""
-            if dss.dsn is not None:
-                if dss.dsn64:
-                    dsn64 = dss.dsn
-                elif key in self._dsn_refs:
-                    dsn64 = expand32(dss.dsn, self._dsn_refs[key])
-                if isinstance(dsn64, int):
-                    self._dsn_refs[key] = (dsn64 + (dss.data_len or 0)) & MASK64
+            dsn64 = self.packet.known_dsn(dss)
+            ack64 = self.packet.known_ack(dss)
             row += [
-                "" if dss.dsn is None else dss.dsn, dsn64, "" if dss.ssn is None else dss.ssn,
+                "" if dss.dsn is None else dss.dsn, "" if dsn64 is None else dsn64, "" if dss.ssn is None else dss.ssn,
                 "" if dss.data_len is None else dss.data_len, "" if dss.data_ack is None else dss.data_ack,
                 int(dss.ack64) if dss.data_ack is not None else "", int(dss.data_fin),
                 "" if dss.checksum is None else dss.checksum,
-                "" if dss.dsn is None else (64 if dss.dsn64 else 32),
+                "" if dss.dsn is None else (64 if dss.dsn64 else 32), "" if ack64 is None else ack64,
             ]  # fmt: skip
         else:
-            row += [""] * 9
+            row += [""] * 10
         self._writer.writerow(row)
         self.rows += 1
 
@@ -117,15 +114,22 @@ class PacketExporter:
 
     def _rows(self, placement: dict[int, tuple[Connection, int]]):  # type: ignore[no-untyped-def]
         """The final rows: connection and its direction filled in, the expanded and relative columns added."""
-        expander = _Expander()
+        at = ALL_COLUMNS.index
+        dsn_at, ack_at, flag_at = at("dsn64"), at("data_ack"), at("data_ack64")
         with self._tmp.open(newline="") as f:
             for row in csv.reader(f):
                 conn, flip = placement.get(int(row[3]), (None, 0))
                 side = int(row[4]) ^ flip
                 row[2] = "" if conn is None else str(conn.id)
                 row[4] = "c2s" if side == 0 else "s2c"
+                ack64 = row.pop()
                 dsn_bits = row.pop()
-                yield row + expander.columns(conn, side, row, dsn_bits)
+                sender_idsn = conn.sides[side].idsn if conn is not None else None
+                peer_idsn = conn.sides[1 - side].idsn if conn is not None else None
+                ack = row[ack_at]
+                ack_bits = "" if ack == "" else (64 if row[flag_at] == "1" else 32)
+                yield [*row, dsn_bits, *_value_and_relative(row[dsn_at], sender_idsn), ack_bits,
+                       *_value_and_relative(ack64, peer_idsn)]  # fmt: skip
 
     def _write_csv(self, placement: dict[int, tuple[Connection, int]]) -> None:
         with self.path.open("w", newline="") as out:
@@ -200,41 +204,9 @@ def _pandas_metadata(pyarrow_version: str) -> bytes:
     return json.dumps(meta).encode()
 
 
-class _Expander:
-    """Expands DSNs and Data ACKs to 64 bits per connection side: from the last value, else from the IDSN."""
-
-    def __init__(self) -> None:
-        self.refs: dict[tuple[str, int, str], int] = {}
-
-    def columns(self, conn: Connection | None, side: int, row: list[str], dsn_bits: str) -> list[object]:
-        at = ALL_COLUMNS.index
-        dsn, data_len, ack, ack_flag = row[at("dsn")], row[at("data_len")], row[at("data_ack")], row[at("data_ack64")]
-        owner = row[at("connection")] or f"sf{row[at('subflow')]}"
-        sender_idsn = conn.sides[side].idsn if conn is not None else None
-        peer_idsn = conn.sides[1 - side].idsn if conn is not None else None
-        full = self._expand((owner, side, "dsn"), dsn, dsn_bits == "64", sender_idsn)
-        if full is not None and data_len:
-            self.refs[(owner, side, "dsn")] = (full + int(data_len)) & MASK64
-        acked = self._expand((owner, side, "ack"), ack, ack_flag == "1", peer_idsn)
-        ack_bits = "" if ack == "" else (64 if ack_flag == "1" else 32)
-        return [dsn_bits, *_value_and_relative(full, sender_idsn), ack_bits, *_value_and_relative(acked, peer_idsn)]
-
-    def _expand(self, key: tuple[str, int, str], raw: str, wide: bool, idsn: int | None) -> int | None:
-        if raw == "":
-            return None
-        value = int(raw)
-        if not wide:
-            reference = self.refs.get(key)
-            if reference is None and idsn is not None:
-                reference = (idsn + 1) & MASK64
-            if reference is None:
-                return None
-            value = expand32(value, reference)
-        self.refs[key] = value
-        return value
-
-
-def _value_and_relative(value: int | None, idsn: int | None) -> list[object]:
-    if value is None:
+def _value_and_relative(text: str, idsn: int | None) -> list[object]:
+    """A 64-bit value (as written in the first step; empty: unknown) and the same relative to ``idsn``."""
+    if text == "":
         return ["", ""]
+    value = int(text)
     return [value, "" if idsn is None else (value - idsn) & MASK64]

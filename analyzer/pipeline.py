@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from analyzer.datalevels import DataLevels
 from analyzer.diagnosis import diagnose
 from analyzer.facts import FactLog
 from analyzer.findings import FindingSink, Severity
@@ -25,7 +26,12 @@ PROGRESS_EVERY = 1 << 14  # packets between progress callbacks
 
 
 class SegmentObserver(Protocol):
-    """A stage that sees every TCP segment after the tracker placed it in its subflow."""
+    """A stage that sees every TCP segment after the tracker placed it in its subflow.
+
+    An observer with ``attach_levels(packet, level)`` is handed the data levels (analyzer.datalevels)
+    before the pass: ``packet`` holds the current segment's 64-bit DSN and Data ACK, ``level(conn, side)``
+    a connection side's data level. It reads them and never expands a 32-bit value itself.
+    """
 
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None: ...
 
@@ -68,7 +74,9 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     tracker = Tracker(sink, limits, facts)
     trace = TraceSummary(path=info.path, assumed=sorted(options.assume))
     skipped: dict[Skip, int] = {}
-    observers: list[SegmentObserver] = []
+    # The data levels see each segment first and expand its DSN and Data ACK once; every later stage reads them.
+    levels = DataLevels()
+    observers: list[SegmentObserver] = [levels]
     reassembler: Reassembler | None = None
     if options.reassemble:
         reassembler = Reassembler(facts, limits.max_out_of_order_bytes, options.stream_writer)
@@ -84,6 +92,10 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
 
         observers.append(Checker(sink, facts))
     observers.extend(options.observers)
+    for observer in observers:
+        attach = getattr(observer, "attach_levels", None)
+        if attach is not None:
+            attach(levels.packet, levels.level)
     progress = options.progress
     link_types_seen: set[int] = set()
     frame = 0

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from analyzer.ingest.decode import TH_ACK, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
+from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss
-from analyzer.seqnum import expand32
 from analyzer.stats import BUCKET, Thinned
 
 KINDS = ("dsn", "throughput", "data-ack", "rtt")
@@ -50,16 +50,25 @@ class Figure:
 @dataclass(slots=True)
 class _Flow:
     mappings: Thinned = field(default_factory=lambda: Thinned(POINTS_PER_FLOW))  # (t, index into raw)
-    raw_dsn: list[tuple[int, bool, int]] = field(default_factory=list)  # (dsn, 64-bit?, data_len)
+    raw_dsn: list[tuple[int, int]] = field(default_factory=list)  # (64-bit dsn, data_len)
     acks: Thinned = field(default_factory=lambda: Thinned(POINTS_PER_FLOW))
-    raw_ack: list[tuple[int, bool, int]] = field(default_factory=list)  # (data ack, 64-bit?, window bytes)
+    raw_ack: list[tuple[int, int]] = field(default_factory=list)  # (64-bit data ack, window bytes)
 
 
 class PlotCollector:
-    """Pipeline observer: the DSS mappings and Data ACKs of every subflow direction, thinned."""
+    """Pipeline observer: the DSS mappings and Data ACKs of every subflow direction, thinned.
+
+    The values are the 64-bit ones the data levels published (analyzer.datalevels), as the checker and
+    the CSV see them; a 32-bit Data ACK they could not expand (nothing known of the peer's data yet) is
+    left out rather than drawn at a guessed height.
+    """
 
     def __init__(self) -> None:
         self.flows: dict[int, _Flow] = {}  # subflow id * 2 + direction
+        self.packet = PacketLevels()
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        self.packet = packet
 
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         if seg.options is None or not seg.options.mptcp:
@@ -70,21 +79,29 @@ class PlotCollector:
             flow = self.flows.get(sf.id * 2 + direction)
             if flow is None:
                 flow = self.flows[sf.id * 2 + direction] = _Flow()
+            packet = self.packet
+            mine = packet.dss is opt  # (a second DSS in one segment is malformed: only its 64-bit values count)
             if opt.dsn is not None and opt.data_len:
-                flow.raw_dsn.append((opt.dsn, opt.dsn64, opt.data_len))
-                flow.mappings.add(seg.ts, len(flow.raw_dsn) - 1)
-                _trim(flow.mappings, flow.raw_dsn)
+                dsn = packet.dsn64 if mine else (opt.dsn if opt.dsn64 else None)
+                if dsn is not None:
+                    flow.raw_dsn.append((dsn, opt.data_len))
+                    flow.mappings.add(seg.ts, len(flow.raw_dsn) - 1)
+                    _trim(flow.mappings, flow.raw_dsn)
             if opt.data_ack is not None and seg.flags & TH_ACK:
-                scale = sf.halves[direction].wscale or 0
-                flow.raw_ack.append((opt.data_ack, opt.ack64, seg.window << scale))
-                flow.acks.add(seg.ts, len(flow.raw_ack) - 1)
-                _trim(flow.acks, flow.raw_ack)
+                # None: a 32-bit Data ACK nothing could expand yet (no IDSN, no data of the peer seen): not drawn,
+                # as the CSV leaves it empty and the checker does not judge it.
+                ack = packet.ack64 if mine else (opt.data_ack if opt.ack64 else None)
+                if ack is not None:
+                    scale = sf.halves[direction].wscale or 0
+                    flow.raw_ack.append((ack, seg.window << scale))
+                    flow.acks.add(seg.ts, len(flow.raw_ack) - 1)
+                    _trim(flow.acks, flow.raw_ack)
 
     def finish(self, analysis: Analysis) -> None:
         return None
 
 
-def _trim(points: Thinned, raw: list[tuple[int, bool, int]]) -> None:
+def _trim(points: Thinned, raw: list[tuple[int, int]]) -> None:
     """Keep ``raw`` as long as the thinned points that index it (compacted when the points are thinned)."""
     if len(raw) < 2 * points.limit:
         return
@@ -135,41 +152,37 @@ def _sequence_graph(conn: Connection, direction: int, t0: float, collector: Plot
     fig = Figure(f"Connection {conn.id}: sequence graph {ARROWS[direction]}", "time (s)", "relative DSN")
     idsn = conn.sides[direction].idsn
     acks: list[tuple[float, int, int]] = []  # (t, relative ack, window)
-    expand = _Expanding(idsn)
+    relative = _Relative(idsn)
     for sf in conn.subflows:
         flow = collector.flows.get(sf.id * 2 + (direction ^ sf.reversed))
         xs: list[float] = []
         ys: list[float] = []
         if flow is not None:
             for t, index in flow.mappings.points:
-                dsn, wide, _ = flow.raw_dsn[int(index)]
+                dsn, _ = flow.raw_dsn[int(index)]
                 xs.append(t - t0)
-                ys.append(expand.relative(dsn, wide))
+                ys.append(relative(dsn))
         fig.series.append(Series(f"subflow {sf.id}", xs, ys, "points"))
         back = collector.flows.get(sf.id * 2 + (1 - (direction ^ sf.reversed)))
         if back is not None:
             for t, index in back.acks.points:
-                ack, wide, window = back.raw_ack[int(index)]
-                acks.append((t - t0, int(expand.relative(ack, wide)), window))
+                ack, window = back.raw_ack[int(index)]
+                acks.append((t - t0, int(relative(ack)), window))
     acks.sort()
     fig.series.append(Series("Data ACK", [t for t, _, _ in acks], [a for _, a, _ in acks], "step"))
     fig.series.append(Series("receive window", [t for t, _, _ in acks], [a + w for _, a, w in acks], "step"))
     return fig
 
 
-class _Expanding:
-    """32-bit values expanded near the last one (first: near the IDSN); relative to the IDSN, or the first value."""
+class _Relative:
+    """64-bit values relative to the IDSN, or without one to the first value (which then is 1)."""
 
     def __init__(self, idsn: int | None) -> None:
         self.base = idsn
-        self.ref = None if idsn is None else (idsn + 1) & MASK64
 
-    def relative(self, value: int, wide: bool) -> float:
-        if not wide:
-            value = expand32(value, self.ref) if self.ref is not None else value
+    def __call__(self, value: int) -> float:
         if self.base is None:
             self.base = (value - 1) & MASK64
-        self.ref = value
         return float((value - self.base) & MASK64)
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
 from analyzer.model import Analysis, Stall, Subflow
+from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss
-from analyzer.seqnum import expand32
 
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
@@ -170,13 +170,17 @@ class StatsCollector:
     def __init__(self) -> None:
         self.directions: dict[int, _Direction] = {}  # subflow id * 2 + direction
         self.data_acks: dict[tuple[int, int], dict[int, int]] = {}  # (id(conn), acking side) -> bucket -> ack
-        self._ack_refs: dict[tuple[int, int], int] = {}
+        self.packet = PacketLevels()  # the current segment's 64-bit Data ACK (analyzer.datalevels)
         self._last_raw: dict[tuple[int, int], int] = {}
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this (half-open) subflow."""
         self.directions.pop(sf.id * 2, None)
         self.directions.pop(sf.id * 2 + 1, None)
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        """The pipeline's data levels: Data ACKs are read there as 64 bits, never expanded here."""
+        self.packet = packet
 
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         bucket = int(seg.ts / BUCKET)
@@ -227,17 +231,9 @@ class StatsCollector:
         if self._last_raw.get(key) == raw:
             return  # repeated Data ACK: the series already holds it
         self._last_raw[key] = raw
-        if dss.ack64:
-            value = dss.data_ack
-        else:
-            reference = self._ack_refs.get(key)
-            if reference is None:
-                peer_idsn = conn.sides[1 - side].idsn  # type: ignore[attr-defined]
-                if peer_idsn is None:
-                    return
-                reference = (peer_idsn + 1) & MASK64
-            value = expand32(dss.data_ack, reference)
-        self._ack_refs[key] = value
+        value = self.packet.known_ack(dss)  # expanded once by the data levels
+        if value is None:
+            return  # a 32-bit Data ACK whose high half is unknown (no IDSN, no 64-bit value seen)
         series = self.data_acks.get(key)
         if series is None:
             series = self.data_acks[key] = {}

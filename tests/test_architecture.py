@@ -19,8 +19,8 @@ PACKAGES = ("analyzer", "tui")
 GROUPS: dict[str, tuple[str, ...]] = {
     "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
     "wire": ("analyzer.ingest",),
-    "observe": ("analyzer.tracker", "analyzer.reassembly", "analyzer.stats", "analyzer.export", "analyzer.follow",
-                "analyzer.plot"),
+    "observe": ("analyzer.tracker", "analyzer.datalevels", "analyzer.reassembly", "analyzer.stats", "analyzer.export",
+                "analyzer.follow", "analyzer.plot"),
     "facts": ("analyzer.facts",),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),

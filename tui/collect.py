@@ -25,16 +25,21 @@ from typing import BinaryIO
 
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection, Subflow
+from analyzer.mptcp.datalevel import DataLevel, PacketLevels
 from analyzer.mptcp.options import Dss
-from analyzer.seqnum import expand32
 
 SERIES_CAP = 4000  # points kept per series before decimating
 MAX_INTERVALS = 64  # disjoint DSN ranges remembered per connection side for reinjection marks
 
 
-def expand(value: int, reference: int | None) -> int:
-    """A 32-bit DSN as 64 bits, nearest ``reference`` (unchanged without one)."""
-    return value if reference is None else expand32(value, reference)
+def expand(value: int, idsn: int | None) -> int:
+    """A 32-bit DSN of a packet read again from the file, as 64 bits near ``idsn`` + 1 (unchanged without one).
+
+    The detail pane re-reads one packet at a time, long after the pass, and no per-packet 64-bit value is
+    stored (memory stays per flow): a level that knows only the IDSN expands it, which is exact for the first
+    2^31 bytes of a connection side. Everything gathered during the pass reads the data levels instead.
+    """
+    return value if idsn is None else DataLevel(idsn).expand(value)
 
 
 @dataclass(slots=True)
@@ -110,9 +115,13 @@ class PlotCollector:
     def __init__(self) -> None:
         self.series: dict[tuple[int, int], SubflowSeries] = {}
         self.first_ts: float | None = None
-        self._dsn_ref: dict[tuple[int, int], int] = {}
+        self.packet = PacketLevels()  # the current segment's 64-bit DSN (analyzer.datalevels)
         self._sent: dict[tuple[int, int], SentRanges] = {}
         self.lock = threading.Lock()
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        """The pipeline's data levels: each mapping's 64-bit DSN is read there (what the checker saw)."""
+        self.packet = packet
 
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
         if self.first_ts is None:
@@ -134,14 +143,8 @@ class PlotCollector:
         conn = subflow.connection
         side = direction ^ subflow.reversed
         skey = (id(conn) if conn is not None else -subflow.id, side)
-        if opt.dsn64:
-            dsn = opt.dsn
-        else:
-            ref = self._dsn_ref.get(skey)
-            if ref is None and conn is not None:
-                ref = conn.sides[side].idsn
-            dsn = expand(opt.dsn, ref)
-        self._dsn_ref[skey] = dsn
+        packet = self.packet
+        dsn = packet.dsn64 if packet.dss is opt and packet.dsn64 is not None else opt.dsn
         end = dsn + max(0, opt.data_len - (1 if opt.data_fin else 0))
         sent = self._sent.get(skey)
         if sent is None:
@@ -159,7 +162,6 @@ class PlotCollector:
                 series.reinjections.add(t, float(dsn))
 
     def finish(self, analysis: Analysis) -> None:
-        self._dsn_ref.clear()
         self._sent.clear()
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from analyzer.checker.base import Context, Family
+from analyzer.checker.base import Context, Family, LevelLookup
 from analyzer.checker.dss import Bus
 from analyzer.facts import Fact, FactLog
 from analyzer.findings import FindingSink
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Subflow
-from analyzer.mptcp.options import Dss
+from analyzer.mptcp.datalevel import PacketLevels
 
 # Module names under analyzer.checker, one per catalogue section. A module that does not exist yet
 # is skipped, so families can land one at a time.
@@ -68,6 +68,11 @@ class Checker:
             for option_type in family.WANTS or ():
                 self._by_type.setdefault(option_type, []).append(family.on_segment)
 
+    def attach_levels(self, packet: PacketLevels, level: LevelLookup) -> None:
+        """The pipeline's data levels (analyzer.datalevels): the families read them, never expand."""
+        self.ctx.packet = packet
+        self.ctx.level = level
+
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
         ctx = self.ctx
         ctx.last_time = seg.ts
@@ -75,18 +80,12 @@ class Checker:
             self._judge_facts(seg.frame)
         if subflow.connection is None and not subflow.mptcp_seen:
             return  # plain TCP: no MPTCP rule applies
-        conn = subflow.connection
-        dss: Dss | None = None
         wanted: list[Hook] = _NO_HOOKS
         options = seg.options.mptcp if seg.options is not None else _NO_HOOKS
         if options:
             by_type = self._by_type
             for opt in options:
                 kind = type(opt)
-                if isinstance(opt, Dss):
-                    dss = opt
-                    if conn is not None and opt.dsn is not None and opt.data_len:
-                        ctx.note_mapping(conn, direction ^ subflow.reversed, opt)
                 hooks = by_type.get(kind)
                 if hooks:  # the usual single option needs no list of its own
                     wanted = wanted + [h for h in hooks if h not in wanted] if wanted else hooks
@@ -98,8 +97,6 @@ class Checker:
                 current(seg, subflow, direction)
         except Exception as exc:  # a bug in one family must not stop the analysis of the rest
             self._disable(getattr(current, "__self__", None), exc, seg.frame)
-        if dss is not None and dss.data_ack is not None and conn is not None:
-            ctx.note_data_ack(conn, direction ^ subflow.reversed, dss)
 
     def _judge_facts(self, frame: int | None) -> None:
         facts = self.facts

@@ -214,7 +214,7 @@ class AddressRules(Family):
                 else:
                     uses = False  # H-MID: which address the subflow uses is unknown
                 if uses:
-                    ends = (self.ctx.side_state(conn, 0).max_dsn_end, self.ctx.side_state(conn, 1).max_dsn_end)
+                    ends = (self.ctx.level(conn, 0).known_end(), self.ctx.level(conn, 1).known_end())
                     self._removals.append(Removal(each, seg.frame, seg.ts, remover, address_id, ends))
                     if id(conn) not in self._watched:
                         self._watched.add(id(conn))
@@ -241,7 +241,7 @@ class AddressRules(Family):
             assert isinstance(opt, Dss)
             if opt.dsn is None or not opt.data_len:
                 return
-            dsn = self.ctx.expand_dsn(sf.connection, side, opt.dsn, opt.dsn64)
+            dsn = self.ctx.dsn64(opt)
             if dsn is None or before is None or not serial_lt(before, (dsn + opt.data_len) & ((1 << 64) - 1)):
                 return  # nothing new at the data level (retransmission or reinjection of older data)
             self._removals = [r for r in self._removals if r.sf is not sf]

@@ -6,12 +6,14 @@ and connection and the reassembler mapped it) and ``finish`` (called once at the
 model is known: that is where rules with a grace period or "never happened" conditions decide).
 
 The context holds what several families need, so they do not each recompute it: the connection
-side of a segment, 64-bit expansion of DSNs and Data ACKs, the highest DSN each side has mapped,
+side of a segment, each packet's 64-bit DSN and Data ACK and each side's data level (highest DSN
+mapped, DATA_FIN, Data ACK; read from :mod:`analyzer.datalevels`, which alone expands them),
 and the capture-level facts that the hazards in the catalogue (H-MID, H-POINT, H-END, …) depend on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -19,22 +21,19 @@ from analyzer.facts import Fact
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.decode import Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
+from analyzer.mptcp.datalevel import DataLevel, PacketLevels
 from analyzer.mptcp.options import Dss
 from analyzer.rules import Rule, register
-from analyzer.seqnum import expand32, serial_lt
 
 MASK64 = (1 << 64) - 1
 GRACE_SECONDS = 1.0  # H-END: minimum time a reaction may take before "it never came" is reported
 
 
-@dataclass(slots=True)
-class SideState:
-    """What the checker tracks per connection side (the host sending this direction's data)."""
+LevelLookup = Callable[[Connection, int], DataLevel]
 
-    max_dsn_end: int | None = None  # highest DSN end (exclusive, 64-bit) this side has mapped
-    data_fin_dsn: int | None = None  # 64-bit DSN of its DATA_FIN
-    last_data_ack: int | None = None  # highest 64-bit Data ACK this side has sent (acks the peer's data)
-    last_raw_ack: int = -1  # the last Data ACK as carried (value | ack64 << 64), to skip repeats cheaply
+
+def _unattached(conn: Connection, side: int) -> DataLevel:
+    raise RuntimeError("the checker's context has no data levels: run it in the pipeline (DataLevels first)")
 
 
 @dataclass
@@ -42,7 +41,10 @@ class Context:
     """Shared services for rule families (see the module docstring)."""
 
     sink: FindingSink
-    sides: dict[int, SideState] = field(default_factory=dict)  # id(conn) * 2 + side
+    # The data levels (analyzer.datalevels, the pipeline's first observer): each packet's 64-bit DSN and Data
+    # ACK, expanded once there, and each connection side's highest DSN mapped, DATA_FIN and Data ACK.
+    packet: PacketLevels = field(default_factory=PacketLevels)
+    level: LevelLookup = _unattached
     # State that several families share for one run (it dies with the run, unlike module globals).
     shared: dict[str, object] = field(default_factory=dict)
     last_time: float = 0.0
@@ -77,61 +79,9 @@ class Context:
         """Connection side (CLIENT/SERVER) that sent a segment travelling in ``direction``."""
         return direction ^ sf.reversed
 
-    def side_state(self, conn: Connection, side: int) -> SideState:
-        key = id(conn) * 2 + side
-        state = self.sides.get(key)
-        if state is None:
-            state = self.sides[key] = SideState()
-        return state
-
-    def dsn_reference(self, conn: Connection, side: int) -> int | None:
-        """Reference for expanding ``side``'s 32-bit DSNs: its highest mapped DSN, else IDSN + 1."""
-        state = self.side_state(conn, side)
-        if state.max_dsn_end is not None:
-            return state.max_dsn_end
-        idsn = conn.sides[side].idsn
-        return None if idsn is None else (idsn + 1) & MASK64
-
-    def expand_dsn(self, conn: Connection, side: int, value: int, is64: bool) -> int | None:
-        """A DSN sent by ``side`` as 64 bits, or None when a 32-bit value has no reference yet."""
-        if is64:
-            return value
-        reference = self.dsn_reference(conn, side)
-        return None if reference is None else expand32(value, reference)
-
-    def expand_data_ack(self, conn: Connection, acker: int, value: int, is64: bool) -> int | None:
-        """A Data ACK sent by ``acker`` (it acknowledges the *peer's* DSN space) as 64 bits."""
-        if is64:
-            return value
-        reference = self.dsn_reference(conn, 1 - acker)
-        return None if reference is None else expand32(value, reference)
-
-    def note_mapping(self, conn: Connection, side: int, dss: Dss) -> None:
-        """Track the highest DSN ``side`` has mapped and its DATA_FIN (called before the families run)."""
-        assert dss.dsn is not None and dss.data_len is not None
-        dsn = self.expand_dsn(conn, side, dss.dsn, dss.dsn64)
-        if dsn is None:
-            return
-        state = self.side_state(conn, side)
-        end = (dsn + dss.data_len) & MASK64
-        if state.max_dsn_end is None or serial_lt(state.max_dsn_end, end):
-            state.max_dsn_end = end
-        if dss.data_fin and state.data_fin_dsn is None:
-            state.data_fin_dsn = (end - 1) & MASK64
-
-    def note_data_ack(self, conn: Connection, side: int, dss: Dss) -> None:
-        """Track the highest Data ACK ``side`` has sent (called after the families run)."""
-        assert dss.data_ack is not None
-        state = self.side_state(conn, side)
-        raw = dss.data_ack | (dss.ack64 << 64)
-        if raw == state.last_raw_ack:
-            return  # the common case: the same Data ACK repeated on every segment
-        state.last_raw_ack = raw
-        ack = self.expand_data_ack(conn, side, dss.data_ack, dss.ack64)
-        if ack is None:
-            return
-        if state.last_data_ack is None or serial_lt(state.last_data_ack, ack):
-            state.last_data_ack = ack
+    def dsn64(self, dss: Dss) -> int | None:
+        """The 64-bit DSN of this packet's mapping ``dss`` (None: a 32-bit DSN whose high half is unknown)."""
+        return self.packet.known_dsn(dss)
 
     @staticmethod
     def fully_captured(conn: Connection) -> bool:

@@ -50,7 +50,7 @@ from analyzer.mptcp.options import (
     Subtype,
 )
 from analyzer.rules import Rule
-from analyzer.seqnum import expand32, serial_gt, unwrap32
+from analyzer.seqnum import serial_gt, unwrap32
 
 E, W, INFO = Severity.ERROR, Severity.WARNING, Severity.INFO
 
@@ -575,10 +575,6 @@ class DssRules(Family):
         if (opt.checksum is not None) is not cd.csum_expect:
             for presence in self.bus.presence_hooks:
                 presence(seg, flow, opt.checksum is not None, True)
-        state = self.ctx.side_state(flow.conn, flow.side)  # the context only learns DSS mappings itself
-        end = (base + opt.data_len) & MASK64
-        if state.max_dsn_end is None or serial_gt(end, state.max_dsn_end):
-            state.max_dsn_end = end
         self._map(seg, flow, base, 1, opt.data_len, False, rel, plen)
 
     def _dss_mapping(self, seg: Segment, flow: Flow, opt: Dss, rel: int, plen: int) -> None:
@@ -587,7 +583,7 @@ class DssRules(Family):
         ssn: int = opt.ssn  # type: ignore[assignment]
         flags = opt.flags
         if not flags & DSS_DSN64:
-            dsn = self._expand_dsn(seg, flow, dsn)
+            dsn = self._published_dsn(seg, flow, opt)
         expect = flow.cd.csum_expect
         if (opt.checksum is not None) is not expect:
             for presence in self.bus.presence_hooks:
@@ -630,12 +626,20 @@ class DssRules(Family):
         for infinite in self.bus.infinite_hooks:
             infinite(seg, flow, opt)
 
-    def _expand_dsn(self, seg: Segment, flow: Flow, value: int) -> int:
-        """Expand a 32-bit DSN near the highest DSN this side mapped (IDSN + 1 before any)."""
-        sd = flow.sd
-        ref = sd.ref if sd.ref is not None else sd.base_now()
+    def _published_dsn(self, seg: Segment, flow: Flow, opt: Dss) -> int:
+        """This 32-bit DSN as 64 bits, as the data levels expanded it, judged for ambiguity (DSS-013).
+
+        The reference is the side's highest DSN mapped, else IDSN + 1 (``DataLevel.reference``); without
+        either (H-MID) the first value stands in for itself and nothing can be judged.
+        """
+        value: int = opt.dsn  # type: ignore[assignment]
+        packet = self.ctx.packet
+        if packet.dss is not opt or packet.dsn64 is None:
+            return value  # a second DSS in one segment (malformed): not expanded
+        ref = packet.dsn_ref
         if ref is None:
-            return value  # H-MID: the first value seen is its own reference
+            return packet.dsn64  # H-MID: the first value seen is its own reference
+        sd = flow.sd
         distance = (value - ref) & MASK32
         distance = min(distance, TWO32 - distance)
         if distance >= AMBIGUOUS_DISTANCE:
@@ -645,7 +649,7 @@ class DssRules(Family):
                 f"{ref & MASK32} (low 32 bits of {ref}); its 64-bit value is ambiguous",
                 seg.frame, flow.sf,
             )  # fmt: skip
-        dsn = expand32(value, ref)
+        dsn = packet.dsn64
         # 32-bit DSNs on a fast connection: more than 2^31 bytes within the MSL makes them ambiguous.
         points = sd.rate32
         now = seg.ts
@@ -842,7 +846,7 @@ class DssRules(Family):
                 if 0 < beyond < HALF32:  # a TCP ACK for bytes the capture never showed (H-LOSS)
                     reverse.lose(beyond)
                     reverse.max_end += beyond
-            ack = value if ack64 else self._expand_ack(seg, flow, value)
+            ack = value if ack64 else self._published_ack(seg, flow, opt)
             flow.ack = ack
             if ack is not None:
                 sd = flow.sd
@@ -876,10 +880,12 @@ class DssRules(Family):
             if peer.win_pending:
                 self._window_update(peer, edge, seg.ts)
 
-    def _expand_ack(self, seg: Segment, flow: Flow, value: int) -> int | None:
-        peer = flow.peer
-        ref = peer.ref if peer.ref is not None else peer.base_now()
-        if ref is None:
+    def _published_ack(self, seg: Segment, flow: Flow, opt: Dss) -> int | None:
+        """This 32-bit Data ACK as the data levels expanded it (near the peer's highest DSN mapped), judged."""
+        value: int = opt.data_ack  # type: ignore[assignment]
+        packet = self.ctx.packet
+        ref = packet.ack_ref
+        if packet.dss is not opt or ref is None:
             return None
         distance = (value - ref) & MASK32
         distance = min(distance, TWO32 - distance)
@@ -890,7 +896,7 @@ class DssRules(Family):
                 f"DSN (low 32 bits {ref & MASK32}); its 64-bit value is ambiguous",
                 seg.frame, flow.sf,
             )  # fmt: skip
-        return expand32(value, ref)
+        return packet.ack64
 
     def _window_candidate(self, sd: SideData, data_end: int, edge: int, seg: Segment) -> None:
         self._window_expire(sd, seg.ts)

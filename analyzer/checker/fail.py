@@ -170,8 +170,7 @@ class MpFailRules(Family):
         dsn = opt.dsn
         inside = None
         oldest = None
-        for mapping in log.recent:
-            start = self.obs.dsn64(self.ctx, sf, 1 - direction, mapping)
+        for mapping, start in log.recent:
             if start is None or mapping.data_len is None:
                 continue
             if start == dsn:

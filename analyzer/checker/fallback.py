@@ -167,7 +167,7 @@ class FallbackRules(Family):
         if dss is not None:
             data_len = dss.data_len
             if data_len:
-                obs.note(seg, sf, direction, dss)
+                obs.note(seg, sf, direction, dss, self.ctx.dsn64(dss))
             elif data_len == 0:
                 self._on_infinite(seg, sf, direction, conn, dss)
         if self._points and not seg.flags & TH_RST:  # a RST ends the subflow: nothing it carries is judged
@@ -200,7 +200,7 @@ class FallbackRules(Family):
         if idsn is None or not mpc.data_len:
             return
         implied = Dss(DSS_MAPPING | DSS_DSN64, dsn=(idsn + 1) & MASK64, ssn=1, data_len=mpc.data_len)
-        self.obs.note(seg, sf, direction, implied)
+        self.obs.note(seg, sf, direction, implied, implied.dsn)
 
     # ------------------------------------------------------------------ SYN/ACK without MP_CAPABLE
     def _on_syn(self, seg: Segment, sf: Subflow, direction: int) -> None:
@@ -305,12 +305,12 @@ class FallbackRules(Family):
         if seq_le((seg.seq + seg.payload_len) & MASK32, log.covered_end):
             return  # covered by an earlier mapping
         last = log.last
-        last_dsn = self.obs.dsn64(self.ctx, sf, direction, last)
+        last_dsn = log.last_dsn
         assert last.ssn is not None and last.data_len is not None
         offset = (log.covered_end - isn - last.ssn) & MASK32
         if last_dsn is None or offset > last.data_len:
             return  # the newest mapping is not the furthest one: no DSN to name
-        acked = self.ctx.side_state(conn, 1 - (direction ^ sf.reversed)).last_data_ack
+        acked = self.ctx.level(conn, direction ^ sf.reversed).acked
         self._fail_start[key] = (seg.frame, (last_dsn + offset) & MASK64, acked)
 
     # ------------------------------------------------------------------ infinite mapping
@@ -339,8 +339,8 @@ class FallbackRules(Family):
                 "were still established; with several subflows the failing one must be reset instead",
                 [seg.frame, *(other.first_frame for other in others)], sf,
             )  # fmt: skip
-        dsn = ctx.expand_dsn(conn, side, dss.dsn, dss.dsn64)
-        acked = ctx.side_state(conn, 1 - side).last_data_ack
+        dsn = ctx.dsn64(dss)
+        acked = ctx.level(conn, side).acked  # the peer's highest Data ACK of this side's data
         point, where = dsn, f"DSN {dsn}"
         start = self._fail_start.get(id(sf) * 2 + direction)
         frames = [seg.frame]
@@ -359,7 +359,7 @@ class FallbackRules(Family):
             )  # fmt: skip
         log = self.obs.peek(sf, direction)
         last = log.last if log is not None else None
-        last_dsn = None if last is None else self.obs.dsn64(ctx, sf, direction, last)
+        last_dsn = None if log is None else log.last_dsn
         if dsn is not None and log is not None and last is not None and last_dsn is not None:
             assert last.ssn is not None and last.data_len is not None
             offset = (dss.ssn - last.ssn) & MASK32

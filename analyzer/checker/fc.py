@@ -126,7 +126,7 @@ class FastCloseRules(Family):
             close = self._closes[id(conn)] = FastClose(
                 sf, direction, side, seg.frame, seg.ts, seg.seq, on_rst,
                 valid=receiver_key is not None and receiver_key == opt.receiver_key,
-                max_dsn_end=ctx.side_state(conn, side).max_dsn_end,
+                max_dsn_end=ctx.level(conn, side).known_end(),
             )  # fmt: skip
             self.obs.watch(conn, lambda s, f, d: self._after_close(s, f, d, close))
         if id(sf) not in close.subflows:
@@ -164,7 +164,7 @@ class FastCloseRules(Family):
             assert isinstance(opt, Dss)
             if opt.dsn is None or not opt.data_len:
                 return
-            dsn = self.ctx.expand_dsn(sf.connection, close.sender, opt.dsn, opt.dsn64)
+            dsn = self.ctx.dsn64(opt)
             if dsn is None:
                 return
             end = (dsn + opt.data_len - (1 if opt.data_fin else 0)) & MASK64

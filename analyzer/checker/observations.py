@@ -14,7 +14,7 @@ from analyzer.checker.base import GRACE_SECONDS, Context
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
-from analyzer.mptcp.options import DSS_DATA_FIN, DSS_DSN64, Dss
+from analyzer.mptcp.options import DSS_DATA_FIN, Dss
 from analyzer.seqnum import serial_lt
 
 MASK32 = 0xFFFFFFFF
@@ -42,13 +42,15 @@ Watcher = Callable[[Segment, Subflow, int], None]
 class HalfLog:
     """The DSS mappings one subflow direction carried, as far as the shared rules need them.
 
-    Mappings are kept as carried (a 32-bit DSN is expanded only when a rule needs it): recording
-    one must cost next to nothing, since nearly every data segment brings a new one.
+    Mappings are kept as carried, with the 64-bit DSN the data levels published for them (None: a 32-bit
+    DSN whose high half is unknown): recording one must cost next to nothing, since nearly every data
+    segment brings a new one.
     """
 
     last: Dss | None = None  # newest mapping
+    last_dsn: int | None = None  # its 64-bit DSN
     last_frame: int = 0
-    recent: deque[Dss] = field(default_factory=lambda: deque(maxlen=RECENT_MAPPINGS))
+    recent: deque[tuple[Dss, int | None]] = field(default_factory=lambda: deque(maxlen=RECENT_MAPPINGS))
     covered_end: int | None = None  # absolute TCP sequence number just past the furthest mapped byte
 
 
@@ -103,15 +105,16 @@ class Observations:
     def peek(self, sf: Subflow, direction: int) -> HalfLog | None:
         return self.halves.get(id(sf) * 2 + direction)
 
-    def note(self, seg: Segment, sf: Subflow, direction: int, dss: Dss) -> None:
-        """Remember a mapping (data-level length > 0) that ``seg`` carried."""
+    def note(self, seg: Segment, sf: Subflow, direction: int, dss: Dss, dsn64: int | None) -> None:
+        """Remember a mapping (data-level length > 0) that ``seg`` carried, and its 64-bit DSN."""
         key = id(sf) * 2 + direction
         log = self.halves.get(key)
         if log is None:
             log = self.halves[key] = HalfLog()
         log.last = dss
+        log.last_dsn = dsn64
         log.last_frame = seg.frame
-        log.recent.append(dss)
+        log.recent.append((dss, dsn64))
         ssn = dss.ssn
         if ssn:  # relative SSN 0 is a DATA_FIN-only mapping: no subflow bytes
             isn = sf.halves[direction].ssn_base()  # (past TCP Fast Open data when the sender numbers so)
@@ -124,15 +127,6 @@ class Observations:
                 covered = log.covered_end
                 if covered is None or 0 < (end - covered) & MASK32 < 0x80000000:
                     log.covered_end = end
-
-    @staticmethod
-    def dsn64(ctx: Context, sf: Subflow, direction: int, dss: Dss) -> int | None:
-        """The 64-bit DSN of a mapping ``sf`` carried in ``direction`` (None: a 32-bit DSN without reference)."""
-        assert dss.dsn is not None
-        if dss.flags & DSS_DSN64:
-            return dss.dsn
-        conn = sf.connection
-        return None if conn is None else ctx.expand_dsn(conn, direction ^ sf.reversed, dss.dsn, False)
 
 
 SHARED_KEY = "_fallback_observations"

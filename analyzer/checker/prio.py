@@ -138,7 +138,7 @@ class PriorityRules(Family):
                 conn = sf.connection
                 if conn is not None:
                     for side in (0, 1):
-                        self._frontier[id(conn) * 2 + side] = self.ctx.side_state(conn, side).max_dsn_end
+                        self._frontier[id(conn) * 2 + side] = self.ctx.level(conn, side).known_end()
         else:
             self._backup.pop(key, None)
 
@@ -149,7 +149,7 @@ class PriorityRules(Family):
             side = direction ^ sf.reversed
             key = id(conn) * 2 + side
             if key in self._frontier:
-                self._frontier[key] = self.ctx.side_state(conn, side).max_dsn_end
+                self._frontier[key] = self.ctx.level(conn, side).known_end()
 
     # ------------------------------------------------------------------ PRIO-003: data on a backup subflow
     def _backup_data(self, seg: Segment, sf: Subflow, direction: int, state: BackupState) -> None:
@@ -162,12 +162,12 @@ class PriorityRules(Family):
             return
         ctx = self.ctx
         side = direction ^ sf.reversed
-        start = ctx.expand_dsn(conn, side, dss.dsn, dss.dsn64)
+        start = ctx.dsn64(dss)
         if start is None:
             return
         key = id(conn) * 2 + side
         before = self._frontier.get(key)
-        self._frontier[key] = ctx.side_state(conn, side).max_dsn_end
+        self._frontier[key] = ctx.level(conn, side).known_end()
         if state.reported & (1 << direction):
             return
         if before is not None and serial_lt(start, before):

@@ -26,6 +26,7 @@ from typing import Any
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp import crypto
+from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import (
     DSS_ACK64,
     DSS_DSN64,
@@ -45,7 +46,6 @@ from analyzer.mptcp.options import (
     UnknownMptcpOption,
 )
 from analyzer.pipeline import AnalysisOptions, analyze
-from analyzer.seqnum import expand32
 
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
@@ -425,8 +425,12 @@ class Comparator:
         self._pending: WsPacket | None = None
         self._done = False
         self.report = report
-        self._dsn_ref: dict[tuple[int, int], int] = {}  # (id(conn), side) -> last 64-bit DSN mapped
+        self.packet = PacketLevels()  # the current segment's 64-bit values (analyzer.datalevels)
         self._payload_missing: list[tuple[int, Subflow, int]] = []  # frames Wireshark says are unmapped
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        """The pipeline's data levels: our 64-bit DSN and Data ACK are the ones every stage shows."""
+        self.packet = packet
 
     def _next(self) -> WsPacket | None:
         if self._pending is None and not self._done:
@@ -497,26 +501,14 @@ class Comparator:
             return
         side = direction ^ sf.reversed
         sender, receiver = conn.sides[side], conn.sides[1 - side]
-        if dss.dsn is not None and sender.idsn is not None:
-            key = (id(conn), side)
-            if dss.flags & DSS_DSN64:
-                dsn64 = dss.dsn
-            else:
-                dsn64 = expand32(dss.dsn, self._dsn_ref.get(key, (sender.idsn + 1) & MASK64))
-            if dss.data_len:
-                self._dsn_ref[key] = (dsn64 + dss.data_len) & MASK64
-            else:
-                self._dsn_ref.setdefault(key, dsn64)
+        dsn64 = self.packet.known_dsn(dss)
+        if dss.dsn is not None and sender.idsn is not None and dsn64 is not None:
             text = ws.get("mptcp.dss.dsn")
             if text is not None and dss.data_len:  # an infinite mapping has no meaningful relative DSN
                 self._relative(seg, "mptcp.dss.dsn", (dsn64 - sender.idsn) & MASK64, text, dss, packet,
                                raw=dss.dsn, idsn=sender.idsn, other_idsn=receiver.idsn)  # fmt: skip
-        if dss.data_ack is not None and receiver.idsn is not None:
-            if dss.flags & DSS_ACK64:
-                ack64 = dss.data_ack
-            else:
-                reference = self._dsn_ref.get((id(conn), 1 - side), (receiver.idsn + 1) & MASK64)
-                ack64 = expand32(dss.data_ack, reference)
+        ack64 = self.packet.known_ack(dss)
+        if dss.data_ack is not None and receiver.idsn is not None and ack64 is not None:
             text = ws.get("mptcp.ack")
             if text is not None:
                 self._relative(seg, "mptcp.ack", (ack64 - receiver.idsn) & MASK64, text, dss, packet,

@@ -36,9 +36,10 @@ from analyzer.facts import (
 from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
+from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss, MpCapable, MpFail
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, DEFAULT_PIECE_CAP, MASK64, DataStream, StreamWriter
-from analyzer.seqnum import expand32, unwrap32
+from analyzer.seqnum import unwrap32
 
 MASK32 = 0xFFFFFFFF
 MAX_MAPPINGS = 256  # recent mappings kept per subflow direction (bounded memory per subflow)
@@ -202,6 +203,11 @@ class Reassembler:
         self._held_bytes = 0
         self._quarantine: list[Failed] = []  # oldest first
         self._quarantined_bytes = 0
+        self.packet = PacketLevels()  # the current segment's 64-bit DSN (analyzer.datalevels, attached by the pipeline)
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        """The pipeline's data levels: each mapping's 64-bit DSN is read there, never expanded here."""
+        self.packet = packet
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this (half-open) subflow: drop what is kept for it."""
@@ -308,9 +314,9 @@ class Reassembler:
         if opt.dsn64:
             dsn = opt.dsn
             stream.high_known = True
-        else:
-            reference = stream.highest_dsn if stream.highest_dsn is not None else stream.base
-            dsn = expand32(opt.dsn, reference)
+        else:  # expanded once by the data levels, near the side's highest DSN mapped (else IDSN + 1)
+            packet = self.packet
+            dsn = packet.dsn64 if packet.dss is opt and packet.dsn64 is not None else opt.dsn
         high_known = stream.high_known or stream.base_known
         if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
             state.mode = "infinite"
