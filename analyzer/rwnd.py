@@ -68,7 +68,12 @@ class WindowLimitCollector:
         if conn is None or conn.fallback:
             return  # after a fallback the window is plain TCP's, and the data has no DSNs
         opts = seg.options
-        dss = next((o for o in opts.mptcp if type(o) is Dss), None) if opts is not None and opts.mptcp else None
+        dss = None
+        if opts is not None and opts.mptcp:
+            for opt in opts.mptcp:
+                if type(opt) is Dss:
+                    dss = opt
+                    break
         if dss is not None and dss.dsn is not None and dss.ssn is not None and dss.data_len:
             dsn = self._expand(conn, direction ^ sf.reversed, dss.dsn, dss.dsn64)
             if dsn is not None:
@@ -77,6 +82,14 @@ class WindowLimitCollector:
             self._data(seg, sf, direction, conn)
         if dss is not None and dss.data_ack is not None and seg.flags & TH_ACK:
             self._ack(seg, sf, direction, conn, dss)
+
+    def forget(self, sf: Subflow) -> None:
+        """A half-open subflow the tracker summarised (Limits.max_half_open): its state goes too."""
+        for direction in (0, 1):
+            self.mappings.pop(sf.id * 2 + direction, None)
+        if sf.connection is not None:
+            for side in (0, 1):
+                self.sides.pop(id(sf.connection) * 2 + side, None)
 
     def _state(self, conn: Connection, side: int) -> _Side:
         key = id(conn) * 2 + side
@@ -106,8 +119,9 @@ class WindowLimitCollector:
         if offset >= length:
             return  # not under the latest mapping
         end = (dsn + min(offset + seg.payload_len, length)) & MASK64
-        state = self._state(conn, direction ^ sf.reversed)
-        if state.high is not None and not serial_gt(end, state.high):
+        state = self.sides.get(id(conn) * 2 + (direction ^ sf.reversed)) or self._state(conn, direction ^ sf.reversed)
+        high = state.high
+        if high is not None and not 0 < ((end - high) & MASK64) < HALF64:
             return  # a retransmission or a reinjection: not new data
         if state.pending is not None:  # more data after the window opened: the sender was held back
             start, stop, filled, opened = state.pending
@@ -138,15 +152,17 @@ class WindowLimitCollector:
         halves = sf.halves
         scaled = halves[0].wscale is not None and halves[1].wscale is not None  # RFC 7323: both SYNs offer it
         shift = (halves[direction].wscale or 0) if scaled else 0
-        state = self._state(conn, acked)
+        state = self.sides.get(id(conn) * 2 + acked) or self._state(conn, acked)
         edge = (ack + (seg.window << shift)) & MASK64
-        if state.edge is None or serial_gt(edge, state.edge):
+        old = state.edge
+        if old is None or 0 < ((edge - old) & MASK64) < HALF64:
             state.edge = edge
-        room = state.room()
-        if state.since is not None and room is not None and room >= state.largest:
-            start, filled = state.since
-            state.pending = (start, seg.ts, filled, seg.frame)
-            state.since = None
+        if state.since is not None:
+            room = state.room()
+            if room is not None and room >= state.largest:
+                start, filled = state.since
+                state.pending = (start, seg.ts, filled, seg.frame)
+                state.since = None
 
     def finish(self, analysis: Analysis) -> None:
         for state in self.sides.values():
