@@ -22,7 +22,11 @@ PATHS = [LinkSpec(rate=20e6, delay=0.010), LinkSpec(rate=10e6, delay=0.025)]
 
 def simulate(tmp_path: Path, buffer: int) -> tuple[Path, float]:
     cfg = SimConfig(
-        output=tmp_path / f"rwnd-{buffer}.pcap", paths=PATHS, c2s_bytes=600_000, s2c_bytes=20_000, seed=3,
+        output=tmp_path / f"rwnd-{buffer}.pcap",
+        paths=PATHS,
+        c2s_bytes=600_000,
+        s2c_bytes=20_000,
+        seed=3,
         receive_buffer=buffer,
     )
     result = run(cfg)
