@@ -26,6 +26,7 @@ from analyzer.report import json_out, text
 
 if TYPE_CHECKING:
     from analyzer.ci.check import Executor
+    from analyzer.plot import Figure
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 
@@ -547,23 +548,48 @@ def compare_command(
 def plot_command(
     trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok), or - for stdin")],
     output: Annotated[Path, typer.Option("-o", "--output", help="plot file: .png, .svg or .html (interactive)")],
-    kind: Annotated[str, typer.Option("--kind", help="dsn | throughput | data-ack | rtt")] = "dsn",
+    kind: Annotated[str, typer.Option("--kind", help="dsn | throughput | data-ack | rtt | owd")] = "dsn",
     connection: Annotated[int, typer.Option("--connection", "-c", help="connection number (see the report)")] = 1,
     direction: Annotated[str, typer.Option("--direction", "-d", help="c2s or s2c data")] = "c2s",
+    peer: Annotated[
+        str | None, typer.Option("--peer", help="owd: the capture of the same traffic at the other vantage point")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="overwrite the -o file if it exists")] = False,
 ) -> None:
-    """Plot one connection: sequence graph per subflow with Data ACK and window (dsn), throughput, Data ACK, RTT."""
+    """Plot one connection: sequence graph per subflow with Data ACK and window (dsn), throughput, Data ACK, RTT,
+    and one-way delay per subflow and direction (owd, with --peer: the other vantage point's capture)."""
     from analyzer import plot
 
-    if kind not in plot.KINDS or direction not in ("c2s", "s2c"):
-        raise _fail(f"--kind must be one of {', '.join(plot.KINDS)} and --direction c2s or s2c")
+    kinds = (*plot.KINDS, "owd")
+    if kind not in kinds or direction not in ("c2s", "s2c"):
+        raise _fail(f"--kind must be one of {', '.join(kinds)} and --direction c2s or s2c")
+    if kind == "owd" and peer is None:
+        raise _fail("--kind owd needs two captures of the same traffic: give the other one with --peer B.pcap")
+    if kind != "owd" and peer is not None:
+        raise _fail("--peer is for --kind owd only")
     _refuse_overwrite(output, force)
-    collector = plot.PlotCollector()
     try:
-        analysis = run_analysis(trace, observers=[collector])
-        plot.render(plot.figure(analysis, kind, connection, ("c2s", "s2c").index(direction), collector), output)
+        if peer is not None:
+            fig = _owd_figure(trace, peer, connection)
+        else:
+            collector = plot.PlotCollector()
+            analysis = run_analysis(trace, observers=[collector])
+            fig = plot.figure(analysis, kind, connection, ("c2s", "s2c").index(direction), collector)
+        plot.render(fig, output)
     except (CaptureError, ValueError, RuntimeError) as exc:
         raise _fail(str(exc)) from None
+
+
+def _owd_figure(trace: str, peer: str, connection: int) -> Figure:
+    """compare's packet pairs and clock offset for TRACE (A) and PEER (B), as one-way delay series."""
+    from analyzer.compare.engine import compare_analyses
+    from analyzer.compare.owd import owd_figure
+
+    if "-" in (trace, peer):
+        raise CaptureError("--kind owd reads each capture twice: give files, not stdin")
+    options = AnalysisOptions(check=False, stats=False)
+    a, b = analyze(trace, options), analyze(peer, options)
+    return owd_figure(compare_analyses(a, b), connection, a.trace.first_time)
 
 
 COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare", "plot"}

@@ -32,6 +32,9 @@ from analyzer.rules import RULES
 
 MAX_EVENTS = 40  # sentences per connection; the rest are counted in the last one
 ARROW = {CLIENT: "c→s", SERVER: "s→c"}
+WINDOW_SHARE = 0.10  # a receive-window limit is said from this share of the sending time ...
+WINDOW_MIN_S = 0.010  # ... and this long in all (a sub-millisecond full window in slow start is no story)
+WINDOW_VERDICT_SHARE = 0.25  # and named in the verdict from this share
 _CAUSE_WORDS = {
     "synack": "the SYN/ACK refused MPTCP",
     "no-dss": "options stripped on the path",
@@ -64,6 +67,7 @@ class _Diagnoser:
         self._joins()
         self._fallback()
         self._stalls()
+        self._window()
         self._reinjections()
         self._nat()
         self._streams()
@@ -251,6 +255,23 @@ class _Diagnoser:
         )
         self.add(stall.start, [stall.start_frame, *stall.frames, stall.end_frame], text, "stall")
 
+
+    def _window(self) -> None:
+        """The receive window held the sender back: only from windows the capture can scale (analyzer.rwnd)."""
+        for limit in self.conn.window_limits:
+            if not limit.periods or limit.share < WINDOW_SHARE or limit.limited < WINDOW_MIN_S:
+                continue
+            sender, receiver = ("client", "server") if limit.side == CLIENT else ("server", "client")
+            share = round(limit.share * 100)
+            text = (
+                f"the receive window limited throughput {share} % of the time ({ARROW[limit.side]}): the "
+                f"{sender}'s data filled the window the {receiver} advertised {limit.periods:,} time(s), "
+                f"{limit.limited * 1000:,.0f} ms of its {limit.active * 1000:,.0f} ms of sending"
+            )
+            time = limit.start if limit.start is not None else self.time_of(limit.frames[0])
+            self.add(time, list(limit.frames[:6]), text, "window")
+            if limit.share >= WINDOW_VERDICT_SHARE:
+                self.verdict.append(f"{ARROW[limit.side]} receive-window limited ({share} %)")
 
     def _reinjections(self) -> None:
         if self.streams is None:

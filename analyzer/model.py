@@ -100,6 +100,28 @@ class HalfFlow:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowLimit:
+    """How long one side's data was held back by its peer's receive window (``analyzer.rwnd``).
+
+    A period starts at the segment that left less than one segment of room below the right edge the peer
+    advertised (Data ACK + scaled window) and ends at the ACK that opened the window again; it counts only
+    when the sender then sent more new data (it had data waiting). ``active`` runs from the side's first
+    to its last new data segment.
+    """
+
+    side: int  # the data sender (CLIENT/SERVER of the connection)
+    limited: float  # seconds, summed over the periods
+    active: float
+    periods: int
+    frames: tuple[int, ...]  # (filled, opened) frames of the first periods, in order
+    start: float | None = None  # when the first period began
+
+    @property
+    def share(self) -> float:
+        return self.limited / self.active if self.active > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Stall:
     """A time the data this direction sent went unacknowledged for longer than a retransmission timeout.
 
@@ -296,6 +318,8 @@ class Connection:
     # side -> {100 ms bucket -> Data ACK sent by that side, as an offset into the peer's stream}
     data_ack_progress: list[dict[int, int]] = field(default_factory=lambda: [{}, {}])
     evicted: bool = False  # its only subflow was summarised past Limits.max_half_open
+    # per data side whose window could be judged (window scale seen in the handshake): the receive-window limit
+    window_limits: list[WindowLimit] = field(default_factory=list)
 
     MAX_EVENTS = 200
 

@@ -84,9 +84,11 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         reassembler.max_mappings = limits.max_mappings
         observers.append(reassembler)
     if options.stats:
+        from analyzer.rwnd import WindowLimitCollector
         from analyzer.stats import StatsCollector
 
         observers.append(StatsCollector())
+        observers.append(WindowLimitCollector())
     if options.check:
         from analyzer.checker import Checker
 

@@ -20,7 +20,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
     "wire": ("analyzer.ingest",),
     "observe": ("analyzer.tracker", "analyzer.datalevels", "analyzer.reassembly", "analyzer.stats", "analyzer.export",
-                "analyzer.follow", "analyzer.plot"),
+                "analyzer.follow", "analyzer.plot", "analyzer.rwnd"),
     "facts": ("analyzer.facts",),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),

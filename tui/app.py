@@ -28,6 +28,7 @@ from analyzer.ingest.capture import CaptureError
 from tui.dissect import Context, dissect
 from tui.filter import FilterContext, FilterError, Node, candidates, evaluate, parse
 from tui.messages import LoadComplete, LoadFailed, LoadProgress, SearchDone, ViewReady, WorkProgress
+from tui.screens.diagnosis import DiagnosisScreen
 from tui.screens.findings import FindingsScreen
 from tui.screens.follow import FollowScreen
 from tui.screens.help import HelpScreen
@@ -62,6 +63,7 @@ class MptcpInspector(App[None]):
         Binding("escape", "clear", "Clear", show=False),
         Binding("g", "goto", "Go to"),
         Binding("e", "findings", "Findings"),
+        Binding("a", "diagnosis", "Diagnosis", show=False),  # in the help (?); the footer is full at 80 columns
         Binding("s", "follow", "Stream"),
         Binding("p", "plots", "Plots"),
         Binding("t", "time_mode", "Time"),
@@ -567,6 +569,18 @@ class MptcpInspector(App[None]):
                 self.jump_to_frame(frame)
 
         self.push_screen(FindingsScreen(analysis.findings, analysis.suppressed_findings), done)
+
+    def action_diagnosis(self) -> None:
+        if not self._need_loaded("the diagnosis"):
+            return
+        analysis = self.session.analysis
+        assert analysis is not None
+
+        def done(frame: int | None) -> None:
+            if frame is not None:
+                self.jump_to_frame(frame)
+
+        self.push_screen(DiagnosisScreen(analysis, self._selected_connection_id()), done)
 
     def action_follow(self) -> None:
         if not self._need_loaded("following a stream"):

@@ -33,7 +33,7 @@ from analyzer.checker.dss import (
     side_name,
 )
 from analyzer.facts import DataFinMoved, Fact
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection
 from analyzer.mptcp.options import Dss
@@ -196,8 +196,9 @@ class CloseRules(Family):
         certain = not assumes
         self.ctx.report(
             "CLOSE-006",
-            f"the {side_name(flow.side)}'s Data ACK {ack} covers the {side_name(sd.side)}'s DATA_FIN (DSN "
-            f"{sd.fin_dsn}, frame {sd.fin_frame}), but DSN {(base + lo) & MASK64}–{(base + hi - 1) & MASK64} "
+            f"the {side_name(flow.side)}'s Data ACK {dsn_ref(ack, sd.side)} covers the {side_name(sd.side)}'s DATA_FIN "
+            f"(DSN {dsn_ref(sd.fin_dsn, sd.side)}, frame {sd.fin_frame}), but DSN {dsn_ref(base + lo, sd.side)}–"
+            f"{dsn_ref(base + hi - 1, sd.side)} "
             f"({hi - lo} bytes) was never mapped on any subflow"
             + ("" if certain else " in the capture (which lost packets or missed a subflow's start)"),
             [frame, sd.fin_frame], flow.sf, assumes=assumes,
@@ -216,12 +217,12 @@ class CloseRules(Family):
             if peer is not None and peer.cut:
                 continue  # the Data ACK that made the close safe may be in options the snaplen cut
             acked = peer.max_ack if peer is not None else None
-            state = "nothing of it" if acked is None else f"only up to DSN {acked}"
+            state = "nothing of it" if acked is None else f"only up to DSN {dsn_ref(acked, sd.side)}"
             self.ctx.report(
                 "CLOSE-005",
                 f"the {side_name(sd.side)} sent the FIN of its last open subflow {early.sf_id} while its data up to "
-                f"DSN {early.data_end} was not data-acknowledged ({state} at that time); no subflow was left to "
-                "retransmit it",
+                f"DSN {dsn_ref(early.data_end, sd.side)} was not data-acknowledged ({state} at that time); no subflow "
+                "was left to retransmit it",
                 early.frame, conn=conn,
             )  # fmt: skip
 
@@ -252,8 +253,9 @@ class CloseRules(Family):
                 )
                 self.ctx.report(
                     "CLOSE-004",
-                    f"every subflow closed with FIN, but the {side_name(side)}'s DATA_FIN (DSN {sd.fin_dsn}) was never "
-                    f"data-acknowledged (highest Data ACK {acked}){hint}",
+                    f"every subflow closed with FIN, but the {side_name(side)}'s DATA_FIN (DSN "
+                    f"{dsn_ref(sd.fin_dsn, side)}) was never data-acknowledged (highest Data ACK "
+                    f"{dsn_ref(acked, side)}){hint}",
                     [sd.fin_frame, last_fin], conn=conn,
                 )  # fmt: skip
                 continue

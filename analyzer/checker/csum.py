@@ -21,7 +21,7 @@ from typing import ClassVar
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.checker.dss import MASK64, Bus, ConnData, Flow, bus_for, side_name
 from analyzer.facts import ChecksumFailed, Fact
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
@@ -84,8 +84,11 @@ class ChecksumRules(Family):
         rests on what the capture cannot show is a warning."""
         if not isinstance(fact, ChecksumFailed):
             return
+        conn = fact.subflow.connection if fact.subflow is not None else None
+        sender = _sender(self.bus, conn, fact.dsn) if conn is not None else None
         message = (
-            f"DSS checksum {fact.checksum:#06x} of the mapping DSN {fact.dsn} (relative SSN {fact.ssn}, "
+            f"DSS checksum {fact.checksum:#06x} of the mapping DSN "
+            f"{fact.dsn if sender is None else dsn_ref(fact.dsn, sender)} (relative SSN {fact.ssn}, "
             f"data-level length {fact.data_len}) does not verify over its {fact.length} payload bytes"
         )
         severity: Severity | None = None
@@ -202,9 +205,10 @@ class ChecksumRules(Family):
                 continue  # data beyond the failed mapping was not data-acknowledged
             self.ctx.report(
                 "CSUM-005",
-                f"the {side_name(receiver)} neither sent MP_FAIL nor reset subflow {sf.id} after the mapping DSN {dsn} "
-                f"failed its checksum, and data-acknowledged up to {acks.max_ack}; the corruption may have happened "
-                "between the capture point and the receiver",
+                f"the {side_name(receiver)} neither sent MP_FAIL nor reset subflow {sf.id} after the mapping DSN "
+                f"{dsn_ref(dsn, sender)} failed its checksum, and data-acknowledged up to "
+                f"{dsn_ref(acks.max_ack, sender)}; the corruption may have happened between the capture point and the "
+                "receiver",
                 list(failure.frames), sf, conn,
             )  # fmt: skip
 

@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.checker.dss import HALF64, MASK64, Flow, SideData, bus_for, side_name
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import Segment
 from analyzer.model import SERVER, Analysis, Connection
 from analyzer.rules import Rule
@@ -109,8 +109,9 @@ class DataAckRules(Family):
                 state.below_reported = True
                 self.ctx.report(
                     "DACK-004",
-                    f"the {side_name(flow.side)}'s Data ACK {ack} is {(base - ack) & MASK64} below the "
-                    f"{side_name(acked.side)}'s IDSN + 1 = {base}; the data sequence space starts there",
+                    f"the {side_name(flow.side)}'s Data ACK {dsn_ref(ack, acked.side)} is {(base - ack) & MASK64} "
+                    f"below the {side_name(acked.side)}'s IDSN + 1 = {dsn_ref(base, acked.side)}; the data sequence "
+                    "space starts there",
                     seg.frame, flow.sf,
                 )  # fmt: skip
             return
@@ -164,7 +165,8 @@ class DataAckRules(Family):
                 state.decrease_reported.add(flow.sf.id)
                 self.ctx.report(
                     "DACK-002",
-                    f"the {side_name(flow.side)}'s Data ACK on subflow {flow.sf.id} went back from {last} to {ack} "
+                    f"the {side_name(flow.side)}'s Data ACK on subflow {flow.sf.id} went back from "
+                    f"{dsn_ref(last, flow.peer.side)} to {dsn_ref(ack, flow.peer.side)} "
                     f"({(last - ack) & MASK64} bytes) on a segment sent after the higher one",
                     seg.frame, flow.sf,
                 )  # fmt: skip
@@ -222,8 +224,9 @@ class DataAckRules(Family):
                     reported.add("DACK-006")
                     self.ctx.report(
                         "DACK-006",
-                        f"the {who}'s Data ACK {ack} is beyond the {peer}'s DATA_FIN at DSN {fin} (frame "
-                        f"{acked.fin_frame}); at most {(fin + 1) & MASK64} can be acknowledged{hazard}",
+                        f"the {who}'s Data ACK {dsn_ref(ack, acked.side)} is beyond the {peer}'s DATA_FIN at DSN "
+                        f"{dsn_ref(fin, acked.side)} (frame {acked.fin_frame}); at most {dsn_ref(fin + 1, acked.side)} "
+                        f"can be acknowledged{hazard}",
                         [frame, acked.fin_frame], sf, conn, assumes=assumes,
                     )  # fmt: skip
                 continue
@@ -237,12 +240,14 @@ class DataAckRules(Family):
             reported.add(rule)
             if rule == "DACK-004":
                 message = (
-                    f"the {who}'s first Data ACK is {ack}, but the {peer} had sent no data and its IDSN + 1 is "
-                    f"{acked.base} ({(ack - (acked.base or 0)) & MASK64} above); the {who} seems to derive another IDSN"
+                    f"the {who}'s first Data ACK is {dsn_ref(ack, acked.side)}, but the {peer} had sent no data and "
+                    f"its IDSN + 1 is {dsn_ref(acked.base, acked.side)} ({(ack - (acked.base or 0)) & MASK64} above); "
+                    f"the {who} seems to derive another IDSN"
                 )
             else:
                 message = (
-                    f"the {who}'s Data ACK {ack} acknowledges {(ack - bound) & MASK64} bytes beyond anything the "
+                    f"the {who}'s Data ACK {dsn_ref(ack, acked.side)} acknowledges {(ack - bound) & MASK64} bytes "
+                    "beyond anything the "
                     f"{peer} mapped (highest mapping end {bound})"
                 )
             self.ctx.report(rule, message + hazard, frame, sf, conn, assumes=assumes)

@@ -34,7 +34,7 @@ from typing import ClassVar
 
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.facts import Fact, MappingsConflict, OptionMalformed, Reinjected, StreamConflict, UnmappedBytes
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.options import (
@@ -680,7 +680,7 @@ class DssRules(Family):
             # (A DATA_FIN without payload and with another length is CLOSE-002.)
             self.ctx.report(
                 "DSS-008",
-                f"the {side_name(flow.side)}'s mapping DSN {dsn} (data-level length {dll}"
+                f"the {side_name(flow.side)}'s mapping DSN {dsn_ref(dsn, flow.side)} (data-level length {dll}"
                 f"{', DATA_FIN' if fin else ''}) has relative subflow sequence number 0; relative 0 is the SYN, only "
                 "a DATA_FIN-only mapping (length 1, DATA_FIN set) may use it",
                 seg.frame, flow.sf,
@@ -715,8 +715,8 @@ class DssRules(Family):
                 if sd.data_end is not None and serial_gt(sd.data_end, fin_dsn):
                     self.ctx.report(
                         "DSS-016",
-                        f"the {side_name(flow.side)}'s DATA_FIN is at DSN {fin_dsn}, but it had already mapped data up "
-                        f"to DSN {(sd.data_end - 1) & MASK64}",
+                        f"the {side_name(flow.side)}'s DATA_FIN is at DSN {dsn_ref(fin_dsn, flow.side)}, but it had "
+                        f"already mapped data up to DSN {dsn_ref(sd.data_end - 1, flow.side)}",
                         seg.frame, flow.sf,
                     )  # fmt: skip
             for data_fin in self.bus.data_fin_hooks:
@@ -726,8 +726,9 @@ class DssRules(Family):
         if not fin and sd.fin_dsn is not None and serial_gt(data_end, sd.fin_dsn):
             self.ctx.report(
                 "DSS-016",
-                f"the {side_name(flow.side)} maps data DSN {dsn}–{(data_end - 1) & MASK64} after its DATA_FIN at DSN "
-                f"{sd.fin_dsn} (frame {sd.fin_frame}); nothing may follow the DATA_FIN",
+                f"the {side_name(flow.side)} maps data DSN {dsn_ref(dsn, flow.side)}–"
+                f"{dsn_ref(data_end - 1, flow.side)} after its DATA_FIN at DSN {dsn_ref(sd.fin_dsn, flow.side)} "
+                f"(frame {sd.fin_frame}); nothing may follow the DATA_FIN",
                 [seg.frame, sd.fin_frame], flow.sf,
             )  # fmt: skip
         if sd.data_end is None or serial_gt(data_end, sd.data_end):
@@ -743,7 +744,8 @@ class DssRules(Family):
         sd.wrap_reported = True
         self.ctx.report(
             "DSS-015",
-            f"the {side_name(flow.side)}'s mapping DSN {dsn} (data-level length {dll}) crosses 2^64; data sequence "
+            f"the {side_name(flow.side)}'s mapping DSN {dsn_ref(dsn, flow.side)} (data-level length {dll}) crosses "
+            "2^64; data sequence "
             "numbers continue from 0 (stream offsets count from IDSN + 1 modulo 2^64)",
             seg.frame, flow.sf,
         )  # fmt: skip
@@ -974,7 +976,8 @@ class DssRules(Family):
         if sd.lowest < 0:
             self.ctx.report(
                 "DSS-007",
-                f"the {who} maps DSN {(sd.base + sd.lowest) & MASK64}, {-sd.lowest} below its IDSN + 1 = {sd.base} "
+                f"the {who} maps DSN {dsn_ref(sd.base + sd.lowest, sd.side)}, {-sd.lowest} below its IDSN + 1 = "
+                f"{dsn_ref(sd.base, sd.side)} "
                 "(derived from its key); no data precedes IDSN + 1",
                 sd.lowest_frame, conn=conn,
             )  # fmt: skip
@@ -985,8 +988,8 @@ class DssRules(Family):
         certain = not assumes
         self.ctx.report(
             "DSS-007",
-            f"the {who}'s first mapped DSN is {(sd.base + sd.lowest) & MASK64}, {sd.lowest} above its IDSN + 1 = "
-            f"{sd.base} (derived from its key)"
+            f"the {who}'s first mapped DSN is {dsn_ref(sd.base + sd.lowest, sd.side)}, {sd.lowest} above its "
+            f"IDSN + 1 = {dsn_ref(sd.base, sd.side)} (derived from its key)"
             + ("" if certain else "; the capture may have missed the first data (capture loss or a subflow not "
                                   "captured from its SYN)"),
             sd.lowest_frame, conn=conn, assumes=assumes,
@@ -1028,7 +1031,8 @@ class DssRules(Family):
             self.ctx.report(
                 "DSS-006",
                 f"subflow {sf.id} was reset with relative bytes {unsent_from & MASK32}–{(flow.map_end - 1) & MASK32} "
-                f"mapped (DSN {lo}–{(hi - 1) & MASK64}) but never sent, and the receiver never acknowledged them",
+                f"mapped (DSN {dsn_ref(lo, flow.side)}–{dsn_ref(hi - 1, flow.side)}) but never sent, and the "
+                "receiver never acknowledged them",
                 [sf.halves[0].rst_frame or sf.halves[1].rst_frame or sf.last_frame], sf,
             )  # fmt: skip
 

@@ -27,7 +27,7 @@ from analyzer.checker.observations import (
     side_name,
 )
 from analyzer.facts import Fact, OptionMalformed
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import TH_RST, Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss, MpFail, Subtype
@@ -145,8 +145,8 @@ class MpFailRules(Family):
             self._no_checksum.add(id(conn))
             ctx.report(
                 "FAIL-002",
-                f"the {who} sent MP_FAIL (DSN {opt.dsn}) on a connection that negotiated no DSS checksums, the "
-                "usual way of detecting the failure it reports",
+                f"the {who} sent MP_FAIL (DSN {dsn_ref(opt.dsn, 1 - side)}) on a connection that negotiated no DSS "
+                "checksums, the usual way of detecting the failure it reports",
                 seg.frame, sf,
             )  # fmt: skip
         self._check_dsn(seg, sf, direction, opt)
@@ -183,13 +183,14 @@ class MpFailRules(Family):
             return
         if inside is None and len(log.recent) == log.recent.maxlen and serial_lt(dsn, oldest):
             return  # older than the mappings kept: cannot be judged
+        sender = 1 - (direction ^ sf.reversed)  # whose data the MP_FAIL names
         where = (
-            f"inside the mapping that starts at DSN {inside}" if inside is not None
+            f"inside the mapping that starts at DSN {dsn_ref(inside, sender)}" if inside is not None
             else f"not in any of the {len(log.recent)} mappings the peer sent on subflow {sf.id}"
         )  # fmt: skip
         self.ctx.report(
             "FAIL-003",
-            f"MP_FAIL names DSN {dsn}, {where}; it should name the start of the failed mapping",
+            f"MP_FAIL names DSN {dsn_ref(dsn, sender)}, {where}; it should name the start of the failed mapping",
             seg.frame, sf,
         )  # fmt: skip
 

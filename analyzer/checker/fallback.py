@@ -34,7 +34,7 @@ from analyzer.checker.observations import (
     side_name,
 )
 from analyzer.facts import Fact, FellBack
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Subflow
 from analyzer.mptcp.options import (
@@ -341,19 +341,19 @@ class FallbackRules(Family):
             )  # fmt: skip
         dsn = ctx.dsn64(dss)
         acked = ctx.level(conn, side).acked  # the peer's highest Data ACK of this side's data
-        point, where = dsn, f"DSN {dsn}"
+        point, where = dsn, f"DSN {dsn_ref(dsn, side)}"
         start = self._fail_start.get(id(sf) * 2 + direction)
         frames = [seg.frame]
         if start is not None and start[0] < seg.frame:
             # After MP_FAIL the host stopped sending DSS options (frame start[0]) before this infinite
             # mapping: it fell back there, and what was acknowledged then is what counts.
             frame, point, acked = start
-            where = f"DSN {point} (frame {frame}, its first data without a DSS after the MP_FAIL)"
+            where = f"DSN {dsn_ref(point, side)} (frame {frame}, its first data without a DSS after the MP_FAIL)"
             frames = [frame, seg.frame]
         if point is not None and acked is not None and serial_lt(acked, point):
             ctx.report(
                 "FALLBACK-006",
-                f"the {who} falls back at {where} although the peer had only acknowledged up to {acked} "
+                f"the {who} falls back at {where} although the peer had only acknowledged up to {dsn_ref(acked, side)} "
                 f"({(point - acked) & MASK64} bytes of data-level data still unacknowledged)",
                 frames, sf,
             )  # fmt: skip
@@ -368,8 +368,9 @@ class FallbackRules(Family):
                 if expected != dsn:
                     ctx.report(
                         "FALLBACK-009",
-                        f"the infinite mapping names DSN {dsn} for relative subflow sequence {dss.ssn}, but the "
-                        f"mapping of frame {log.last_frame} puts that subflow byte at DSN {expected}",
+                        f"the infinite mapping names DSN {dsn_ref(dsn, side)} for relative subflow sequence "
+                        f"{dss.ssn}, but the mapping of frame {log.last_frame} puts that subflow byte at DSN "
+                        f"{dsn_ref(expected, side)}",
                         [log.last_frame, seg.frame], sf,
                     )  # fmt: skip
         after_fail = id(conn) in self._failed

@@ -20,7 +20,7 @@ from typing import ClassVar
 from analyzer.checker.base import MASK64, Context, Family
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations, seq_le, side_name
 from analyzer.facts import Fact, FastcloseKeyMismatch
-from analyzer.findings import Severity
+from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss, MpFastclose
@@ -177,8 +177,9 @@ class FastCloseRules(Family):
             where = "" if same else f" (on subflow {sf.id}, which cannot be ordered against it)"
             self.ctx.report(
                 "FC-004",
-                f"the {side_name(close.sender)} maps new data (DSN up to {end}) after its MP_FASTCLOSE of frame "
-                f"{close.frame}, beyond the {close.max_dsn_end} it had mapped before{where}",
+                f"the {side_name(close.sender)} maps new data (DSN up to {dsn_ref(end, close.sender)}) after its "
+                f"MP_FASTCLOSE of frame {close.frame}, beyond the {dsn_ref(close.max_dsn_end, close.sender)} it had "
+                f"mapped before{where}",
                 [close.frame, seg.frame], sf, assumes=() if same else ("capture-order",),
             )  # fmt: skip
             return

@@ -58,6 +58,7 @@ class TraceResult:
     seconds: float = 0.0
     expectations: Expectations | None = None
     document: dict[str, Any] | None = None  # the mptcp-analyze/1 document (only when asked for)
+    diagnoses: list[tuple[int, str]] = field(default_factory=list)  # (connection id, diagnosis verdict)
 
     @property
     def failing(self) -> list[Finding]:
@@ -119,9 +120,8 @@ def check_trace(job: TraceJob) -> TraceResult:
     started = time.perf_counter()
     result = TraceResult(job.path, Status.PASS, fail_on=job.fail_on, expectations=job.expectations)
     try:
-        analysis = analyze(
-            job.path, AnalysisOptions(stats=job.want_document, limits=job.limits, assume=job.assume)
-        )
+        # Statistics always: the diagnosis (stalls, RTO back-offs, reinjection during a stall) reads them.
+        analysis = analyze(job.path, AnalysisOptions(stats=True, limits=job.limits, assume=job.assume))
     except CaptureError as exc:
         result.status, result.error = Status.ERROR, str(exc)
         return result
@@ -142,6 +142,7 @@ def check_trace(job: TraceJob) -> TraceResult:
     result.established_subflows = sum(1 for conn in analysis.connections for sf in conn.subflows if established(sf))
     result.joins_attempted = sum(len(attempted_joins(conn)) for conn in analysis.connections)
     result.fallbacks = sum(1 for conn in analysis.connections if conn.fallback)
+    result.diagnoses = [(cid, diagnosis.verdict) for cid, diagnosis in sorted(analysis.diagnoses.items())]
     if job.want_document:
         result.document = json_out.analysis_to_json(analysis)
         effective = []

@@ -93,6 +93,9 @@ def check_summary(console: Console, results: Sequence[TraceResult], fail_on: Sev
         sfs = _plural(result.subflows, "subflow") + (f" ({not_up} not established)" if not_up else "")
         head.append(f"  {_plural(result.connections, 'connection')}{fb}, {sfs} · {tally}", style="dim")
         console.print(head)
+        if verbose:  # what happened to each connection, in one sentence (the report has the timeline)
+            for cid, verdict in result.diagnoses:
+                console.print(Text.assemble("    ", (f"connection {cid}: ", "bold"), verdict))
         shown = result.findings if verbose else result.failing
         for finding in shown:
             _finding(console, finding)

@@ -123,6 +123,15 @@ def _one_way_delays(work: DirectionWork, offset: float) -> list[float]:
     return [work.b[j].ts - work.a[i].ts - offset for i, j in work.pairs]
 
 
+def _delay_series(work: DirectionWork, offset: float) -> list[tuple[float, float]]:
+    """Each matched packet's one-way delay at its upstream send time, on A's clock (B's minus the offset)."""
+    if work.a_upstream is False:
+        series = [(work.b[j].ts - offset, work.a[i].ts - work.b[j].ts + offset) for i, j in work.pairs]
+    else:
+        series = [(work.a[i].ts, work.b[j].ts - work.a[i].ts - offset) for i, j in work.pairs]
+    return sorted(series)
+
+
 def _finish(
     pair: _Pair,
     pairing: Pairing,
@@ -166,6 +175,7 @@ def _stats(
     up_left, down_left = (a_left, b_left) if a_up else (b_left, a_left)
     delays = sorted(_one_way_delays(work, offset))
     stats = DirectionStats(packets=len(up), matched=len(work.pairs), unmatched_downstream=len(down_left))
+    stats.owd_series = _delay_series(work, offset)
     stats.reordered = reordered(work.pairs, a_up)
     if delays:
         stats.owd_ms = {

@@ -51,6 +51,9 @@ class DirectionStats:
     owd_ms: dict[str, float | None] = field(
         default_factory=lambda: {"min": None, "median": None, "p95": None, "max": None}
     )
+    # (upstream send time in A's clock, one-way delay in s) per matched packet, in send order: ``plot --kind owd``
+    # (not in the JSON: owd_ms summarises it)
+    owd_series: list[tuple[float, float]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
         return {

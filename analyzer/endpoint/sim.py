@@ -91,6 +91,7 @@ class SimConfig:
     max_time: float = 600.0
     middlebox: MiddleboxSpec | None = None  # a box on every path, between the client's and the server's capture
     max_events: int = 5_000_000
+    receive_buffer: int = 4 << 20  # each endpoint's connection-level receive buffer (small: window-limited runs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +213,12 @@ class Simulator:
         announce = [LocalAddress(saddrs[i], i, mtu=mtu[i]) for i in range(1, n)] if cfg.server_announces else []
         client_cfg = EndpointConfig(
             role=Role.CLIENT, addresses=client_locals, rng=random.Random(f"{seed}:client"), checksum=cfg.checksum,
-            scheduler=cfg.scheduler, tcp=cfg.tcp, misbehave=cfg.client_misbehave,
+            scheduler=cfg.scheduler, tcp=cfg.tcp, misbehave=cfg.client_misbehave, receive_buffer=cfg.receive_buffer,
         )  # fmt: skip
         server_cfg = EndpointConfig(
             role=Role.SERVER, addresses=[LocalAddress(saddrs[0], 0, mtu=mtu[0])], rng=random.Random(f"{seed}:server"),
             mptcp=cfg.server_mptcp, scheduler=cfg.scheduler, announce=announce, port=SERVER_PORT, tcp=cfg.tcp,
-            misbehave=cfg.server_misbehave,
+            misbehave=cfg.server_misbehave, receive_buffer=cfg.receive_buffer,
         )  # fmt: skip
         if cfg.server_announces and cfg.backup_paths:
             client_cfg.addresses = [LocalAddress(caddrs[0], 0, backup=False, mtu=mtu[0])]

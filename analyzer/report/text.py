@@ -43,7 +43,7 @@ def render(analysis: Analysis, console: Console, verbose: bool = False, absolute
         console.print(_connection_panel(conn, analysis, console.width, absolute))
     if analysis.tcp_flows:
         console.print(_tcp_flows(analysis.tcp_flows))
-    console.print(_findings(analysis, verbose))
+    console.print(_findings(analysis, verbose, absolute))
 
 
 def cut_left(text: str, width: int) -> str:
@@ -405,9 +405,13 @@ def collapse(findings: list[Finding]) -> list[tuple[Finding, int, list[int]]]:
     return sorted(out, key=lambda entry: finding_order(entry[0]))
 
 
-def _findings(analysis: Analysis, verbose: bool = False) -> RenderableType:
-    """One line per finding (repeats of a rule collapsed, the message cut at the edge); --verbose: all, in full."""
+def _findings(analysis: Analysis, verbose: bool = False, absolute: bool = False) -> RenderableType:
+    """One line per finding (repeats of a rule collapsed, the message cut at the edge); --verbose: all, in full.
+
+    DSNs and Data ACKs in the messages are relative to their side's IDSN unless ``absolute`` (JSON: absolute).
+    """
     findings = analysis.findings
+    idsns = {} if absolute else {c.id: (c.sides[CLIENT].idsn, c.sides[SERVER].idsn) for c in analysis.connections}
     counts = Counter(f.severity for f in findings)
     summary = ", ".join(
         f"{counts.get(sev, 0)} {sev.label}(s)" for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO)
@@ -416,9 +420,14 @@ def _findings(analysis: Analysis, verbose: bool = False) -> RenderableType:
         return Text("Findings: none", style="green")
     entries = [(f, 1, list(f.frames)) for f in sorted(findings, key=finding_order)] if verbose else collapse(findings)
     lines: list[RenderableType] = [Text(f"Findings: {summary}", style="bold")]
+    relative = False
     for finding, count, frames in entries[:MAX_FINDINGS_SHOWN]:
-        lines.append(_finding_line(finding, count, frames, verbose))
+        message = finding.text(idsns.get(finding.connection) if finding.connection is not None else None)
+        relative = relative or message != finding.message
+        lines.append(_finding_line(finding, count, frames, verbose, message))
     notes = []
+    if relative:
+        notes.append("DSNs relative to the IDSN (--absolute for raw)")
     if not verbose and len(entries) < len(findings):
         notes.append("repeats of a rule collapsed (×N); --verbose lists each finding in full")
     elif not verbose:
@@ -433,7 +442,7 @@ def _findings(analysis: Analysis, verbose: bool = False) -> RenderableType:
     return Group(*lines)
 
 
-def _finding_line(finding: Finding, count: int, frames: list[int], verbose: bool) -> Text:
+def _finding_line(finding: Finding, count: int, frames: list[int], verbose: bool, message: str) -> Text:
     """``error  DSS-004   1/2  #12,14  ×3: message``: severity, rule, connection/subflow, frames, what."""
     line = Text(no_wrap=not verbose, overflow="ellipsis")
     line.append(f"{finding.severity.label:<7}", style=SEVERITY_STYLE[finding.severity])
@@ -441,7 +450,7 @@ def _finding_line(finding: Finding, count: int, frames: list[int], verbose: bool
     listed = ",".join(map(str, shown)) + ("…" if len(frames) > len(shown) else "")
     where = f"{_fmt(finding.connection)}/{_fmt(finding.subflow)}"
     line.append(f" {finding.rule:<11} {where:>5} #{listed or '-'}  ")
-    line.append(finding.message if count == 1 else f"×{count}: {finding.message}")
+    line.append(message if count == 1 else f"×{count}: {message}")
     return line
 
 

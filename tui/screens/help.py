@@ -31,6 +31,7 @@ KEYS = """\
 | `c` | show / hide the connections pane (below 100 columns it takes the screen until a connection is chosen) |
 | `x` | detail tree ⇄ hex dump, when the screen is too narrow for both side by side |
 | `e` | findings view |
+| `a` | diagnosis: what happened to each connection, in sentences (Enter: go to the frame) |
 | `s` | follow the stream of the selected connection |
 | `p` | plots: DSN, throughput and Data ACK per subflow |
 | `d` | dark / light theme |
