@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 from analyzer.ingest.decode import TH_ACK, Segment
 from analyzer.model import Analysis, Connection, Subflow, WindowLimit
+from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss
-from analyzer.seqnum import expand32, serial_gt
+from analyzer.seqnum import serial_gt
 
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
@@ -62,6 +63,11 @@ class WindowLimitCollector:
     def __init__(self) -> None:
         self.sides: dict[int, _Side] = {}  # id(conn) * 2 + data side
         self.mappings: dict[int, tuple[int, int, int]] = {}  # subflow id * 2 + direction -> (dsn64, ssn, len)
+        self.packet = PacketLevels()  # the current segment's 64-bit DSN and Data ACK (analyzer.datalevels)
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        """The pipeline's data levels: DSNs and Data ACKs are read there as 64 bits, never expanded here."""
+        self.packet = packet
 
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         conn = sf.connection
@@ -75,7 +81,7 @@ class WindowLimitCollector:
                     dss = opt
                     break
         if dss is not None and dss.dsn is not None and dss.ssn is not None and dss.data_len:
-            dsn = self._expand(conn, direction ^ sf.reversed, dss.dsn, dss.dsn64)
+            dsn = self.packet.known_dsn(dss)
             if dsn is not None:
                 self.mappings[sf.id * 2 + direction] = (dsn, dss.ssn, dss.data_len)
         if seg.payload_len:
@@ -97,17 +103,6 @@ class WindowLimitCollector:
         if state is None:
             state = self.sides[key] = _Side(conn, side)
         return state
-
-    def _expand(self, conn: Connection, side: int, value: int, wide: bool) -> int | None:
-        """A DSN (or a Data ACK of ``side``'s data) as 64 bits, near what ``side`` sent (else its IDSN)."""
-        if wide:
-            return value
-        state = self.sides.get(id(conn) * 2 + side)
-        idsn = conn.sides[side].idsn
-        reference = state.high if state is not None and state.high is not None else None
-        if reference is None and idsn is not None:
-            reference = (idsn + 1) & MASK64
-        return None if reference is None else expand32(value, reference)
 
     def _data(self, seg: Segment, sf: Subflow, direction: int, conn: Connection) -> None:
         mapping = self.mappings.get(sf.id * 2 + direction)
@@ -146,7 +141,7 @@ class WindowLimitCollector:
             return  # the window scale of this subflow is unknown: its windows say nothing certain
         acked = 1 - (direction ^ sf.reversed)
         assert dss.data_ack is not None
-        ack = self._expand(conn, acked, dss.data_ack, dss.ack64)
+        ack = self.packet.known_ack(dss)
         if ack is None:
             return
         halves = sf.halves
