@@ -36,7 +36,7 @@ from analyzer.facts import (
 from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
-from analyzer.mptcp.options import Dss, MpCapable, MpFail
+from analyzer.mptcp.options import DSS_ACK64, Dss, MpCapable, MpFail
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, DEFAULT_PIECE_CAP, MASK64, DataStream, StreamWriter
 from analyzer.seqnum import expand32, unwrap32
 
@@ -63,7 +63,8 @@ class Mapping:
     """One DSS mapping (or the MP_CAPABLE implied one). A plain slotted class: one per data segment."""
 
     __slots__ = ("acc", "acc_next", "checksum", "csum_state", "data_fin", "data_len", "dsn", "end", "frame",
-                 "frames", "held", "held_bytes", "high_known", "length", "released", "ssn", "start")  # fmt: skip
+                 "frames", "held", "held_bytes", "high_known", "length", "probe", "released", "ssn",
+                 "start")  # fmt: skip
 
     def __init__(
         self, dsn: int, ssn: int, length: int, data_len: int, data_fin: bool, checksum: int | None, frame: int
@@ -87,6 +88,9 @@ class Mapping:
         self.held: list[Held] | None = None  # pieces waiting for the checksum's verdict
         self.held_bytes = 0
         self.released = False  # the hold was full: its bytes went to the stream before the verdict
+        # A zero-window probe (Linux): one byte mapped at the DSN just below the peer's Data ACK while the
+        # payload is the next, unacknowledged byte. Harmless (the receiver drops it as old), never compared.
+        self.probe = False
 
 
 class Held:
@@ -230,6 +234,8 @@ class Reassembler:
                 if type(opt) is Dss:
                     if opt.dsn is not None:
                         new_mapping = self._on_dss_mapping(opt, seg, sf, direction, state) or new_mapping
+                    if opt.data_ack is not None and seg.window == 0:
+                        self._zero_window(opt.data_ack, opt.flags & DSS_ACK64 != 0, sf, direction)
                 elif type(opt) is MpCapable and opt.data_len is not None and not seg.flags & TH_SYN:
                     new_mapping = self._on_mpc_data(opt, seg, sf, direction, state) or new_mapping
                 elif type(opt) is MpFail:
@@ -329,7 +335,23 @@ class Reassembler:
             return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
         mapping.high_known = high_known
+        mapping.probe = length == 1 and not opt.data_fin and stream.zero_window_at == (dsn + 1) & MASK64 == (
+            stream.highest_dsn)
         return self._add_mapping(mapping, sf, state, stream)
+
+    def _zero_window(self, ack: int, wide: bool, sf: Subflow, direction: int) -> None:
+        """The receiver of ``1 - direction``'s data closed its window at Data ACK ``ack``: remember where, so
+        that the sender's zero-window probe (one byte mapped at ``ack - 1``) is known for what it is."""
+        peer = self.states.get(sf.id * 2 + 1 - direction)
+        stream = peer.stream if peer is not None else None
+        if stream is None:
+            conn = sf.connection
+            stream = self.conn_streams.get((id(conn), direction ^ sf.reversed ^ 1)) if conn is not None else None
+        if stream is None:
+            return
+        if not wide:
+            ack = expand32(ack, stream.highest_dsn if stream.highest_dsn is not None else stream.base)
+        stream.zero_window_at = ack & MASK64
 
     def _on_mpc_data(
         self, opt: MpCapable, seg: Segment, sf: Subflow, direction: int, state: SubflowState
@@ -467,7 +489,8 @@ class Reassembler:
                 # mapping spanning several segments, as Linux sends them).
                 stream = state.stream or self._stream_for(state, sf, direction, last.dsn)
                 offset = (last.dsn + (rel - last.start) - stream.base) & MASK64
-                self._add(stream, offset, payload, captured, length, 0, seg.ts, seg.frame, sf.id, stats, retrans_end)
+                self._add(stream, offset, payload, captured, length, 0, seg.ts, seg.frame, sf.id, stats, retrans_end,
+                          last.probe)  # fmt: skip
                 return
         if seg.options is not None and seg.options.truncated:
             # H-SNAP: the capture cut this segment's options, so its mapping (which may also cover
@@ -497,7 +520,7 @@ class Reassembler:
                 self._checksum(mapping, lo, hi, piece, seg, sf, state)
             else:
                 self._add(stream, offset, piece, piece_captured, hi - lo, start, seg.ts, seg.frame, sf.id, stats,
-                          retrans_end)  # fmt: skip
+                          retrans_end, mapping.probe)  # fmt: skip
                 if mapping.acc is not None:
                     self._checksum(mapping, lo, hi, piece, seg, sf, state)
             if covered >= length:
@@ -541,10 +564,14 @@ class Reassembler:
         subflow: int,
         stats: HalfStats,
         retrans_end: int,
+        probe: bool = False,
     ) -> None:
         stats.mapped_bytes += length
         rtx = retrans_end > start_in_segment
         before = stream.reinjected
+        if probe:
+            stream.add_probe(offset, length)
+            return
         if captured:
             stream.add(offset, data[:captured] if captured < len(data) else data, time, frame, subflow, rtx)
         if captured < length:
