@@ -367,10 +367,14 @@ class DataStream:
     def _buffer(self, piece: _Piece, counted: bool = True) -> None:
         existing = self._pending.get(piece.offset)
         if existing is not None:
+            # Two copies waiting at one offset (a re-send cut at other boundaries): the common range is a
+            # duplicate, compared byte for byte whichever copy is longer; the longer one stays.
+            if existing.data is not None and piece.data is not None and not (existing.bad or piece.bad):
+                self._compare_pieces(existing, piece)
+                common = min(existing.length, piece.length)
+                self.duplicate_bytes += common
             good_over_bad = existing.bad and not piece.bad and piece.data is not None
             if existing.length >= piece.length and not good_over_bad:
-                if existing.data is not None and piece.data is not None and not (existing.bad or piece.bad):
-                    self._compare_pieces(existing, piece)
                 return
             self._pending_bytes -= existing.length
         else:
@@ -443,8 +447,9 @@ class DataStream:
 
     def _compare_pieces(self, old: _Piece, new: _Piece) -> None:
         assert old.data is not None and new.data is not None
-        if old.data[: new.length] != new.data:
-            self._conflict(new.offset, new.data, new.frame, new.subflow, old.frame, old.data[: new.length])
+        common = min(old.length, new.length)
+        if old.data[:common] != new.data[:common]:
+            self._conflict(new.offset, new.data[:common], new.frame, new.subflow, old.frame, old.data[:common])
 
     def _conflict(
         self, offset: int, data: bytes, frame: int, subflow: int, first_frame: int | None, earlier: bytes
