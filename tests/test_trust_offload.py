@@ -9,6 +9,7 @@ with one byte changed (DSS-003, an error naming the re-sending frame, at the rig
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ CHANGED = 9500  # stream offset of the byte a broken re-send changes
 
 def _pieces(changed: bool) -> list[tuple[int, bytes]]:
     out = []
-    for lo, hi in zip(CUTS, CUTS[1:], strict=False):
+    for lo, hi in pairwise(CUTS):
         piece = bytearray(DATA[lo:hi])
         if changed and lo <= CHANGED < hi:
             piece[CHANGED - lo] ^= 0xFF
@@ -51,7 +52,7 @@ def _trace(tmp_path: Path, how: str, changed: bool) -> str:
     sf.raw("c", 0x18, [big], DATA, seq=sf.isn["c"] + ssn)
     sf.nxt["c"] = sf.isn["c"] + ssn + SUPER
     client.dsn = sc.side("s").acked = dsn + SUPER
-    if how in ("retransmission", "waiting"):  # TCP retransmission on the same subflow, each piece with the original mapping
+    if how in ("retransmission", "waiting"):  # TCP retransmission, each piece with the original mapping
         for lo, piece in _pieces(changed):
             sf.raw("c", 0x18, [big], piece, seq=sf.isn["c"] + ssn + lo)
     else:  # reinjection on a second subflow, each piece with a mapping of its own

@@ -388,11 +388,15 @@ class DssRules(Family):
              "different payload. Only captured bytes are compared."),
         Rule("DSS-004", E, "§3.3.1", "Payload not covered by any mapping",
              "Every payload byte on an MPTCP subflow (before fallback) must be covered by a DSS mapping or the "
-             "MP_CAPABLE implied mapping."),
+             "MP_CAPABLE implied mapping. A mapping may come before or after its bytes on the same subflow, so bytes "
+             "are unmapped only if no mapping covered them by the end of the capture. Lowered to a warning when the "
+             "capture lost bytes of that subflow (a lost segment may have carried the mapping) or ended before "
+             "the subflow did."),
         Rule("DSS-005", W, "§3.3.1", "Mapping sent after the bytes it maps",
              "A mapping first appears after some of the subflow bytes it covers were already sent without any "
              "mapping. RFC 8684 lets a receiver hold unmapped data for a while, but Linux rejects a mapping that does "
-             "not cover the next expected byte, so such a sender does not interoperate with Linux."),
+             "not cover the next expected byte, so such a sender does not interoperate with Linux. Not reported for v0 "
+             "(RFC 6824 receivers hold such data) nor when the capture lost the bytes before them."),
         Rule("DSS-006", W, "§3.3.1", "Mapped bytes never sent",
              "A mapping covers subflow bytes that were never sent before the subflow was reset, and the receiver "
              "never acknowledged that data-level range. Data lost on an uncaptured path cannot be told apart, so "

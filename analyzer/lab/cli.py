@@ -165,7 +165,8 @@ def lab(
             corrupt={p: _number(v, int, "--corrupt") for p, v in (_path_of(x, "--corrupt") for x in corrupt or [])},
             pm_events=_pm_events(pm_event or []), signal_port=signal_port, fullmesh=fullmesh or None,
             syncookies=syncookies or None, topology=topology, tfo=tfo or None, tfo_method=tfo_method,
-            receiver_pause=receiver_pause, capture_filter=capture_filter, port=port, wait_subflows=False if no_wait_subflows else None,
+            receiver_pause=receiver_pause, capture_filter=capture_filter, port=port,
+            wait_subflows=False if no_wait_subflows else None,
             buffer_kib=buffer_kib, immediate=False if no_immediate else None, timeout=timeout,
             strict=False if no_strict else None, offloads=offloads)
         _check_choices(overrides)
