@@ -149,3 +149,17 @@ def test_capture_loss_of_the_mapping_never_retransmitted_is_a_warning(tmp_path: 
     (finding,) = [f for f in analysis.findings if f.rule == "DSS-004"]
     assert finding.severity == Severity.WARNING and "no-capture-loss" in finding.assumes
     assert finding.frames
+
+
+def test_waiting_bytes_are_bounded_and_all_counted(tmp_path: Path) -> None:
+    """400 kB that no mapping ever covers: past the bound the oldest are unmapped at once, none is lost."""
+    sc = Scenario(version=0)
+    sf = sc.initial()
+    sf.send("c", DATA[:1000], dss=_mapping(sc, sf.rel("c"), 0, 1000))
+    for _ in range(400):
+        sf.send("c", DATA[:1000], dss=_ack_only(sc))
+    _finish(sc, sf, 1000)
+    analysis = analyze(sc.write(tmp_path))
+    (finding,) = [f for f in analysis.findings if f.rule == "DSS-004"]
+    assert finding.message.startswith("400000 payload bytes") and finding.severity == Severity.ERROR
+    assert analysis.streams[1][0].bytes == 1000
