@@ -505,7 +505,8 @@ class Reassembler:
         end = rel + length
         retrans_end = 0
         state.prev_seq_end = state.max_seq_end
-        if rel > (state.max_seq_end if state.max_seq_end is not None else 1) or state.isn_inferred:
+        # (the first byte after the SYN is relative 1, or 1 + the SYN's TFO data when the numbering kept it)
+        if rel > (state.max_seq_end if state.max_seq_end is not None else 1 + state.syn_len) or state.isn_inferred:
             state.seq_gap = True  # the capture lost subflow bytes here (or before its first segment)
         if state.max_seq_end is not None and rel < state.max_seq_end:
             retrans_end = min(state.max_seq_end - rel, length)
