@@ -174,6 +174,8 @@ class UnmappedBytes(Fact):
 
     direction: int  # subflow direction of the sender
     count: int
+    after_gap: bool = False  # some of them followed bytes the capture lost (the mapping may have been there)
+    ended: bool = True  # the subflow's end is in the capture (a mapping may follow the bytes it covers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ ASSUMPTIONS: dict[str, str] = {
     "keys-captured": "both MP_CAPABLE keys and the initial subflow's SYN were captured",
     "capture-order": "the capture saw these packets (on different subflows) in the order they were sent",
     "capture-from-start": "the capture started before the connection did",
+    "subflow-end-captured": "the capture ran until the subflow ended (a mapping may follow the bytes it maps)",
 }
 
 

@@ -74,6 +74,7 @@ class Packet:
     ttl: int
     payload: int
     options: list[tuple[int, bytes]]
+    window: int = -1
 
     def mptcp(self) -> Iterator[tuple[int, bytes]]:
         """(subtype, option body) of every MPTCP option."""
@@ -116,7 +117,7 @@ def _read(pcap: Path) -> list[Packet]:
             tcp = ip.data
             out.append(Packet(socket.inet_ntop(fam, ip.src), socket.inet_ntop(fam, ip.dst), tcp.sport, tcp.dport,
                               tcp.flags, ip.hlim if fam == socket.AF_INET6 else ip.ttl, len(tcp.data),
-                              list(dpkt.tcp.parse_opts(tcp.opts))))
+                              list(dpkt.tcp.parse_opts(tcp.opts)), tcp.win))
     return out
 
 
@@ -271,12 +272,19 @@ def _router(run: Run) -> None:
     assert _subflow_count(run) == [2]
 
 
+def _zero_window(run: Run) -> None:
+    closed = [p for p in run.packets if p.src.endswith(".2") and p.flags & dpkt.tcp.TH_ACK and not p.payload
+              and p.window == 0]
+    assert closed, "the paused server advertised a zero window"
+    assert any(p.src.endswith(".1") and p.payload == 1 for p in run.packets), "the client probed it with one byte"
+
+
 FEATURES: dict[str, Callable[[Run], None]] = {
     "single": _single, "two-paths": _two_paths, "add-addr": _add_addr, "remove-addr": _remove_addr,
     "backup": _backup, "path-failure": _path_failure, "lossy": _lossy, "checksum": _checksum,
     "fallback": _fallback, "ipv6": _ipv6, "many-connections": _many_connections, "tfo": _tfo,
     "offload-on": _offload_on, "mp-fail": _mp_fail, "syncookies": _syncookies, "fullmesh": _fullmesh,
-    "add-addr-port": _add_addr_port, "router": _router,
+    "add-addr-port": _add_addr_port, "router": _router, "zero-window": _zero_window,
 }
 # errors the scenario itself puts on the wire (proven by the captured bytes): not analyzer bugs. mp-fail's
 # CSUM-001 is only a warning: the receiver's MP_FAIL names the mapping (a middlebox or the sender, the

@@ -244,7 +244,8 @@ class Flow:
             self.sd.lost = TWO64  # how much of this side the capture missed is unknown
         self.max_end = 1  # highest relative sequence end seen (the SYN is relative 0)
         self.covered = 1  # highest relative sequence end covered by a mapping
-        self.uncovered: list[tuple[int, int, int]] = []  # (start, end, frame) payload sent without a mapping
+        # (start, end, frame, after a capture gap) payload sent without a mapping
+        self.uncovered: list[tuple[int, int, int, bool]] = []
         self.map_start = -1  # the newest mapping, to skip its copies quickly
         self.map_end = -1
         self.map_dsn = 0
@@ -387,11 +388,15 @@ class DssRules(Family):
              "different payload. Only captured bytes are compared."),
         Rule("DSS-004", E, "§3.3.1", "Payload not covered by any mapping",
              "Every payload byte on an MPTCP subflow (before fallback) must be covered by a DSS mapping or the "
-             "MP_CAPABLE implied mapping."),
+             "MP_CAPABLE implied mapping. A mapping may come before or after its bytes on the same subflow, so bytes "
+             "are unmapped only if no mapping covered them by the end of the capture. Lowered to a warning when the "
+             "capture lost bytes of that subflow (a lost segment may have carried the mapping) or ended before "
+             "the subflow did."),
         Rule("DSS-005", W, "§3.3.1", "Mapping sent after the bytes it maps",
              "A mapping first appears after some of the subflow bytes it covers were already sent without any "
              "mapping. RFC 8684 lets a receiver hold unmapped data for a while, but Linux rejects a mapping that does "
-             "not cover the next expected byte, so such a sender does not interoperate with Linux."),
+             "not cover the next expected byte, so such a sender does not interoperate with Linux. Not reported for v0 "
+             "(RFC 6824 receivers hold such data) nor when the capture lost the bytes before them."),
         Rule("DSS-006", W, "§3.3.1", "Mapped bytes never sent",
              "A mapping covers subflow bytes that were never sent before the subflow was reset, and the receiver "
              "never acknowledged that data-level range. Data lost on an uncaptured path cannot be told apart, so "
@@ -455,10 +460,19 @@ class DssRules(Family):
             )  # fmt: skip
         elif isinstance(fact, UnmappedBytes) and sf is not None:
             who = "client" if fact.direction == 0 else "server"
+            # Proven only when no mapping can be missing: the capture lost none of the subflow's bytes (a lost
+            # segment may have carried the mapping) and it saw the subflow end (a mapping may follow its data).
+            assumes = (*(("no-capture-loss",) if fact.after_gap else ()),
+                       *(() if fact.ended else ("subflow-end-captured",)))  # fmt: skip
+            because = {"no-capture-loss": "the capture lost some of the subflow's bytes, which may have carried "
+                                          "the mapping",
+                       "subflow-end-captured": "the capture ended before the subflow did, and a mapping may "
+                                               "follow the bytes it maps"}  # fmt: skip
             self.ctx.report(
                 "DSS-004",
-                f"{fact.count} payload bytes sent by the {who} on subflow {sf.id} are covered by no DSS mapping",
-                frames, sf,
+                f"{fact.count} payload bytes sent by the {who} on subflow {sf.id} are covered by no DSS mapping"
+                + "".join(f" ({because[a]})" for a in assumes),
+                frames, sf, assumes=assumes,
             )  # fmt: skip
         elif isinstance(fact, Reinjected) and sf is not None:
             self.ctx.report(
@@ -778,20 +792,25 @@ class DssRules(Family):
         flow.map_start, flow.map_end, flow.map_dsn = start, end, dsn
 
     def _late_mapping(self, seg: Segment, flow: Flow, start: int, end: int, ssn: int) -> None:
-        kept: list[tuple[int, int, int]] = []
+        kept: list[tuple[int, int, int, bool]] = []
         late: list[tuple[int, int, int]] = []
-        for lo, hi, frame in flow.uncovered:
+        for lo, hi, frame, after_gap in flow.uncovered:
             if hi <= start or lo >= end:
-                kept.append((lo, hi, frame))
+                kept.append((lo, hi, frame, after_gap))
                 continue
-            late.append((max(lo, start), min(hi, end), frame))
+            if not (after_gap and start < lo):
+                # (bytes right after a capture gap, mapped by a mapping that also covers the gap: it may well have
+                # ridden on the lost segment, the capture proves nothing late)
+                late.append((max(lo, start), min(hi, end), frame))
             if lo < start:
-                kept.append((lo, start, frame))
+                kept.append((lo, start, frame, after_gap))
             if hi > end:
-                kept.append((end, hi, frame))
-        if not late:
-            return
+                kept.append((end, hi, frame, False))
         flow.uncovered = kept
+        if not late or flow.conn.version == 0:
+            # RFC 6824 (v0) receivers hold unmapped data until its mapping arrives (the multipath-tcp.org kernel
+            # up to 64 KiB), and that kernel sends some mappings after their data: legal, nothing to say.
+            return
         first = late[0][0]
         count = sum(hi - lo for lo, hi, _ in late)
         self.ctx.report(
@@ -822,9 +841,9 @@ class DssRules(Family):
                 if end > lo and not flow.conn.fallback:
                     uncovered = flow.uncovered
                     if uncovered and uncovered[-1][1] == lo:
-                        uncovered[-1] = (uncovered[-1][0], end, uncovered[-1][2])
+                        uncovered[-1] = (uncovered[-1][0], end, uncovered[-1][2], uncovered[-1][3])
                     elif len(uncovered) < MAX_UNCOVERED:
-                        uncovered.append((lo, end, seg.frame))
+                        uncovered.append((lo, end, seg.frame, rel > top))
             flow.max_end = end
         if flags & TH_FIN:
             if flow.fin_rel is None:

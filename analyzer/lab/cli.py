@@ -121,6 +121,8 @@ def lab(
     topology: Annotated[str | None, typer.Option(help="direct | router (capture in the middle)")] = None,
     tfo: Annotated[bool, typer.Option("--tfo", help="TCP Fast Open: a cookie connection, then data in SYN")] = False,
     tfo_method: Annotated[str | None, typer.Option(help="sendto | connect")] = None,
+    receiver_pause: Annotated[float | None, typer.Option(
+        help="the server leaves each connection unread this long (4 KiB receive buffer): zero-window probes")] = None,
     capture_filter: Annotated[str | None, typer.Option("--filter", help="tcpdump capture filter")] = None,
     port: Annotated[int | None, typer.Option(help="server port")] = None,
     no_wait_subflows: Annotated[bool, typer.Option("--no-wait-subflows", help="do not hold the bulk data "
@@ -163,7 +165,8 @@ def lab(
             corrupt={p: _number(v, int, "--corrupt") for p, v in (_path_of(x, "--corrupt") for x in corrupt or [])},
             pm_events=_pm_events(pm_event or []), signal_port=signal_port, fullmesh=fullmesh or None,
             syncookies=syncookies or None, topology=topology, tfo=tfo or None, tfo_method=tfo_method,
-            capture_filter=capture_filter, port=port, wait_subflows=False if no_wait_subflows else None,
+            receiver_pause=receiver_pause, capture_filter=capture_filter, port=port,
+            wait_subflows=False if no_wait_subflows else None,
             buffer_kib=buffer_kib, immediate=False if no_immediate else None, timeout=timeout,
             strict=False if no_strict else None, offloads=offloads)
         _check_choices(overrides)

@@ -33,6 +33,7 @@ ROUTER_HOST = 254
 ROUTER_SERVER_LINK = 101  # router topology: the one link between router and server is "path" 101
 DEFAULT_PORT = 5201
 DEFAULT_BUFFER_KIB = 65536
+PAUSED_RCVBUF = 4096  # SO_RCVBUF of a server that pauses reading (receiver_pause): the window closes fast
 FIRST_CHUNK = 1000  # bytes the client sends before waiting for the extra subflows
 DATA_CHUNK = 1 << 20  # generator granularity (see DataStream)
 SEND_CHUNK = 64 * 1024
@@ -105,6 +106,9 @@ class LabConfig:
     signal_port: int | None = None  # signal mode: the server announces path 2 with this port (ADD_ADDR port)
     # router: client ─ router ─ server, the capture runs in the router (on its link to the server)
     topology: Topology = "direct"
+    # seconds the server leaves each connection unread (with a 4 KiB receive buffer) before reading it: the
+    # window closes, the client probes it (zero-window probes), then the window opens again
+    receiver_pause: float = 0.0
 
     @property
     def effective_mode(self) -> Mode:
@@ -161,6 +165,8 @@ class LabConfig:
             args += ["--signal-port", str(self.signal_port)]
         if self.topology != "direct":
             args += ["--topology", self.topology]
+        if self.receiver_pause:
+            args += ["--receiver-pause", f"{self.receiver_pause:g}"]
         if self.capture_filter:
             args += ["--filter", self.capture_filter]
         if self.buffer_kib != DEFAULT_BUFFER_KIB:

@@ -23,6 +23,7 @@ from analyzer.lab.config import (
     FIRST_CHUNK,
     IPPROTO_MPTCP,
     MPTCP_TCPINFO,
+    PAUSED_RCVBUF,
     SEND_CHUNK,
     TCP_FASTOPEN,
     TCP_FASTOPEN_CONNECT,
@@ -70,6 +71,9 @@ def _server_main(params: dict[str, Any]) -> int:
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if params.get("tfo"):
         ls.setsockopt(socket.IPPROTO_TCP, TCP_FASTOPEN, 16)
+    pause = float(params.get("receiver_pause") or 0.0)
+    if pause:  # before listen(): the window scale of accepted connections follows the small buffer
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PAUSED_RCVBUF)
     ls.bind(("::" if fam == socket.AF_INET6 else "0.0.0.0", params["port"]))
     ls.listen(16)
     ls.settimeout(timeout)
@@ -82,6 +86,9 @@ def _server_main(params: dict[str, Any]) -> int:
         try:
             conn.settimeout(timeout)
             local = conn.getsockname()
+            if pause:  # leave the data unread: the client's window closes and it probes it
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, PAUSED_RCVBUF)
+                time.sleep(pause)
             rx_n, rx_sha = _recv_all(conn)
             stream = DataStream(s2c_seed(params["seed"], rx_sha), params["s2c_bytes"])
             h = hashlib.sha256()

@@ -88,6 +88,10 @@ _ALL = [
        "which forwards them over one link to the server; the capture runs in the router, on that link "
        "(client packets seen with TTL 63).",
        mode="subflow", topology="router", c2s_bytes=80_000, s2c_bytes=80_000, rate=SHAPED),
+    _s("zero-window", "The server leaves the connection unread for 1 s with a 4 KiB receive buffer: its window "
+       "closes, the client probes it (Linux: a 1-byte segment mapped at the DSN just below the Data ACK, its "
+       "payload the next byte), then the window opens and the transfer ends.",
+       mode="single", receiver_pause=1.0, c2s_bytes=60_000, s2c_bytes=5_000),
 ]
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in _ALL}
 SEEDS = {name: 100 + i for i, name in enumerate(SCENARIOS)}  # fixed per scenario: adding one changes no other

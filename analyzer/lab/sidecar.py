@@ -124,7 +124,7 @@ def build_sidecar(cfg: LabConfig, pcap: Path, rep: dict[str, Any], notes: dict[s
             "mode": cfg.mode, "family": cfg.family, "fallback": cfg.fallback, "checksum": cfg.checksum,
             "connections": cfg.connections, "seed": cfg.seed, "port": cfg.port, "offloads": cfg.offloads,
             "topology": cfg.topology, "fullmesh": cfg.fullmesh, "signal_port": cfg.signal_port,
-            "syncookies": cfg.syncookies,
+            "syncookies": cfg.syncookies, "receiver_pause_s": cfg.receiver_pause,
             "paths": {str(p): {"client": [addr(p, CLIENT_HOST, 4), addr(p, CLIENT_HOST, 6)],
                                "server": [cfg.server_addr(p, 4), cfg.server_addr(p, 6)],
                                "client_dev": f"cli{p}", "server_dev": f"srv{p}",

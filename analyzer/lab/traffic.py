@@ -24,7 +24,8 @@ def program_params(lab: Lab) -> dict[str, Any]:
             "c2s_bytes": cfg.c2s_bytes, "s2c_bytes": cfg.s2c_bytes, "timeout": cfg.timeout,
             "expected_subflows": cfg.expected_subflows, "wait_subflows": cfg.wait_subflows,
             "server": cfg.server_addr(1, cfg.family), "mptcp": not cfg.fallback, "settle": cfg.bulk_events,
-            "announce_bulk": cfg.bulk_events, "tfo": cfg.tfo, "tfo_method": cfg.tfo_method}
+            "announce_bulk": cfg.bulk_events, "tfo": cfg.tfo, "tfo_method": cfg.tfo_method,
+            "receiver_pause": cfg.receiver_pause}
 
 
 def _last_json(out: bytes) -> Any:

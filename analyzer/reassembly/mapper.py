@@ -54,6 +54,11 @@ HOLD_CAP = 8 << 20
 QUARANTINE_CAP = 4 << 20
 MAX_QUARANTINED = 64
 MAX_FAILS_KEPT = 8  # MP_FAILs remembered per subflow direction, to tell CSUM-001 what the receiver said
+# Payload waiting for a mapping that may come later (RFC 6824/8684 §3.3.1: a receiver holds unmapped data for
+# a while; the v0 kernel gives up past 64 KiB). Per subflow direction, and over all of them.
+MAX_UNPLACED = 256 << 10
+MAX_UNPLACED_PIECES = 1024
+UNPLACED_CAP = 16 << 20
 
 # Called once per data stream with the connection (None if not yet grouped), the side that sends the
 # stream's data (0 = client) and the subflow whose segment created the stream.
@@ -64,7 +69,8 @@ class Mapping:
     """One DSS mapping (or the MP_CAPABLE implied one). A plain slotted class: one per data segment."""
 
     __slots__ = ("acc", "acc_next", "checksum", "csum_state", "data_fin", "data_len", "dsn", "end", "frame",
-                 "frames", "held", "held_bytes", "high_known", "length", "released", "ssn", "start")  # fmt: skip
+                 "frames", "held", "held_bytes", "high_known", "length", "probe", "released", "ssn",
+                 "start")  # fmt: skip
 
     def __init__(
         self, dsn: int, ssn: int, length: int, data_len: int, data_fin: bool, checksum: int | None, frame: int
@@ -88,6 +94,9 @@ class Mapping:
         self.held: list[Held] | None = None  # pieces waiting for the checksum's verdict
         self.held_bytes = 0
         self.released = False  # the hold was full: its bytes went to the stream before the verdict
+        # A zero-window probe (Linux): one byte mapped at the DSN just below the peer's Data ACK while the
+        # payload is the next, unacknowledged byte. Harmless (the receiver drops it as old), never compared.
+        self.probe = False
 
 
 class Held:
@@ -124,6 +133,22 @@ class Failed:
     subflow: int
 
 
+class Unplaced:
+    """Subflow bytes no mapping covered yet: a later mapping on the subflow may still cover them."""
+
+    __slots__ = ("after_gap", "data", "frame", "length", "retrans_end", "seq", "time")
+
+    def __init__(self, seq: int, data: bytes, length: int, time: float, frame: int, retrans_end: int,
+                 after_gap: bool) -> None:  # fmt: skip
+        self.seq = seq  # unwrapped relative subflow sequence number of the first byte
+        self.data = data  # the captured bytes (may be shorter than ``length``: snaplen)
+        self.length = length
+        self.time = time
+        self.frame = frame
+        self.retrans_end = retrans_end  # relative sequence up to which these bytes were a TCP retransmission
+        self.after_gap = after_gap  # the capture lost subflow bytes right before them (a mapping may be there)
+
+
 @dataclass(slots=True)
 class HalfStats:
     """What the reassembler learned about one subflow direction."""
@@ -133,6 +158,7 @@ class HalfStats:
     reinjected_bytes: int = 0  # new on this subflow, but the DSN range was already delivered
     unmapped_bytes: int = 0  # payload covered by no mapping
     unmapped_frames: list[int] = field(default_factory=list)
+    unmapped_after_gap: bool = False  # some unmapped bytes followed a hole in the captured subflow bytes
     reinjected_frames: list[int] = field(default_factory=list)  # the first MAX_FRAMES_KEPT that carried reinjections
     mappings: int = 0
     checksums_ok: int = 0
@@ -167,6 +193,10 @@ class SubflowState:
     after_fail: bool = False  # an MP_FAIL on an ACK was seen on this subflow: unmapped data is the fallback's
     keep_failed: bool = False  # the receiver keeps this direction's failed copies (it fell back, §3.7)
     fails: list[tuple[int, int, bool]] = field(default_factory=list)  # the receiver's MP_FAILs: (frame, dsn, RST)
+    unplaced: list[Unplaced] = field(default_factory=list)  # payload waiting for a mapping, oldest first
+    unplaced_bytes: int = 0
+    prev_seq_end: int | None = None  # max_seq_end before the segment being placed (a jump = capture loss)
+    seq_gap: bool = False  # the captured subflow bytes jumped forward somewhere: the capture lost some
 
     def unwrap(self, rel: int, advance: bool = True) -> int:
         """Relative 32-bit sequence number → 64-bit, nearest the highest one seen so far."""
@@ -203,6 +233,7 @@ class Reassembler:
         self._held_bytes = 0
         self._quarantine: list[Failed] = []  # oldest first
         self._quarantined_bytes = 0
+        self._unplaced_total = 0  # bytes waiting for a mapping, over all subflow directions
         self.packet = PacketLevels()  # the current segment's 64-bit DSN (analyzer.datalevels, attached by the pipeline)
 
     def attach_levels(self, packet: PacketLevels, level: object) -> None:
@@ -211,8 +242,10 @@ class Reassembler:
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this (half-open) subflow: drop what is kept for it."""
-        self.states.pop(sf.id * 2, None)
-        self.states.pop(sf.id * 2 + 1, None)
+        for key in (sf.id * 2, sf.id * 2 + 1):
+            state = self.states.pop(key, None)
+            if state is not None:
+                self._unplaced_total -= state.unplaced_bytes
 
     # ------------------------------------------------------------------ per segment
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
@@ -236,6 +269,10 @@ class Reassembler:
                 if type(opt) is Dss:
                     if opt.dsn is not None:
                         new_mapping = self._on_dss_mapping(opt, seg, sf, direction, state) or new_mapping
+                    if opt.data_ack is not None and seg.window == 0:
+                        ack64 = self.packet.known_ack(opt)  # expanded once by the data levels
+                        if ack64 is not None:
+                            self._zero_window(ack64, sf, direction)
                 elif type(opt) is MpCapable and opt.data_len is not None and not seg.flags & TH_SYN:
                     new_mapping = self._on_mpc_data(opt, seg, sf, direction, state) or new_mapping
                 elif type(opt) is MpFail:
@@ -335,7 +372,21 @@ class Reassembler:
             return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
         mapping.high_known = high_known
+        mapping.probe = length == 1 and not opt.data_fin and stream.zero_window_at == (dsn + 1) & MASK64 == (
+            stream.highest_dsn)
         return self._add_mapping(mapping, sf, state, stream)
+
+    def _zero_window(self, ack: int, sf: Subflow, direction: int) -> None:
+        """The receiver of ``1 - direction``'s data closed its window at Data ACK ``ack``: remember where, so
+        that the sender's zero-window probe (one byte mapped at ``ack - 1``) is known for what it is."""
+        peer = self.states.get(sf.id * 2 + 1 - direction)
+        stream = peer.stream if peer is not None else None
+        if stream is None:
+            conn = sf.connection
+            stream = self.conn_streams.get((id(conn), direction ^ sf.reversed ^ 1)) if conn is not None else None
+        if stream is None:
+            return
+        stream.zero_window_at = ack & MASK64
 
     def _on_mpc_data(
         self, opt: MpCapable, seg: Segment, sf: Subflow, direction: int, state: SubflowState
@@ -379,6 +430,8 @@ class Reassembler:
             victim = 1 if index == 0 else 0
             del starts[victim]
             self._retire(mappings.pop(victim), state)
+        if state.unplaced:
+            self._place_waiting(state, sf, state.key & 1, mapping)
         return mapping
 
     def _check_overlaps(self, mapping: Mapping, sf: Subflow, state: SubflowState) -> int:
@@ -457,6 +510,10 @@ class Reassembler:
         payload = seg.payload
         end = rel + length
         retrans_end = 0
+        state.prev_seq_end = state.max_seq_end
+        # (the first byte after the SYN is relative 1, or 1 + the SYN's TFO data when the numbering kept it)
+        if rel > (state.max_seq_end if state.max_seq_end is not None else 1 + state.syn_len) or state.isn_inferred:
+            state.seq_gap = True  # the capture lost subflow bytes here (or before its first segment)
         if state.max_seq_end is not None and rel < state.max_seq_end:
             retrans_end = min(state.max_seq_end - rel, length)
             stats.retransmitted_bytes += retrans_end
@@ -473,41 +530,15 @@ class Reassembler:
                 # mapping spanning several segments, as Linux sends them).
                 stream = state.stream or self._stream_for(state, sf, direction, last.dsn)
                 offset = (last.dsn + (rel - last.start) - stream.base) & MASK64
-                self._add(stream, offset, payload, captured, length, 0, seg.ts, seg.frame, sf.id, stats, retrans_end)
+                self._add(stream, offset, payload, captured, length, 0, seg.ts, seg.frame, sf.id, stats, retrans_end,
+                          last.probe)  # fmt: skip
                 return
         if seg.options is not None and seg.options.truncated:
             # H-SNAP: the capture cut this segment's options, so its mapping (which may also cover
             # later segments) cannot be known; from now on uncovered bytes prove nothing.
             state.options_cut = True
             return
-        covered = 0
-        index = bisect_right(state.starts, rel) - 1
-        if index > 0:
-            index -= 1  # an earlier, longer (overlapping) mapping may cover rel too
-        for mapping in mappings[max(index, 0) :]:
-            if mapping.start >= end:
-                break
-            lo = rel if rel > mapping.start else mapping.start
-            hi = end if end < mapping.end else mapping.end
-            if lo >= hi:
-                continue
-            covered += hi - lo
-            start = lo - rel
-            stream = state.stream or self._stream_for(state, sf, direction, mapping.dsn)
-            offset = stream.offset_of(mapping.dsn + (lo - mapping.start))
-            piece = payload[start : hi - rel]
-            piece_captured = max(0, min(captured, hi - rel) - start)
-            if mapping.acc is not None and mapping.csum_state == "pending" and not mapping.released:
-                self._hold(mapping, state, Held(lo, stream, offset, piece, piece_captured, hi - lo, start, seg.ts,
-                                                seg.frame, sf.id, retrans_end))  # fmt: skip
-                self._checksum(mapping, lo, hi, piece, seg, sf, state)
-            else:
-                self._add(stream, offset, piece, piece_captured, hi - lo, start, seg.ts, seg.frame, sf.id, stats,
-                          retrans_end)  # fmt: skip
-                if mapping.acc is not None:
-                    self._checksum(mapping, lo, hi, piece, seg, sf, state)
-            if covered >= length:
-                break
+        covered = self._map_range(state, sf, direction, rel, length, payload, captured, seg.ts, seg.frame, retrans_end)
         if covered < length and state.after_fail and mappings and end > mappings[-1].end:
             # After MP_FAIL on an ACK the sender falls back: the first bytes it sends past its last mapping,
             # with or without a DSS, continue that mapping by TCP sequence (the infinite mapping may come later).
@@ -516,11 +547,105 @@ class Reassembler:
             state.infinite_delta = top.dsn - top.start
             lo = max(rel, top.end)
             self._place_by_seq(seg, sf, direction, state, lo, lo - rel, retrans_end)
-            covered += end - lo
+            covered = length
         if covered < length and not state.options_cut:
-            stats.unmapped_bytes += length - covered
-            if len(stats.unmapped_frames) < 20:
-                stats.unmapped_frames.append(seg.frame)
+            self._wait_for_mapping(state, Unplaced(rel, bytes(payload[:captured]), length, seg.ts, seg.frame,
+                                                   rel + retrans_end, rel > self._seq_before(state, rel)))  # fmt: skip
+
+    def _map_range(
+        self, state: SubflowState, sf: Subflow, direction: int, rel: int, length: int, payload: bytes, captured: int,
+        ts: float, frame: int, retrans_end: int, uncovered: list[tuple[int, int]] | None = None,
+    ) -> int:  # fmt: skip
+        """Place the subflow bytes [rel, rel + length) through the mappings that cover them; returns how many
+        were covered, and lists the uncovered ranges in ``uncovered`` (relative sequence numbers)."""
+        stats = state.stats
+        end = rel + length
+        covered = 0
+        at = rel  # the mappings are sorted by start: everything below ``at`` is decided
+        index = bisect_right(state.starts, rel) - 1
+        if index > 0:
+            index -= 1  # an earlier, longer (overlapping) mapping may cover rel too
+        for mapping in state.mappings[max(index, 0) :]:
+            if mapping.start >= end:
+                break
+            lo = rel if rel > mapping.start else mapping.start
+            hi = end if end < mapping.end else mapping.end
+            if lo >= hi:
+                continue
+            covered += hi - lo
+            if uncovered is not None and lo > at:
+                uncovered.append((at, lo))
+            at = max(at, hi)
+            start = lo - rel
+            stream = state.stream or self._stream_for(state, sf, direction, mapping.dsn)
+            offset = stream.offset_of(mapping.dsn + (lo - mapping.start))
+            piece = payload[start : hi - rel]
+            piece_captured = max(0, min(captured, hi - rel) - start)
+            if mapping.acc is not None and mapping.csum_state == "pending" and not mapping.released:
+                self._hold(mapping, state, Held(lo, stream, offset, piece, piece_captured, hi - lo, start, ts,
+                                                frame, sf.id, retrans_end))  # fmt: skip
+                self._checksum(mapping, lo, hi, piece, frame, sf, state)
+            else:
+                self._add(stream, offset, piece, piece_captured, hi - lo, start, ts, frame, sf.id, stats,
+                          retrans_end, mapping.probe)  # fmt: skip
+                if mapping.acc is not None:
+                    self._checksum(mapping, lo, hi, piece, frame, sf, state)
+            if covered >= length:
+                break
+        if uncovered is not None and at < end:
+            uncovered.append((at, end))
+        return covered
+
+    # ------------------------------------------------------------------ bytes waiting for their mapping
+    @staticmethod
+    def _seq_before(state: SubflowState, rel: int) -> int:
+        """The highest subflow sequence end seen before a segment at ``rel`` (its own end not yet counted)."""
+        return state.prev_seq_end if state.prev_seq_end is not None else rel
+
+    def _wait_for_mapping(self, state: SubflowState, piece: Unplaced) -> None:
+        """Bytes no mapping covers yet. RFC 6824/8684 let a mapping come after the data (the v0 kernel sends
+        some on later segments or retransmissions, and a capture may have lost the segment that carried one):
+        they wait, bounded, and are unmapped only if no mapping covered them by the end."""
+        state.unplaced.append(piece)
+        state.unplaced_bytes += piece.length
+        self._unplaced_total += piece.length
+        while state.unplaced and (state.unplaced_bytes > MAX_UNPLACED or len(state.unplaced) > MAX_UNPLACED_PIECES
+                                  or self._unplaced_total > UNPLACED_CAP):  # fmt: skip
+            self._unmapped(state, state.unplaced.pop(0))
+
+    def _unmapped(self, state: SubflowState, piece: Unplaced) -> None:
+        """A waiting piece that no mapping ever covered (or that the bound pushed out)."""
+        state.unplaced_bytes -= piece.length
+        self._unplaced_total -= piece.length
+        stats = state.stats
+        stats.unmapped_bytes += piece.length
+        stats.unmapped_after_gap = stats.unmapped_after_gap or piece.after_gap
+        if len(stats.unmapped_frames) < 20:
+            stats.unmapped_frames.append(piece.frame)
+
+    def _place_waiting(self, state: SubflowState, sf: Subflow, direction: int, mapping: Mapping) -> None:
+        """A new mapping: place the waiting bytes it covers (the rest keep waiting)."""
+        if state.mode != "mptcp":
+            return
+        kept: list[Unplaced] = []
+        for piece in state.unplaced:
+            end = piece.seq + piece.length
+            if end <= mapping.start or piece.seq >= mapping.end:
+                kept.append(piece)
+                continue
+            state.unplaced_bytes -= piece.length
+            self._unplaced_total -= piece.length
+            gaps: list[tuple[int, int]] = []
+            retrans = max(0, min(piece.retrans_end - piece.seq, piece.length))
+            self._map_range(state, sf, direction, piece.seq, piece.length, piece.data, len(piece.data), piece.time,
+                            piece.frame, retrans, gaps)  # fmt: skip
+            for lo, hi in gaps:
+                rest = Unplaced(lo, piece.data[lo - piece.seq : hi - piece.seq], hi - lo, piece.time, piece.frame,
+                                piece.retrans_end, piece.after_gap)  # fmt: skip
+                kept.append(rest)
+                state.unplaced_bytes += rest.length
+                self._unplaced_total += rest.length
+        state.unplaced = kept
 
     def _place_by_seq(
         self, seg: Segment, sf: Subflow, direction: int, state: SubflowState, rel: int, start: int, retrans_end: int
@@ -547,10 +672,14 @@ class Reassembler:
         subflow: int,
         stats: HalfStats,
         retrans_end: int,
+        probe: bool = False,
     ) -> None:
         stats.mapped_bytes += length
         rtx = retrans_end > start_in_segment
         before = stream.reinjected
+        if probe:
+            stream.add_probe(offset, length)
+            return
         if captured:
             stream.add(offset, data[:captured] if captured < len(data) else data, time, frame, subflow, rtx)
         if captured < length:
@@ -564,12 +693,12 @@ class Reassembler:
             _note_frame(stats.reinjected_frames, frame)
 
     def _checksum(
-        self, mapping: Mapping, lo: int, hi: int, piece: bytes, seg: Segment, sf: Subflow, state: SubflowState
+        self, mapping: Mapping, lo: int, hi: int, piece: bytes, frame: int, sf: Subflow, state: SubflowState
     ) -> None:
         if mapping.csum_state != "pending" or mapping.acc is None:
             return
-        if len(mapping.frames) < MAX_CHECKSUM_FRAMES and seg.frame not in mapping.frames:
-            mapping.frames.append(seg.frame)
+        if len(mapping.frames) < MAX_CHECKSUM_FRAMES and frame not in mapping.frames:
+            mapping.frames.append(frame)
         if lo > mapping.acc_next:
             return  # a later piece before the next expected one: wait for the retransmission
         if hi <= mapping.acc_next:
@@ -803,6 +932,8 @@ class Reassembler:
         half.new_bytes = stream.first_carrier.get(sf.id, 0) if stream is not None else 0
         half.retransmitted_bytes = stats.retransmitted_bytes
         half.reinjected_bytes = stats.reinjected_bytes
+        while state.unplaced:  # end of capture: no mapping came for these
+            self._unmapped(state, state.unplaced.pop(0))
         half.unmapped_bytes = stats.unmapped_bytes
         half.mappings = stats.mappings
         half.checksums = (stats.checksums_ok, stats.checksums_bad, stats.checksums_unverifiable)
@@ -810,7 +941,9 @@ class Reassembler:
             self._retire(mapping, state)
         if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
             frames = tuple(sorted(set(stats.unmapped_frames)))
-            self._publish(UnmappedBytes(frames, sf, direction, stats.unmapped_bytes))
+            ended = sf.end is not None  # the subflow's end is in the capture: no mapping can follow
+            self._publish(UnmappedBytes(frames, sf, direction, stats.unmapped_bytes,
+                                             stats.unmapped_after_gap or state.seq_gap, ended))  # fmt: skip
         if stats.reinjected_bytes:
             self._publish(Reinjected(tuple(sorted(set(stats.reinjected_frames))), sf, stats.reinjected_bytes))
 

@@ -92,6 +92,8 @@ class DataStream:
     fin_frame: int | None = None  # the frame that set fin_offset
     fin_conflict_at: tuple[int, int | None] | None = None  # (offset, frame) of the first DATA_FIN elsewhere
     highest_dsn: int | None = None  # for expanding 32-bit DSNs
+    zero_window_at: int | None = None  # the receiver's Data ACK when it last advertised a zero window
+    probe_bytes: int = 0  # bytes of zero-window probes (mapped below the Data ACK: old, never compared)
     # subflow id -> bytes it was first to carry (delivered or, under a snaplen, seen but not kept)
     first_carrier: dict[int, int] = field(default_factory=dict)
     # (subflow that first carried the bytes, subflow that carried them again) -> bytes
@@ -176,6 +178,14 @@ class DataStream:
         else:
             self._buffer(_Piece(offset, data, len(data), time, frame, subflow))
         return dup
+
+    def add_probe(self, offset: int, length: int) -> None:
+        """A zero-window probe: its mapping names an acknowledged DSN but its payload is the next byte, so the
+        receiver drops it as old data. Counted as a duplicate that proves nothing; never compared."""
+        self.probe_bytes += length
+        if offset + length <= self.next_offset:
+            self.duplicate_bytes += length
+            self.unverified_duplicate_bytes += length
 
     def add_failed(self, offset: int, data: bytes, time: float, frame: int, subflow: int) -> None:
         """Bytes whose mapping failed its checksum but which the receiver kept (see the module docstring)."""
@@ -357,10 +367,14 @@ class DataStream:
     def _buffer(self, piece: _Piece, counted: bool = True) -> None:
         existing = self._pending.get(piece.offset)
         if existing is not None:
+            # Two copies waiting at one offset (a re-send cut at other boundaries): the common range is a
+            # duplicate, compared byte for byte whichever copy is longer; the longer one stays.
+            if existing.data is not None and piece.data is not None and not (existing.bad or piece.bad):
+                self._compare_pieces(existing, piece)
+                common = min(existing.length, piece.length)
+                self.duplicate_bytes += common
             good_over_bad = existing.bad and not piece.bad and piece.data is not None
             if existing.length >= piece.length and not good_over_bad:
-                if existing.data is not None and piece.data is not None and not (existing.bad or piece.bad):
-                    self._compare_pieces(existing, piece)
                 return
             self._pending_bytes -= existing.length
         else:
@@ -433,8 +447,9 @@ class DataStream:
 
     def _compare_pieces(self, old: _Piece, new: _Piece) -> None:
         assert old.data is not None and new.data is not None
-        if old.data[: new.length] != new.data:
-            self._conflict(new.offset, new.data, new.frame, new.subflow, old.frame, old.data[: new.length])
+        common = min(old.length, new.length)
+        if old.data[:common] != new.data[:common]:
+            self._conflict(new.offset, new.data[:common], new.frame, new.subflow, old.frame, old.data[:common])
 
     def _conflict(
         self, offset: int, data: bytes, frame: int, subflow: int, first_frame: int | None, earlier: bytes
