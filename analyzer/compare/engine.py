@@ -25,7 +25,7 @@ from analyzer.compare.middlebox import (
 from analyzer.compare.model import Comparison, ConnectionMatch, DirectionStats, SubflowMatch
 from analyzer.compare.packets import DirectionWork, orientation, percentile, reordered, seq_delta
 from analyzer.ingest.capture import CaptureError
-from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, Subflow
+from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, ChecksumFailure, Subflow
 from analyzer.pipeline import AnalysisOptions, analyze
 
 WINDOW_SLACK = 1e-3  # seconds: a packet due just outside the other capture's time span is not called lost
@@ -63,7 +63,7 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
     pairs = {id(x): _start(x, y, flipped, packets_a[x.id], packets_b[y.id]) for x, y, flipped in matched}
     out.clock_offset_s = _clock_offset(list(pairs.values()))
     offset = out.clock_offset_s or 0.0
-    checksum_frames = (_checksum_frames(a), _checksum_frames(b))
+    checksum_failures = (a.checksum_failures, b.checksum_failures)
     for pairing in pairings:
         conn = ConnectionMatch(
             pairing.a_conn.id if pairing.a_conn else None, pairing.b_conn.id if pairing.b_conn else None, pairing.match
@@ -73,7 +73,7 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
             if pair is None:
                 conn.subflows.append(_unmatched(x))
                 continue
-            conn.subflows.append(_finish(pair, pairing, offset, (a, b), checksum_frames))
+            conn.subflows.append(_finish(pair, pairing, offset, (a, b), checksum_failures))
         out.connections.append(conn)
     seen_b = {c.b for c in out.connections if c.b is not None}
     out.unmatched_b = [c.id for c in b.connections if c.id not in seen_b]
@@ -85,10 +85,11 @@ def _start(x: Subflow, y: Subflow, flipped: bool, pa: SubflowPackets, pb: Subflo
     b_halves = pb.halves[::-1] if flipped else pb.halves
     b_isns = [y.halves[d ^ flipped].isn for d in (CLIENT, SERVER)]
     deltas = [seq_delta(pa.halves[d], b_halves[d], x.halves[d].isn, b_isns[d]) for d in (CLIENT, SERVER)]
-    works = (
-        DirectionWork(pa.halves[CLIENT], b_halves[CLIENT], deltas[CLIENT], deltas[SERVER]),
-        DirectionWork(pa.halves[SERVER], b_halves[SERVER], deltas[SERVER], deltas[CLIENT]),
+    c2s, s2c = (
+        DirectionWork(pa.halves[d], b_halves[d], deltas[d], deltas[d ^ 1], isn_a=x.halves[d].isn, isn_b=b_isns[d])
+        for d in (CLIENT, SERVER)
     )
+    works = (c2s, s2c)
     for work in works:
         work.pair_unique()
     pair = _Pair(x, y, works)
@@ -128,7 +129,7 @@ def _finish(
     pairing: Pairing,
     offset: float,
     analyses: tuple[Analysis, Analysis],
-    checksum_frames: tuple[set[int], set[int]],
+    checksum_failures: tuple[list[ChecksumFailure], list[ChecksumFailure]],
 ) -> SubflowMatch:
     x, y = pair.a, pair.b
     result = SubflowMatch(x.id, y.id, f"{x.client} → {x.server}", f"{y.client} → {y.server}", pair.a_is_client_side)
@@ -146,8 +147,8 @@ def _finish(
         work.pair_by_time(offset, min(delays) if delays else 0.0, statistics.median(delays) if delays else 0.0)
         sequence_effect(log, work, name)
         a_up = work.a_upstream is not False
-        frames = checksum_frames[1] if a_up else checksum_frames[0]
-        a_left, b_left = range_effects(log, work, name, frames, mp_fail)
+        failures = [f for f in checksum_failures[1 if a_up else 0] if f.subflow == (y.id if a_up else x.id)]
+        a_left, b_left = range_effects(log, work, name, failures, mp_fail)
         option_effects(log, work, name, fallback)
         stats = _stats(work, a_left, b_left, offset, analyses)
         if a_up:
@@ -193,7 +194,3 @@ def _unmatched(x: Subflow) -> SubflowMatch:
     result.a_to_b = DirectionStats(packets=x.halves[CLIENT].packets)
     result.b_to_a = DirectionStats()
     return result
-
-
-def _checksum_frames(analysis: Analysis) -> set[int]:
-    return {frame for failure in analysis.checksum_failures for frame in failure.frames}

@@ -11,8 +11,10 @@ from collections import Counter
 from analyzer.compare.index import PacketRecord
 from analyzer.compare.model import Effect
 from analyzer.compare.packets import DirectionWork
-from analyzer.model import Subflow
-from analyzer.mptcp.options import MpFail, MptcpOption, Subtype
+from analyzer.model import ChecksumFailure, Subflow
+from analyzer.mptcp.options import Dss, MpFail, MptcpOption, Subtype
+
+MASK = 0xFFFFFFFF
 
 
 def _name(opt: MptcpOption) -> str:
@@ -122,7 +124,7 @@ def _tile(
 
 
 def range_effects(
-    log: EffectLog, work: DirectionWork, name: str, checksum_frames: set[int], mp_fail: str | None
+    log: EffectLog, work: DirectionWork, name: str, failures: list[ChecksumFailure], mp_fail: str | None
 ) -> tuple[list[int], list[int]]:
     """Modified payloads, splits and coalescing among the unpaired packets; returns what is still unpaired (a, b)."""
     a_left, b_left = work.leftovers()
@@ -133,6 +135,7 @@ def range_effects(
             by_range_b.setdefault((work.b[j].seq, work.b[j].length), []).append(j)
     used_a: set[int] = set()
     used_b: set[int] = set()
+    mappings: list[tuple[int, int, int]] | None = None  # downstream DSS mappings, read once if needed
     for i in a_left:
         r = work.a[i]
         if r.length == 0:
@@ -143,7 +146,10 @@ def range_effects(
             used_a.add(i)
             used_b.add(j)
             if r.digest is not None and work.b[j].digest is not None:  # both whole: the bytes differ
-                _payload_effect(log, work, r, work.b[j], name, checksum_frames, mp_fail)
+                if mappings is None:
+                    mappings = _mappings(work.b if work.a_upstream is not False else work.a) if failures else []
+                _payload_effect(log, work, r, work.b[j], name, failures, mappings, mp_fail)
+                work.links.append(([i], [j], "payload_modified"))
             else:
                 work.pairs.append((i, j))  # a snaplen cut one side's copy: same range, same packet
             break
@@ -159,17 +165,51 @@ def _payload_effect(
     a: PacketRecord,
     b: PacketRecord,
     name: str,
-    checksum_frames: set[int],
+    failures: list[ChecksumFailure],
+    mappings: list[tuple[int, int, int]],
     mp_fail: str | None,
 ) -> None:
-    down = b if work.a_upstream is not False else a
+    a_up = work.a_upstream is not False
+    down = b if a_up else a
     why = []
-    if down.frame in checksum_frames:
-        why.append(f"explains the DSS checksum failure at frame {down.frame}")
+    failure = _failure_of(down, work.isn_b if a_up else work.isn_a, mappings, failures)
+    if failure is not None:
+        why.append(f"explains the DSS checksum failure of the mapping at frame {failure.frames[0]}")
     if mp_fail is not None:
         why.append(f"explains the {mp_fail}")
     detail = f"{name} payload of {a.length} bytes modified" + (": " + "; ".join(why) if why else "")
     log.add("payload_modified", detail, [a.frame], [b.frame])
+
+
+def _mappings(recs: list[PacketRecord]) -> list[tuple[int, int, int]]:
+    """(relative ssn, data-level length, DSN) of every distinct DSS mapping in ``recs``."""
+    seen = {
+        (opt.ssn, opt.data_len, opt.dsn)
+        for r in recs
+        for opt in r.mptcp
+        if isinstance(opt, Dss) and opt.dsn is not None and opt.ssn is not None and opt.data_len
+    }
+    return sorted(seen)
+
+
+def _failure_of(
+    down: PacketRecord, isn: int | None, mappings: list[tuple[int, int, int]], failures: list[ChecksumFailure]
+) -> ChecksumFailure | None:
+    """The downstream checksum failure whose mapping holds ``down``'s bytes.
+
+    A failure lists only the first frames of its mapping, so membership of the frame is not enough: the
+    mapping that covers the packet's relative subflow sequence number (from the DSS options the capture
+    holds, which need the ISN) is matched to the failure by its DSN (low 32 bits, as a DSS may carry).
+    """
+    by_frame = next((f for f in failures if down.frame in f.frames), None)
+    if by_frame is not None or isn is None or not failures:
+        return by_frame
+    rel = (down.seq - isn) & MASK
+    dsns = {f.dsn & MASK: f for f in failures}
+    for ssn, length, dsn in mappings:
+        if (rel - ssn) & MASK < length and (dsn & MASK) in dsns:
+            return dsns[dsn & MASK]
+    return None
 
 
 def _split_effects(
@@ -199,6 +239,7 @@ def _split_effects(
                 f"{name} {work.a[i].length} bytes {'split into' if a_up else 'coalesced from'} {len(tiles)} segments"
             )
             log.add(effect, detail, [work.a[i].frame], [work.b[k].frame for k in tiles])
+            work.links.append(([i], list(tiles), effect))
     for j in b_left:  # several A packets are one B packet
         if j in used_b:
             continue
@@ -210,6 +251,7 @@ def _split_effects(
             effect = "segments_coalesced" if a_up else "segment_split"
             detail = f"{name} {b.length} bytes {'coalesced from' if a_up else 'split into'} {len(tiles)} segments"
             log.add(effect, detail, [work.a[k].frame for k in tiles], [b.frame])
+            work.links.append((list(tiles), [j], effect))
 
 
 def first_mp_fail(records: list[tuple[str, list[PacketRecord]]]) -> str | None:
