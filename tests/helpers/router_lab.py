@@ -114,8 +114,8 @@ def _capture(ns: str, dev: str, path: Path, snaplen: int) -> subprocess.Popen[by
     """tcpdump, returned once it says it is listening (a busy machine can take seconds to get there)."""
     # --immediate-mode: without it libpcap hands packets over a ring block at a time (or after its 1 s timeout),
     # so on an idle machine a short transfer can still sit in the ring when the capture is stopped.
-    cmd = ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "--immediate-mode", "-s", str(snaplen), "-U", "-w", str(path),
-           "tcp"]  # fmt: skip
+    cmd = ["ip", "netns", "exec", ns, "tcpdump", "-i", dev, "--immediate-mode", "-s", str(snaplen), "-U",
+           "-w", str(path), "tcp"]  # fmt: skip
     dump = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert dump.stderr is not None
     deadline = time.monotonic() + 20
