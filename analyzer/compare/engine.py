@@ -22,7 +22,7 @@ from analyzer.compare.middlebox import (
     range_effects,
     sequence_effect,
 )
-from analyzer.compare.model import Comparison, ConnectionMatch, DirectionStats, SubflowMatch
+from analyzer.compare.model import Comparison, ConnectionMatch, DirectionStats, SubflowDetail, SubflowMatch
 from analyzer.compare.packets import DirectionWork, orientation, percentile, reordered, seq_delta
 from analyzer.ingest.capture import CaptureError
 from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, ChecksumFailure, Subflow
@@ -41,17 +41,21 @@ class _Pair:
     a_is_client_side: bool | None = None
 
 
-def compare(path_a: str, path_b: str) -> Comparison:
-    """Compare two captures. Raises :class:`CaptureError` if either cannot be read at all."""
+def compare(path_a: str, path_b: str, keep_packets: bool = False) -> Comparison:
+    """Compare two captures. Raises :class:`CaptureError` if either cannot be read at all.
+
+    ``keep_packets`` keeps each matched subflow's packets and pairs (``SubflowMatch.detail``) for the split
+    view; memory then stays at the packets of matched subflows after the call, not only during it.
+    """
     for path in (path_a, path_b):
         if path == "-":
             raise CaptureError("compare reads each capture twice: give files, not stdin")
     options = AnalysisOptions(check=False, stats=False)
     analysis_a, analysis_b = analyze(path_a, options), analyze(path_b, options)
-    return compare_analyses(analysis_a, analysis_b)
+    return compare_analyses(analysis_a, analysis_b, keep_packets)
 
 
-def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
+def compare_analyses(a: Analysis, b: Analysis, keep_packets: bool = False) -> Comparison:
     """Compare two finished analyses (their files are read again for the packets of matched subflows)."""
     out = Comparison(a.trace.path, b.trace.path, None)
     out.errors = [f"A: {e}" for e in a.trace.errors] + [f"B: {e}" for e in b.trace.errors]
@@ -73,7 +77,8 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
             if pair is None:
                 conn.subflows.append(_unmatched(x))
                 continue
-            conn.subflows.append(_finish(pair, pairing, offset, (a, b), checksum_failures))
+            result = _finish(pair, pairing, offset, (a, b), checksum_failures, keep_packets)
+            conn.subflows.append(result)
         out.connections.append(conn)
     seen_b = {c.b for c in out.connections if c.b is not None}
     out.unmatched_b = [c.id for c in b.connections if c.id not in seen_b]
@@ -130,6 +135,7 @@ def _finish(
     offset: float,
     analyses: tuple[Analysis, Analysis],
     checksum_failures: tuple[list[ChecksumFailure], list[ChecksumFailure]],
+    keep_packets: bool,
 ) -> SubflowMatch:
     x, y = pair.a, pair.b
     result = SubflowMatch(x.id, y.id, f"{x.client} → {x.server}", f"{y.client} → {y.server}", pair.a_is_client_side)
@@ -156,7 +162,20 @@ def _finish(
         else:
             result.b_to_a = stats
     result.middlebox = log.ordered()
+    if keep_packets:
+        lost = [frozenset(stats.lost_frames) for stats in _by_direction(result)]
+        result.detail = SubflowDetail(
+            pair.works, (lost[CLIENT], lost[SERVER]), log.marks_a, log.marks_b, offset,
+            analyses[0].trace.first_time or 0.0, analyses[1].trace.first_time or 0.0,
+        )  # fmt: skip
     return result
+
+
+def _by_direction(result: SubflowMatch) -> tuple[DirectionStats, DirectionStats]:
+    """The (c2s, s2c) statistics of a subflow, whichever of them passes A first."""
+    if result.a_is_client_side is False:
+        return result.b_to_a, result.a_to_b
+    return result.a_to_b, result.b_to_a
 
 
 def _stats(

@@ -33,12 +33,19 @@ class EffectLog:
 
     def __init__(self) -> None:
         self.effects: dict[tuple[str, str], Effect] = {}
+        self.marks_a: dict[int, list[str]] = {}  # frame -> short labels of the effects it takes part in
+        self.marks_b: dict[int, list[str]] = {}
 
-    def add(self, effect: str, detail: str, frames_a: list[int], frames_b: list[int]) -> None:
+    def add(self, effect: str, detail: str, frames_a: list[int], frames_b: list[int], label: str = "") -> None:
         entry = self.effects.get((effect, detail))
         if entry is None:
             entry = self.effects[(effect, detail)] = Effect(effect, detail)
         entry.add(frames_a, frames_b)
+        for marks, frames in ((self.marks_a, frames_a), (self.marks_b, frames_b)):
+            for frame in frames:
+                labels = marks.setdefault(frame, [])
+                if (label or effect) not in labels:
+                    labels.append(label or effect)
 
     def ordered(self) -> list[Effect]:
         return sorted(self.effects.values(), key=lambda e: (min(e.frames_a or [1 << 62]), e.effect))
@@ -58,7 +65,7 @@ def address_effect(log: EffectLog, a: Subflow, b: Subflow) -> None:
         changes.append(f"client {a.client} ↔ {b.client}")
     if (a.server_ip, a.server_port) != (b.server_ip, b.server_port):
         changes.append(f"server {a.server} ↔ {b.server}")
-    log.add("address_rewritten", "NAT: " + ", ".join(changes), [a.first_frame], [b.first_frame])
+    log.add("address_rewritten", "NAT: " + ", ".join(changes), [a.first_frame], [b.first_frame], "NAT")
 
 
 def sequence_effect(log: EffectLog, work: DirectionWork, name: str) -> None:
@@ -69,7 +76,7 @@ def sequence_effect(log: EffectLog, work: DirectionWork, name: str) -> None:
     a, b = work.a[i], work.b[j]
     shift = work.delta if work.delta < 1 << 31 else work.delta - (1 << 32)
     detail = f"{name} sequence numbers shifted by {shift:+d} (A seq {a.seq} is B seq {b.seq})"
-    log.add("sequence_rewritten", detail, [a.frame], [b.frame])
+    log.add("sequence_rewritten", detail, [a.frame], [b.frame], f"seq {shift:+d}")
 
 
 def _options_by_name(opts: tuple[MptcpOption, ...]) -> Counter[str]:
@@ -85,7 +92,7 @@ def option_effects(log: EffectLog, work: DirectionWork, name: str, fallback: boo
         if up.mptcp != down.mptcp:
             _option_difference(log, a, b, up, down, name, fallback)
         if up.mss is not None and down.mss is not None and up.mss != down.mss:
-            log.add("mss_altered", f"{name} MSS {up.mss} became {down.mss}", [a.frame], [b.frame])
+            log.add("mss_altered", f"{name} MSS {up.mss} became {down.mss}", [a.frame], [b.frame], f"MSS→{down.mss}")
 
 
 def _option_difference(
@@ -96,13 +103,13 @@ def _option_difference(
         why = ""
         if fallback and option in ("MP_CAPABLE", "DSS"):
             why = ": explains the fallback to TCP"
-        log.add("option_stripped", f"{name} {option} removed{why}", [a.frame], [b.frame])
+        log.add("option_stripped", f"{name} {option} removed{why}", [a.frame], [b.frame], f"−{option}")
     for option in sorted(arrived - sent):
-        log.add("option_added", f"{name} {option} added", [a.frame], [b.frame])
+        log.add("option_added", f"{name} {option} added", [a.frame], [b.frame], f"+{option}")
     if sent == arrived:
         changed = sorted({_name(x) for x, y in zip(up.mptcp, down.mptcp, strict=False) if x != y})
         for option in changed or ["MPTCP options"]:
-            log.add("option_altered", f"{name} {option} changed", [a.frame], [b.frame])
+            log.add("option_altered", f"{name} {option} changed", [a.frame], [b.frame], f"~{option}")
 
 
 def _tile(
@@ -178,7 +185,7 @@ def _payload_effect(
     if mp_fail is not None:
         why.append(f"explains the {mp_fail}")
     detail = f"{name} payload of {a.length} bytes modified" + (": " + "; ".join(why) if why else "")
-    log.add("payload_modified", detail, [a.frame], [b.frame])
+    log.add("payload_modified", detail, [a.frame], [b.frame], "payload modified")
 
 
 def _mappings(recs: list[PacketRecord]) -> list[tuple[int, int, int]]:
@@ -238,7 +245,7 @@ def _split_effects(
             detail = (
                 f"{name} {work.a[i].length} bytes {'split into' if a_up else 'coalesced from'} {len(tiles)} segments"
             )
-            log.add(effect, detail, [work.a[i].frame], [work.b[k].frame for k in tiles])
+            log.add(effect, detail, [work.a[i].frame], [work.b[k].frame for k in tiles], effect.replace("_", " "))
             work.links.append(([i], list(tiles), effect))
     for j in b_left:  # several A packets are one B packet
         if j in used_b:
@@ -250,7 +257,7 @@ def _split_effects(
             used_a.update(tiles)
             effect = "segments_coalesced" if a_up else "segment_split"
             detail = f"{name} {b.length} bytes {'coalesced from' if a_up else 'split into'} {len(tiles)} segments"
-            log.add(effect, detail, [work.a[k].frame for k in tiles], [b.frame])
+            log.add(effect, detail, [work.a[k].frame for k in tiles], [b.frame], effect.replace("_", " "))
             work.links.append((list(tiles), [j], effect))
 
 
