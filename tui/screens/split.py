@@ -186,8 +186,8 @@ class CompareInspector(App[None]):
         offset = comparison.clock_offset_s
         clock = "unknown" if offset is None else f"{offset * 1e3:+.3f} ms"
         lines = [
-            f"A {comparison.path_a}",
-            f"B {comparison.path_b}",
+            f"A {Path(comparison.path_a).name}",
+            f"B {Path(comparison.path_b).name}",
             f"clock offset B−A {clock} · {len(self.choices)} matched connection"
             f"{'s' if len(self.choices) != 1 else ''}"
             + (f" · {len(comparison.unmatched_b)} of B unmatched" if comparison.unmatched_b else ""),
