@@ -207,3 +207,16 @@ def test_columns_line_up_whatever_the_row(tmp_path: Path) -> None:
         line = both_line(row, fw)
         assert [k for k, ch in enumerate(line) if ch == "│"] == [width + 1, width + 11, 2 * width + 14]
         assert len(one_line(row, fw, "a")) >= width
+
+
+def test_cli_refuses_stdin_and_json_with_the_split_view(tmp_path: Path) -> None:
+    """Bad invocations of the split view: one line, exit 2, no terminal opened."""
+    from typer.testing import CliRunner
+
+    from analyzer.cli import app
+
+    runner = CliRunner()
+    both = runner.invoke(app, ["compare", "a.pcap", "b.pcap", "--tui", "--json"])
+    assert both.exit_code == 2 and "exclude each other" in both.output
+    stdin = runner.invoke(app, ["tui", "-", "b.pcap"])
+    assert stdin.exit_code == 2 and "not stdin" in stdin.output
