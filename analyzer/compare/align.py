@@ -80,8 +80,8 @@ class _Unit:
     up: int | None  # position in the upstream capture's list (None: downstream only)
     down: int | None
 
-    def key(self) -> tuple[float, int]:
-        return (float(self.up if self.up is not None else -1), self.down if self.down is not None else -1)
+    def key(self) -> tuple[int, int]:
+        return (self.up if self.up is not None else -1, self.down if self.down is not None else -1)
 
 
 def _units(work: DirectionWork, lost: frozenset[int]) -> list[_Unit]:
