@@ -130,7 +130,7 @@ def report_command(
     limits = _parse_limits(limit)
     assumed = _parse_assumptions(assume)
     if tui:
-        tui_command(trace, absolute)
+        tui_command(trace, absolute=absolute)
         return
     if verbose:
         _say_if_pure()
@@ -512,9 +512,15 @@ def xcheck_command(
 @app.command("tui")
 def tui_command(
     trace: Annotated[str, typer.Argument(help="pcap/pcapng file (gzip ok)")],
+    other: Annotated[
+        str | None, typer.Argument(help="a capture of the same traffic elsewhere: open the split view of both")
+    ] = None,
     absolute: Annotated[bool, typer.Option("--absolute", help="raw DSNs in the Info column")] = False,
 ) -> None:
-    """Open the interactive inspector (a Wireshark-like terminal UI) on TRACE."""
+    """Open the interactive inspector (a Wireshark-like terminal UI) on TRACE, or the split view of TRACE and OTHER."""
+    if other is not None:
+        _split_view(trace, other)
+        return
     try:
         from tui.app import run
     except ImportError:
@@ -522,13 +528,31 @@ def tui_command(
     run(trace, absolute)  # an unreadable file: one line on stderr, exit 2
 
 
+def _split_view(trace_a: str, trace_b: str) -> None:
+    """Both captures' packets of a matched connection side by side (tui/screens/split.py)."""
+    for path in (trace_a, trace_b):
+        if path == "-":
+            raise _fail("the split view reads each capture twice: give files, not stdin")
+    try:
+        from tui.screens.split import run
+    except ImportError:
+        raise _fail("the split view could not be imported: reinstall mptcp-analyze (textual is a dependency)") from None
+    run(trace_a, trace_b)  # an unreadable file: one line on stderr, exit 2
+
+
 @app.command("compare")
 def compare_command(
     trace_a: Annotated[str, typer.Argument(help="capture at one vantage point (e.g. the client)")],
     trace_b: Annotated[str, typer.Argument(help="capture of the same traffic elsewhere (e.g. the server)")],
     json_output: Annotated[bool, typer.Option("--json", help="print the mptcp-analyze-compare/1 JSON")] = False,
+    tui: Annotated[bool, typer.Option("--tui", help="open the split view (same as tui A B)")] = False,
 ) -> None:
     """Match connections, subflows and packets of two captures; report loss, delay and middlebox effects."""
+    if tui:
+        if json_output:
+            raise _fail("--tui and --json exclude each other")
+        _split_view(trace_a, trace_b)
+        return
     from analyzer.compare import compare
     from analyzer.compare import json_out as compare_json
     from analyzer.compare import text as compare_text

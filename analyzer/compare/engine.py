@@ -22,10 +22,10 @@ from analyzer.compare.middlebox import (
     range_effects,
     sequence_effect,
 )
-from analyzer.compare.model import Comparison, ConnectionMatch, DirectionStats, SubflowMatch
+from analyzer.compare.model import Comparison, ConnectionMatch, DirectionStats, SubflowDetail, SubflowMatch
 from analyzer.compare.packets import DirectionWork, orientation, percentile, reordered, seq_delta
 from analyzer.ingest.capture import CaptureError
-from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, Subflow
+from analyzer.model import CLIENT, DIRECTION_NAMES, SERVER, Analysis, ChecksumFailure, Subflow
 from analyzer.pipeline import AnalysisOptions, analyze
 
 WINDOW_SLACK = 1e-3  # seconds: a packet due just outside the other capture's time span is not called lost
@@ -41,17 +41,21 @@ class _Pair:
     a_is_client_side: bool | None = None
 
 
-def compare(path_a: str, path_b: str) -> Comparison:
-    """Compare two captures. Raises :class:`CaptureError` if either cannot be read at all."""
+def compare(path_a: str, path_b: str, keep_packets: bool = False) -> Comparison:
+    """Compare two captures. Raises :class:`CaptureError` if either cannot be read at all.
+
+    ``keep_packets`` keeps each matched subflow's packets and pairs (``SubflowMatch.detail``) for the split
+    view; memory then stays at the packets of matched subflows after the call, not only during it.
+    """
     for path in (path_a, path_b):
         if path == "-":
             raise CaptureError("compare reads each capture twice: give files, not stdin")
     options = AnalysisOptions(check=False, stats=False)
     analysis_a, analysis_b = analyze(path_a, options), analyze(path_b, options)
-    return compare_analyses(analysis_a, analysis_b)
+    return compare_analyses(analysis_a, analysis_b, keep_packets)
 
 
-def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
+def compare_analyses(a: Analysis, b: Analysis, keep_packets: bool = False) -> Comparison:
     """Compare two finished analyses (their files are read again for the packets of matched subflows)."""
     out = Comparison(a.trace.path, b.trace.path, None)
     out.errors = [f"A: {e}" for e in a.trace.errors] + [f"B: {e}" for e in b.trace.errors]
@@ -63,7 +67,7 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
     pairs = {id(x): _start(x, y, flipped, packets_a[x.id], packets_b[y.id]) for x, y, flipped in matched}
     out.clock_offset_s = _clock_offset(list(pairs.values()))
     offset = out.clock_offset_s or 0.0
-    checksum_frames = (_checksum_frames(a), _checksum_frames(b))
+    checksum_failures = (a.checksum_failures, b.checksum_failures)
     for pairing in pairings:
         conn = ConnectionMatch(
             pairing.a_conn.id if pairing.a_conn else None, pairing.b_conn.id if pairing.b_conn else None, pairing.match
@@ -73,7 +77,8 @@ def compare_analyses(a: Analysis, b: Analysis) -> Comparison:
             if pair is None:
                 conn.subflows.append(_unmatched(x))
                 continue
-            conn.subflows.append(_finish(pair, pairing, offset, (a, b), checksum_frames))
+            result = _finish(pair, pairing, offset, (a, b), checksum_failures, keep_packets)
+            conn.subflows.append(result)
         out.connections.append(conn)
     seen_b = {c.b for c in out.connections if c.b is not None}
     out.unmatched_b = [c.id for c in b.connections if c.id not in seen_b]
@@ -85,10 +90,11 @@ def _start(x: Subflow, y: Subflow, flipped: bool, pa: SubflowPackets, pb: Subflo
     b_halves = pb.halves[::-1] if flipped else pb.halves
     b_isns = [y.halves[d ^ flipped].isn for d in (CLIENT, SERVER)]
     deltas = [seq_delta(pa.halves[d], b_halves[d], x.halves[d].isn, b_isns[d]) for d in (CLIENT, SERVER)]
-    works = (
-        DirectionWork(pa.halves[CLIENT], b_halves[CLIENT], deltas[CLIENT], deltas[SERVER]),
-        DirectionWork(pa.halves[SERVER], b_halves[SERVER], deltas[SERVER], deltas[CLIENT]),
+    c2s, s2c = (
+        DirectionWork(pa.halves[d], b_halves[d], deltas[d], deltas[d ^ 1], isn_a=x.halves[d].isn, isn_b=b_isns[d])
+        for d in (CLIENT, SERVER)
     )
+    works = (c2s, s2c)
     for work in works:
         work.pair_unique()
     pair = _Pair(x, y, works)
@@ -137,7 +143,8 @@ def _finish(
     pairing: Pairing,
     offset: float,
     analyses: tuple[Analysis, Analysis],
-    checksum_frames: tuple[set[int], set[int]],
+    checksum_failures: tuple[list[ChecksumFailure], list[ChecksumFailure]],
+    keep_packets: bool,
 ) -> SubflowMatch:
     x, y = pair.a, pair.b
     result = SubflowMatch(x.id, y.id, f"{x.client} → {x.server}", f"{y.client} → {y.server}", pair.a_is_client_side)
@@ -155,8 +162,8 @@ def _finish(
         work.pair_by_time(offset, min(delays) if delays else 0.0, statistics.median(delays) if delays else 0.0)
         sequence_effect(log, work, name)
         a_up = work.a_upstream is not False
-        frames = checksum_frames[1] if a_up else checksum_frames[0]
-        a_left, b_left = range_effects(log, work, name, frames, mp_fail)
+        failures = [f for f in checksum_failures[1 if a_up else 0] if f.subflow == (y.id if a_up else x.id)]
+        a_left, b_left = range_effects(log, work, name, failures, mp_fail)
         option_effects(log, work, name, fallback)
         stats = _stats(work, a_left, b_left, offset, analyses)
         if a_up:
@@ -164,7 +171,20 @@ def _finish(
         else:
             result.b_to_a = stats
     result.middlebox = log.ordered()
+    if keep_packets:
+        lost = [frozenset(stats.lost_frames) for stats in _by_direction(result)]
+        result.detail = SubflowDetail(
+            pair.works, (lost[CLIENT], lost[SERVER]), log.marks_a, log.marks_b, offset,
+            analyses[0].trace.first_time or 0.0, analyses[1].trace.first_time or 0.0,
+        )  # fmt: skip
     return result
+
+
+def _by_direction(result: SubflowMatch) -> tuple[DirectionStats, DirectionStats]:
+    """The (c2s, s2c) statistics of a subflow, whichever of them passes A first."""
+    if result.a_is_client_side is False:
+        return result.b_to_a, result.a_to_b
+    return result.a_to_b, result.b_to_a
 
 
 def _stats(
@@ -203,7 +223,3 @@ def _unmatched(x: Subflow) -> SubflowMatch:
     result.a_to_b = DirectionStats(packets=x.halves[CLIENT].packets)
     result.b_to_a = DirectionStats()
     return result
-
-
-def _checksum_frames(analysis: Analysis) -> set[int]:
-    return {frame for failure in analysis.checksum_failures for frame in failure.frames}

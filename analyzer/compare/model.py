@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from analyzer.compare.packets import DirectionWork
+
 MAX_EFFECT_FRAMES = 50  # frames listed per middlebox effect (the count says how many there were)
 
 
@@ -68,6 +70,24 @@ class DirectionStats:
 
 
 @dataclass(slots=True)
+class SubflowDetail:
+    """The packets behind a matched subflow's numbers, kept only when asked (the split view reads them).
+
+    ``works`` are the two directions in A's roles (c2s, s2c) with their pairs and related leftovers;
+    ``lost`` the upstream frames counted lost per direction; ``marks_a``/``marks_b`` every effect label
+    per frame (uncapped, unlike :class:`Effect`'s frame lists).
+    """
+
+    works: tuple[DirectionWork, DirectionWork]
+    lost: tuple[frozenset[int], frozenset[int]]
+    marks_a: dict[int, list[str]]
+    marks_b: dict[int, list[str]]
+    offset: float  # the clock offset the delays were corrected by (0 when unknown)
+    first_ts_a: float  # each capture's first timestamp, for relative times
+    first_ts_b: float
+
+
+@dataclass(slots=True)
 class SubflowMatch:
     a: int  # subflow id in A's report
     b: int | None
@@ -77,6 +97,7 @@ class SubflowMatch:
     a_to_b: DirectionStats = field(default_factory=DirectionStats)
     b_to_a: DirectionStats = field(default_factory=DirectionStats)
     middlebox: list[Effect] = field(default_factory=list)
+    detail: SubflowDetail | None = None  # packets, with compare(..., keep_packets=True); never in JSON
 
     def to_json(self) -> dict[str, object]:
         return {

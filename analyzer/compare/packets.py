@@ -62,6 +62,9 @@ class DirectionWork:
     pairs: list[tuple[int, int]] = field(default_factory=list)  # (index in a, index in b)
     ambiguous: list[tuple[list[int], list[int]]] = field(default_factory=list)
     a_upstream: bool | None = None  # None until decided
+    isn_a: int | None = None  # this direction's ISN in each capture (None: handshake not captured)
+    isn_b: int | None = None
+    links: list[tuple[list[int], list[int], str]] = field(default_factory=list)  # (a, b, effect): unpaired, related
 
     def pair_unique(self) -> None:
         """Pair keys seen equally often on both sides, in order; keep the rest for :meth:`pair_by_time`."""
