@@ -101,9 +101,10 @@ class MappingIndex(Generic[S]):
                 continue
             if _same(existing, mapping):
                 return -position - 1
-            if conflict is not None and (existing.level - existing.start) & MASK64 != (
-                mapping.level - mapping.start
-            ) & MASK64:
+            if (
+                conflict is not None
+                and (existing.level - existing.start) & MASK64 != (mapping.level - mapping.start) & MASK64
+            ):
                 conflict(existing)
         return index
 
