@@ -54,10 +54,6 @@ class RecvMapping:
     def end(self) -> int:
         return self.ssn + self.length
 
-    @property
-    def level(self) -> int:
-        return self.offset
-
 
 @dataclass(slots=True)
 class Delivery:

@@ -20,7 +20,7 @@ MASK64 = (1 << 64) - 1
 
 
 class Span(Protocol):
-    """A mapping as the index sees it: subflow range [start, end) mapped at data-level position ``level``."""
+    """A mapping as the index sees it: subflow range [start, end) mapped at the 64-bit DSN ``dsn``."""
 
     @property
     def start(self) -> int: ...  # subflow sequence number of the first byte, unwrapped (never wraps)
@@ -29,7 +29,7 @@ class Span(Protocol):
     def end(self) -> int: ...
 
     @property
-    def level(self) -> int: ...  # data-level position of ``start`` (a DSN, or an offset from IDSN + 1)
+    def dsn(self) -> int: ...  # data sequence number of ``start``
 
 
 S = TypeVar("S", bound=Span)
@@ -103,7 +103,7 @@ class MappingIndex(Generic[S]):
                 return -position - 1
             if (
                 conflict is not None
-                and (existing.level - existing.start) & MASK64 != (mapping.level - mapping.start) & MASK64
+                and (existing.dsn - existing.start) & MASK64 != (mapping.dsn - mapping.start) & MASK64
             ):
                 conflict(existing)
         return index
@@ -127,4 +127,4 @@ class MappingIndex(Generic[S]):
 
 
 def _same(a: Span, b: Span) -> bool:
-    return a.start == b.start and a.level == b.level and a.end == b.end
+    return a.start == b.start and a.dsn == b.dsn and a.end == b.end
