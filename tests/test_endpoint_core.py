@@ -61,8 +61,9 @@ def test_the_encoder_writes_what_dpkt_writes(v6: bool) -> None:
 
 
 def test_the_ingest_decoder_and_the_endpoint_decoder_read_the_encoders_packets() -> None:
-    seg = Segment(ipaddress.IPv4Address("10.210.0.1"), 40000, ipaddress.IPv4Address("10.210.1.1"), 80,
-                  100, 200, EP_ACK, 1000, b"data", mptcp=(Dss(MAP64, data_ack=1, dsn=2, ssn=1, data_len=4),))  # fmt: skip
+    dss = Dss(MAP64, data_ack=1, dsn=2, ssn=1, data_len=4)
+    client, server = ipaddress.IPv4Address("10.210.0.1"), ipaddress.IPv4Address("10.210.1.1")
+    seg = Segment(client, 40000, server, 80, 100, 200, EP_ACK, 1000, b"data", mptcp=(dss,))
     raw = encode_packet(seg, ip_id=3)
     assert decode_packet(raw) == seg
     seen = decode_segment_pure(1, 0.0, LINKTYPE_RAW, raw)
