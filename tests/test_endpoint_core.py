@@ -4,6 +4,7 @@
   checked against dpkt's independent encoder and against the ingest decoder.
 * ``analyzer.mptcp.mapindex``: the one mapping index (endpoint receive side, analyzer mapper),
   including the overlap the mapper's old in-order shortcut missed.
+* ``analyzer.mptcp.reorder``: the waiting room of pieces ahead of a gap (the endpoint's receiver).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import dpkt
 import pytest
 from scenario import ACK, PSH, Scenario
 
+from analyzer.endpoint.datalevel import DataReceiver
 from analyzer.endpoint.errors import RemoteProtocolError
 from analyzer.endpoint.mapping import MappingTable, RecvMapping
 from analyzer.endpoint.segment import ACK as EP_ACK
@@ -26,6 +28,7 @@ from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.mapindex import MappingIndex
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, Dss
 from analyzer.mptcp.packet import ip_tcp_packet, refresh_checksums, tcp_pseudo_header
+from analyzer.mptcp.reorder import ReorderQueue
 from analyzer.pipeline import analyze
 
 MAP64 = DSS_ACK | DSS_ACK64 | DSS_MAPPING | DSS_DSN64
@@ -139,3 +142,32 @@ def test_the_endpoint_table_resets_on_that_conflict_too() -> None:
     table.add(RecvMapping(50, 49, 10, 10, (1 << 32) + 49, False, None))
     with pytest.raises(RemoteProtocolError, match="conflicts"):
         table.add(RecvMapping(60, 4999, 10, 10, (1 << 32) + 4999, False, None))
+
+
+# ---------------------------------------------------------------------------------------------- waiting room
+
+
+@dataclass
+class _Piece:
+    offset: int
+    length: int
+
+
+def test_reorder_queue_releases_lowest_first_and_counts_bytes() -> None:
+    queue: ReorderQueue[_Piece] = ReorderQueue()
+    for piece in (_Piece(300, 10), _Piece(100, 50), _Piece(200, 5)):
+        queue.put(piece)
+    longer = _Piece(200, 40)
+    queue.put(longer)  # the caller chose the longer copy: it replaces the other at that offset
+    assert (len(queue), queue.bytes, queue.first(), queue.get(200)) == (3, 100, 100, longer)
+    assert [queue.pop_first().offset for _ in range(3)] == [100, 200, 300]
+    assert (bool(queue), queue.bytes, queue.first()) == (False, 0, None)
+
+
+def test_the_endpoint_receiver_joins_pieces_that_came_in_any_order() -> None:
+    rx = DataReceiver(buffer_size=1 << 16)
+    data = bytes(range(256)) * 40
+    pieces = [(i, data[i : i + 100]) for i in range(0, len(data), 100)]
+    out = b"".join(rx.add(offset, chunk) for offset, chunk in [*pieces[1:][::-1], pieces[0]])
+    assert out == data and rx.nxt == len(data)
+    assert rx.window() == 1 << 16  # nothing waits any more: the whole buffer is free
