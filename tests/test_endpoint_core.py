@@ -16,13 +16,14 @@ from pathlib import Path
 
 import dpkt
 import pytest
+from helpers import pcapgen as g
 from scenario import ACK, PSH, Scenario
 
 from analyzer.endpoint.datalevel import DataReceiver
 from analyzer.endpoint.errors import RemoteProtocolError
 from analyzer.endpoint.mapping import MappingTable, RecvMapping
 from analyzer.endpoint.segment import ACK as EP_ACK
-from analyzer.endpoint.segment import Segment, decode_packet, encode_packet
+from analyzer.endpoint.segment import DecodeError, Segment, decode_packet, encode_packet
 from analyzer.ingest.decode import LINKTYPE_RAW, decode_segment_pure
 from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.mapindex import MappingIndex
@@ -72,6 +73,17 @@ def test_the_ingest_decoder_and_the_endpoint_decoder_read_the_encoders_packets()
     seen = decode_segment_pure(1, 0.0, LINKTYPE_RAW, raw)
     assert not isinstance(seen, int)
     assert (seen.seq, seen.ack, seen.payload, seen.mptcp) == (100, 200, b"data", list(seg.mptcp))
+
+
+def test_the_endpoint_reads_ip_headers_as_the_capture_decoder_does() -> None:
+    """One IP-header walk: IPv6 extension headers are skipped, an IPv4 fragment is refused (both were not)."""
+    options = Dss(MAP64, data_ack=1, dsn=2, ssn=1, data_len=3).build()
+    v6 = g.ipv6_tcp("fd00:210::1", "fd00:210:1::1", 1, 2, 3, 4, ACK, options, b"abc", ext_headers=[g.hop_by_hop()])
+    seg = decode_packet(v6)
+    assert (seg.payload, seg.mptcp) == (b"abc", (Dss(MAP64, data_ack=1, dsn=2, ssn=1, data_len=3),))
+    fragment = g.ipv4_tcp("10.210.0.1", "10.210.1.1", 1, 2, 3, 4, ACK, b"", b"abc", more_fragments=True)
+    with pytest.raises(DecodeError, match="fragment"):
+        decode_packet(fragment)
 
 
 @pytest.mark.parametrize("v6", [False, True])

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from analyzer.mptcp.options import Dss, MpPrio, MptcpOption
-from analyzer.mptcp.packet import IPPROTO_TCP, MAX_TCP_OPTION_SPACE, ip_tcp_packet, pad_options
+from analyzer.mptcp.packet import (
+    IPPROTO_TCP,
+    MAX_TCP_OPTION_SPACE,
+    SKIP_LABELS,
+    Skip,
+    ip_layer,
+    ip_tcp_packet,
+    pad_options,
+)
 from analyzer.tcp_options import walk_tcp_options
 
 __all__ = [
@@ -137,31 +145,22 @@ def encode_packet(seg: Segment, ip_id: int = 0, ttl: int = 64) -> bytes:
 
 
 def decode_packet(data: bytes) -> Segment:
-    """Parse an IPv4/IPv6 TCP packet; MPTCP options through the analyzer's option walker."""
+    """Parse an IPv4/IPv6 TCP packet: IP headers through the capture decoder's walk, options through its walker."""
     if not data:
         raise DecodeError("empty packet")
     version = data[0] >> 4
-    src: Address
-    dst: Address
-    if version == 4:
-        if len(data) < 20:
-            raise DecodeError("IPv4 header cut short")
-        ihl = (data[0] & 0x0F) * 4
-        total = struct.unpack_from("!H", data, 2)[0]
-        if data[9] != IPPROTO_TCP:
-            raise DecodeError(f"IP protocol {data[9]} is not TCP")
-        src, dst = ipaddress.IPv4Address(data[12:16]), ipaddress.IPv4Address(data[16:20])
-        tcp_start, end = ihl, min(total, len(data))
-    elif version == 6:
-        if len(data) < 40:
-            raise DecodeError("IPv6 header cut short")
-        plen, nxt = struct.unpack_from("!HB", data, 4)
-        if nxt != IPPROTO_TCP:
-            raise DecodeError(f"IPv6 next header {nxt} is not TCP")
-        src, dst = ipaddress.IPv6Address(data[8:24]), ipaddress.IPv6Address(data[24:40])
-        tcp_start, end = 40, min(40 + plen, len(data))
-    else:
+    if version not in (4, 6):
         raise DecodeError(f"IP version {version}")
+    layer = ip_layer(data, 0, version)
+    if isinstance(layer, Skip):
+        raise DecodeError(SKIP_LABELS[layer])
+    protocol, src_bytes, dst_bytes, tcp_start, ip_end = layer
+    if protocol != IPPROTO_TCP:
+        raise DecodeError(f"IP protocol {protocol} is not TCP")
+    family = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    src: Address = family(src_bytes)
+    dst: Address = family(dst_bytes)
+    end = min(ip_end, len(data))
     if end < tcp_start + 20:
         raise DecodeError("TCP header cut short")
     sport, dport, seq, ack, off, flags, window, _csum, _urg = _TCP_HEAD.unpack_from(data, tcp_start)

@@ -1,14 +1,17 @@
-"""The one IPv4/IPv6 + TCP packet encoder: headers, NOP padding, Internet checksums.
+"""IPv4/IPv6 + TCP on the wire: the one encoder (headers, NOP padding, Internet checksums) and the one
+IP-header walk.
 
 The reference endpoint, the simulator's middlebox and the tests' packet builders all write packets
-through here, so a checksum or a pseudo-header is computed one way only. Addresses are packed bytes
-(4 or 16 long: the length picks the IP version). Overrides (``data_offset``, ``ihl``,
-``total_length``, ``version``) exist so tests can write malformed headers on purpose; left at their
-defaults the fields are computed.
+through here, so a checksum or a pseudo-header is computed one way only; the capture decoder and the
+endpoint read IP headers through :func:`ip_layer`, so both treat fragments and IPv6 extension headers
+alike. Addresses are packed bytes (4 or 16 long: the length picks the IP version). Overrides
+(``data_offset``, ``ihl``, ``total_length``, ``version``) exist so tests can write malformed headers on
+purpose; left at their defaults the fields are computed.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
 from typing import Final
 
@@ -17,6 +20,9 @@ from analyzer.mptcp.crypto import internet_checksum
 __all__ = [
     "IPPROTO_TCP",
     "MAX_TCP_OPTION_SPACE",
+    "SKIP_LABELS",
+    "Skip",
+    "ip_layer",
     "ip_tcp_packet",
     "ipv4_header",
     "ipv6_header",
@@ -34,6 +40,13 @@ _NOP: Final = b"\x01"
 _TCP_HEAD = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, offset, flags, window, checksum, urgent
 _IPV4_HEAD = struct.Struct("!BBHHHBBH4s4s")
 _IPV6_HEAD = struct.Struct("!IHBB16s16s")
+_IPV4_FIELDS = struct.Struct("!BxHxxHxB").unpack_from  # ver/ihl, total length, flags/frag, protocol
+_U16 = struct.Struct("!H").unpack_from
+# hop-by-hop, routing, destination options, mobility, HIP, shim6
+IPV6_EXTENSION_HEADERS: Final = frozenset({0, 43, 60, 135, 139, 140})
+IPV6_FRAGMENT: Final = 44
+IPV6_AH: Final = 51
+MAX_IPV6_HEADERS: Final = 12
 
 
 def pad_options(options: bytes) -> bytes:
@@ -119,3 +132,77 @@ def refresh_checksums(packet: bytes | bytearray) -> bytes:
         tcp = 40
         src, dst = bytes(out[8:24]), bytes(out[24:40])
     return bytes(out[:tcp]) + with_tcp_checksum(bytes(out[tcp:]), src, dst)
+
+
+# ------------------------------------------------------------------ reading
+
+
+class Skip(enum.IntEnum):
+    """Why a packet is not a TCP segment we can analyse (counted per reason in the trace summary)."""
+
+    UNSUPPORTED_LINK = 1
+    NOT_IP = 2
+    NOT_TCP = 3
+    FRAGMENT = 4
+    TRUNCATED_HEADER = 5
+    BAD_IP_HEADER = 6
+    BAD_TCP_HEADER = 7
+    TOO_DEEP = 8  # tunnels nested deeper than tunnels.MAX_ENCAPSULATION
+
+
+SKIP_LABELS = {
+    Skip.UNSUPPORTED_LINK: "unsupported link type",
+    Skip.NOT_IP: "not IPv4/IPv6",
+    Skip.NOT_TCP: "not TCP",
+    Skip.FRAGMENT: "IP fragments",
+    Skip.TRUNCATED_HEADER: "headers cut short by the capture",
+    Skip.BAD_IP_HEADER: "malformed IP header",
+    Skip.BAD_TCP_HEADER: "malformed TCP header",
+    Skip.TOO_DEEP: "tunnels nested too deep",
+}
+
+
+def ip_layer(data: bytes, off: int, version: int) -> tuple[int, bytes, bytes, int, int] | Skip:
+    """One IP header at ``off``: (upper-layer protocol, src, dst, its offset, end of the IP packet), or why not.
+
+    IPv6 extension headers are walked (boundedly); fragments are refused, since a fragment's TCP
+    header cannot be read alone. Never raises: the capture decoder's hot path calls it on any bytes.
+    """
+    n = len(data)
+    if version == 4:
+        if n < off + 20:
+            return Skip.TRUNCATED_HEADER
+        ver_ihl, total_len, frag, proto = _IPV4_FIELDS(data, off)
+        if ver_ihl >> 4 != 4:
+            return Skip.BAD_IP_HEADER
+        ihl = (ver_ihl & 0x0F) * 4
+        if ihl < 20:
+            return Skip.BAD_IP_HEADER
+        if frag & 0x3FFF:  # more-fragments flag or a fragment offset
+            return Skip.FRAGMENT
+        # TSO/GSO super-segments captured on the sending host carry total length 0.
+        ip_end = off + total_len if total_len >= ihl else n
+        return proto, data[off + 12 : off + 16], data[off + 16 : off + 20], off + ihl, ip_end
+    if n < off + 40:
+        return Skip.TRUNCATED_HEADER
+    if data[off] >> 4 != 6:
+        return Skip.BAD_IP_HEADER
+    plen = _U16(data, off + 4)[0]
+    nxt = data[off + 6]
+    upper = off + 40
+    ip_end = upper + plen if plen else n  # jumbogram / TSO: trust the captured bytes
+    for _ in range(MAX_IPV6_HEADERS):
+        if nxt in IPV6_EXTENSION_HEADERS:
+            if n < upper + 2:
+                return Skip.TRUNCATED_HEADER
+            nxt, hlen = data[upper], (data[upper + 1] + 1) * 8
+        elif nxt == IPV6_FRAGMENT:
+            return Skip.FRAGMENT
+        elif nxt == IPV6_AH:
+            if n < upper + 2:
+                return Skip.TRUNCATED_HEADER
+            nxt, hlen = data[upper], (data[upper + 1] + 2) * 4
+        else:
+            return nxt, data[off + 8 : off + 24], data[off + 24 : off + 40], upper, ip_end
+        upper += hlen
+    return Skip.BAD_IP_HEADER
