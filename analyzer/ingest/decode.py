@@ -12,9 +12,10 @@ import struct
 from collections.abc import Callable
 
 from analyzer.ingest import tunnels
-from analyzer.mptcp.packet import IPPROTO_TCP, ip_layer
+from analyzer.mptcp.packet import IPPROTO_TCP
 from analyzer.mptcp.packet import SKIP_LABELS as SKIP_LABELS  # re-exported: the decoder's outcomes
 from analyzer.mptcp.packet import Skip as Skip
+from analyzer.mptcp.packet import ip_layer as _ip_layer  # the one IP-header walk (the endpoint reads it too)
 from analyzer.tcp_options import TcpOptions, walk_tcp_options
 
 # Link types (LINKTYPE_* values as stored in pcap/pcapng files).
@@ -196,7 +197,7 @@ def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> S
     n = len(data)
     for _ in range(tunnels.MAX_ENCAPSULATION + 1):
         version = net[1]
-        layer = ip_layer(data, net[0], version)
+        layer = _ip_layer(data, net[0], version)
         if isinstance(layer, Skip):
             return layer
         protocol, src, dst, tcp, ip_end = layer
