@@ -192,6 +192,7 @@ def _resolved(data: bytes, nxt: tuple[int, int]) -> tuple[int, int] | Skip:
 # IP headers are read by the protocol core (analyzer.mptcp.packet.ip_layer, imported as _ip_layer), the
 # endpoint's decoder reads them there too: fragments and IPv6 extension headers are treated alike.
 
+
 def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
     """Decode one captured frame into a :class:`Segment`, or say why it is not one (the reference)."""
     net = network_offset(link_type, data)
