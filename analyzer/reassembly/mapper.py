@@ -35,8 +35,8 @@ from analyzer.facts import (
 )
 from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
+from analyzer.mptcp import mapindex
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
-from analyzer.mptcp.mapindex import MappingIndex
 from analyzer.mptcp.options import Dss, MpCapable, MpFail
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, DEFAULT_PIECE_CAP, MASK64, DataStream, StreamWriter
 from analyzer.seqnum import expand32, unwrap32
@@ -147,7 +147,8 @@ class SubflowState:
     isn_inferred: bool = False
     mode: str = "mptcp"  # mptcp | tcp (fallback: offset = rel - 1) | infinite (offset by a fixed delta)
     infinite_delta: int = 0  # dsn - rel for the infinite mapping
-    index: MappingIndex[Mapping] = field(default_factory=lambda: MappingIndex(MAX_MAPPINGS))  # recent mappings
+    # the recent mappings (the protocol core's index, shared with the endpoint): ``mappings`` and ``starts`` read it
+    index: mapindex.MappingIndex[Mapping] = field(default_factory=lambda: mapindex.MappingIndex(MAX_MAPPINGS))
     seq_ref: int | None = None  # highest unwrapped relative sequence number seen
     options_cut: bool = False  # a segment's options were cut by the snaplen: mappings may be unknown
     stream: DataStream | None = None
@@ -227,7 +228,7 @@ class Reassembler:
             if seg.flags & TH_SYN and not seg.payload_len and not _has_mapping(seg):
                 return  # a bare SYN places nothing: state starts with the next segment (a SYN flood stays cheap)
             state = self.states[key] = SubflowState(
-                isn=sf.halves[direction].isn, key=key, index=MappingIndex(self.max_mappings)
+                isn=sf.halves[direction].isn, key=key, index=mapindex.MappingIndex(self.max_mappings)
             )
             conn = sf.connection
             if conn is not None and conn.fallback:
