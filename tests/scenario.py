@@ -17,14 +17,12 @@ Sides are "c" (client, the host that opened the connection) and "s" (server).
 from __future__ import annotations
 
 import ipaddress
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import dpkt
 
 from analyzer.mptcp import crypto
-from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.options import (
     DSS_ACK,
     DSS_ACK64,
@@ -38,6 +36,7 @@ from analyzer.mptcp.options import (
     MpJoinSynAck,
     MptcpOption,
 )
+from analyzer.mptcp.packet import ip_tcp_packet
 
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
@@ -54,16 +53,8 @@ def ipv4_tcp(
     options: bytes = b"", payload: bytes = b"", window: int = 65535,
 ) -> bytes:  # fmt: skip
     """One IPv4 packet with a TCP segment; options are padded with NOPs to a multiple of 4."""
-    options += b"\x01" * (-len(options) % 4)
-    offset = (20 + len(options)) // 4
-    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq & MASK32, ack & MASK32, offset << 4, flags, window, 0, 0)
-    tcp += options + payload
     s, d = ipaddress.IPv4Address(src).packed, ipaddress.IPv4Address(dst).packed
-    pseudo = s + d + struct.pack("!BBH", 0, 6, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", internet_checksum(pseudo + tcp)) + tcp[18:]
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 0, 0x4000, 64, 6, 0, s, d)
-    header = header[:10] + struct.pack("!H", internet_checksum(header)) + header[12:]
-    return header + tcp
+    return ip_tcp_packet(s, d, sport, dport, seq, ack, flags, options, payload, window=window)
 
 
 def encode(options: list[Option]) -> bytes:

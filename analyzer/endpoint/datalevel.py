@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from analyzer.mptcp.reorder import ReorderQueue
+
 
 @dataclass(slots=True)
 class DataSender:
@@ -99,6 +101,18 @@ class DataSender:
         return self.nxt - self.una
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """Bytes that arrived ahead of a gap."""
+
+    offset: int
+    data: bytes
+
+    @property
+    def length(self) -> int:
+        return len(self.data)
+
+
 @dataclass(slots=True)
 class DataReceiver:
     """Reassembles the peer's data stream from pieces that arrive on any subflow, in any order."""
@@ -107,8 +121,7 @@ class DataReceiver:
     nxt: int = 0  # next offset expected
     fin_offset: int | None = None
     fin_done: bool = False
-    _ooo: dict[int, bytes] = field(default_factory=dict)
-    _ooo_bytes: int = 0
+    _ooo: ReorderQueue[_Chunk] = field(default_factory=ReorderQueue)  # the protocol core's waiting room
     _edge: int = 0  # right edge last advertised (offset); never recedes
 
     def add(self, offset: int, data: bytes) -> bytes:
@@ -118,21 +131,20 @@ class DataReceiver:
             return b""
         if offset > self.nxt:
             old = self._ooo.get(offset)
-            if old is None or len(old) < len(data):
-                self._ooo_bytes += len(data) - (len(old) if old else 0)
-                self._ooo[offset] = data
+            if old is None or old.length < len(data):
+                self._ooo.put(_Chunk(offset, data))
             return b""
         out = bytearray(data[self.nxt - offset :])
         self.nxt = end
-        while self._ooo:
-            start = min(self._ooo)
-            if start > self.nxt:
+        ooo = self._ooo
+        while ooo:
+            start = ooo.first()
+            if start is None or start > self.nxt:
                 break
-            piece = self._ooo.pop(start)
-            self._ooo_bytes -= len(piece)
-            if start + len(piece) > self.nxt:
-                out += piece[self.nxt - start :]
-                self.nxt = start + len(piece)
+            piece = ooo.pop_first()
+            if start + piece.length > self.nxt:
+                out += piece.data[self.nxt - start :]
+                self.nxt = start + piece.length
         return bytes(out)
 
     def set_fin(self, offset: int) -> None:
@@ -153,6 +165,6 @@ class DataReceiver:
 
     def window(self) -> int:
         """Receive window to advertise from the current ACK; the right edge never moves left."""
-        edge = max(self._edge, self.nxt + self.buffer_size - self._ooo_bytes)
+        edge = max(self._edge, self.nxt + self.buffer_size - self._ooo.bytes)
         self._edge = edge
         return edge - self.ack if edge > self.ack else 0

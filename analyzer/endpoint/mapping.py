@@ -4,17 +4,25 @@ Mappings arrive with segments, possibly before (or with) the bytes they cover; i
 bytes are then translated through them. A mapping may span several segments. With checksums, a
 mapping's bytes are held until the whole mapping arrived and its checksum verified (§3.3.1).
 Violations raise :class:`RemoteProtocolError` with the MP_TCPRST reason to reset the subflow with.
+The mappings are kept in the protocol core's :class:`~analyzer.mptcp.mapindex.MappingIndex`, the
+analyzer's mapper's structure too (sorted, bisect, bounded).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from analyzer.endpoint.errors import RemoteProtocolError
 from analyzer.mptcp.crypto import ChecksumAccumulator
+from analyzer.mptcp.mapindex import MappingIndex
 
 REASON_MPTCP = 0x01  # MP_TCPRST "MPTCP-specific error"
 REASON_MIDDLEBOX = 0x06  # MP_TCPRST "middlebox interference" (checksum failure)
+# Mappings kept per subflow direction for bytes not yet received in order. The receive window (4 MiB by
+# default) in 1400-byte segments needs ~3,000; past the cap the oldest is dropped, and should its bytes
+# still come, they are unmapped (a protocol error): a peer cannot grow the table without bound.
+MAX_MAPPINGS = 8192
 
 
 class ChecksumFailure(RemoteProtocolError):
@@ -39,6 +47,10 @@ class RecvMapping:
     consumed: int = 0
 
     @property
+    def start(self) -> int:
+        return self.ssn
+
+    @property
     def end(self) -> int:
         return self.ssn + self.length
 
@@ -54,9 +66,9 @@ class Delivery:
 class MappingTable:
     """The mappings of one subflow direction that still cover bytes not yet received in order."""
 
-    def __init__(self, checksums: bool) -> None:
+    def __init__(self, checksums: bool, cap: int = MAX_MAPPINGS) -> None:
         self.checksums = checksums
-        self._mappings: list[RecvMapping] = []
+        self._mappings: MappingIndex[RecvMapping] = MappingIndex(cap)
         self.received = 1  # subflow bytes below this were already translated
 
     def add(self, mapping: RecvMapping) -> None:
@@ -65,24 +77,16 @@ class MappingTable:
             return  # DATA_FIN-only, or a repeat of a mapping already used up
         if self.checksums != (mapping.checksum is not None):
             raise RemoteProtocolError("DSS checksum presence does not match the negotiation", REASON_MPTCP)
-        for old in self._mappings:
-            if old.ssn == mapping.ssn and old.offset == mapping.offset and old.length == mapping.length:
-                return
-            if old.ssn < mapping.end and mapping.ssn < old.end and old.offset - old.ssn != mapping.offset - mapping.ssn:
-                raise RemoteProtocolError(
-                    f"mapping at subflow byte {mapping.ssn} conflicts with an earlier one", REASON_MPTCP
-                )
-        if self.checksums:
+        kept, _evicted = self._mappings.add(mapping, _conflict_with(mapping))
+        if kept is mapping and self.checksums:
             mapping.acc = ChecksumAccumulator()
-        self._mappings.append(mapping)
-        self._mappings.sort(key=lambda m: m.ssn)
 
     def consume(self, rel: int, data: bytes) -> Delivery:
         """Translate in-order subflow bytes starting at ``rel``."""
         out = Delivery()
         pos, end = rel, rel + len(data)
         while pos < end:
-            mapping = next((m for m in self._mappings if m.ssn <= pos < m.end), None)
+            mapping = self._mappings.covering(pos)
             if mapping is None:
                 raise RemoteProtocolError(f"subflow byte {pos} is not covered by any DSS mapping", REASON_MPTCP)
             stop = min(end, mapping.end)
@@ -109,3 +113,10 @@ class MappingTable:
             mapping.held = []
         if mapping.data_fin:
             out.fin_offset = mapping.offset + mapping.length
+
+
+def _conflict_with(mapping: RecvMapping) -> Callable[[RecvMapping], None]:
+    def conflict(_old: RecvMapping) -> None:
+        raise RemoteProtocolError(f"mapping at subflow byte {mapping.ssn} conflicts with an earlier one", REASON_MPTCP)
+
+    return conflict

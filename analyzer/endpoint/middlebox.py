@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from analyzer.endpoint.segment import FIN, PSH, Address, decode_packet, encode_packet
-from analyzer.mptcp.crypto import internet_checksum
+from analyzer.mptcp.packet import refresh_checksums
 
 __all__ = ["Middlebox", "MiddleboxAction", "MiddleboxEffect", "MiddleboxSpec"]
 
@@ -113,20 +113,6 @@ def _payload_len(packet: bytes) -> int:
     return len(packet) - tcp - (packet[tcp + 12] >> 4) * 4
 
 
-def _fix_checksums(packet: bytearray) -> bytes:
-    """Recompute the TCP checksum (and the IPv4 header checksum), as a box that edits packets must."""
-    tcp = _tcp_start(bytes(packet))
-    if packet[0] >> 4 == 4:
-        packet[10:12] = b"\0\0"
-        packet[10:12] = struct.pack("!H", internet_checksum(bytes(packet[:tcp])))
-        pseudo = bytes(packet[12:20]) + struct.pack("!BBH", 0, 6, len(packet) - tcp)
-    else:
-        pseudo = bytes(packet[8:40]) + struct.pack("!IxxxB", len(packet) - tcp, 6)
-    packet[tcp + 16 : tcp + 18] = b"\0\0"
-    packet[tcp + 16 : tcp + 18] = struct.pack("!H", internet_checksum(pseudo + bytes(packet[tcp:])))
-    return bytes(packet)
-
-
 def _to_nops(option: bytearray) -> None:
     option[:] = bytes([KIND_NOP]) * len(option)
 
@@ -155,13 +141,13 @@ def _edit_mptcp(packet: bytes, edit: Callable[[bytearray], None]) -> bytes:
             edit(option)
             out[i : i + len(option)] = option
         i += length
-    return packet if out == packet else _fix_checksums(out)
+    return packet if out == packet else refresh_checksums(out)
 
 
 def _corrupt(packet: bytes) -> bytes:
     out = bytearray(packet)
     out[-1] ^= 0xFF
-    return _fix_checksums(out)
+    return refresh_checksums(out)
 
 
 def _split(packet: bytes) -> list[bytes]:
@@ -183,7 +169,7 @@ def _shift_seq(packet: bytes, seq_delta: int, ack_delta: int) -> bytes:
     struct.pack_into("!I", out, tcp + 4, (seq + seq_delta) & 0xFFFFFFFF)
     if packet[tcp + 13] & 0x10:  # ACK
         struct.pack_into("!I", out, tcp + 8, (ack + ack_delta) & 0xFFFFFFFF)
-    return _fix_checksums(out)
+    return refresh_checksums(out)
 
 
 def _public(address: Address) -> Address:
@@ -213,7 +199,7 @@ def _nat(packet: bytes, c2s: bool) -> bytes:
             return packet
         out[addr_at : addr_at + size] = private.packed
         struct.pack_into("!H", out, port_at, (port - NAT_PORT_SHIFT) & 0xFFFF)
-    return _fix_checksums(out)
+    return refresh_checksums(out)
 
 
 def _private(address: Address) -> Address | None:

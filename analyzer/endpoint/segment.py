@@ -14,8 +14,16 @@ import struct
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
-from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.options import Dss, MpPrio, MptcpOption
+from analyzer.mptcp.packet import (
+    IPPROTO_TCP,
+    MAX_TCP_OPTION_SPACE,
+    SKIP_LABELS,
+    Skip,
+    ip_layer,
+    ip_tcp_packet,
+    pad_options,
+)
 from analyzer.tcp_options import walk_tcp_options
 
 __all__ = [
@@ -45,11 +53,7 @@ _NOP: Final = b"\x01"
 _KIND_MSS: Final = 2
 _KIND_WSCALE: Final = 3
 _KIND_TIMESTAMP: Final = 8
-_MAX_OPTION_SPACE: Final = 40  # RFC 9293: data offset is 4 bits of 32-bit words
-_IPPROTO_TCP: Final = 6
 _TCP_HEAD = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, offset, flags, window, checksum, urgent
-_IPV4_HEAD = struct.Struct("!BBHHHBBH4s4s")
-_IPV6_HEAD = struct.Struct("!IHBB16s16s")
 
 
 class DecodeError(ValueError):
@@ -124,67 +128,39 @@ class Segment:
         if self.wscale is not None:
             out += _NOP + bytes((_KIND_WSCALE, 3, self.wscale))
         for opt in self.mptcp:
-            raw = opt.build()
-            out += raw
             # Linux pads DSS (without checksum) and MP_PRIO to keep 4-byte alignment (shared rules §1.1).
-            if isinstance(opt, Dss | MpPrio) and len(raw) % 4:
-                out += _NOP * (4 - len(raw) % 4)
-        if len(out) % 4:
-            out += _NOP * (4 - len(out) % 4)
-        if len(out) > _MAX_OPTION_SPACE:
-            raise ValueError(f"TCP options need {len(out)} bytes, more than the {_MAX_OPTION_SPACE} available")
-        return bytes(out)
+            out += pad_options(opt.build()) if isinstance(opt, Dss | MpPrio) else opt.build()
+        options = pad_options(bytes(out))
+        if len(options) > MAX_TCP_OPTION_SPACE:
+            raise ValueError(f"TCP options need {len(options)} bytes, more than the {MAX_TCP_OPTION_SPACE} available")
+        return options
 
 
 def encode_packet(seg: Segment, ip_id: int = 0, ttl: int = 64) -> bytes:
     """IPv4 or IPv6 packet (by the address family) carrying the segment, with correct checksums."""
-    options = seg.options_bytes()
-    offset = (20 + len(options)) // 4
-    header = _TCP_HEAD.pack(
-        seg.sport, seg.dport, seg.seq & 0xFFFFFFFF, seg.ack & 0xFFFFFFFF, offset << 4, seg.flags,
-        seg.window, 0, 0,
+    return ip_tcp_packet(
+        seg.src.packed, seg.dst.packed, seg.sport, seg.dport, seg.seq, seg.ack, seg.flags, seg.options_bytes(),
+        seg.payload, window=seg.window, ident=ip_id, ttl=ttl,
     )  # fmt: skip
-    tcp = header + options + seg.payload
-    if seg.src.version == 4:
-        pseudo = seg.src.packed + seg.dst.packed + struct.pack("!BBH", 0, _IPPROTO_TCP, len(tcp))
-    else:
-        pseudo = seg.src.packed + seg.dst.packed + struct.pack("!IxxxB", len(tcp), _IPPROTO_TCP)
-    checksum = internet_checksum(pseudo + tcp)
-    tcp = tcp[:16] + struct.pack("!H", checksum) + tcp[18:]
-    if seg.src.version == 4:
-        ip = _IPV4_HEAD.pack(0x45, 0, 20 + len(tcp), ip_id & 0xFFFF, 0x4000, ttl, _IPPROTO_TCP, 0,
-                             seg.src.packed, seg.dst.packed)  # fmt: skip
-        ip = ip[:10] + struct.pack("!H", internet_checksum(ip)) + ip[12:]
-        return ip + tcp
-    return _IPV6_HEAD.pack(6 << 28, len(tcp), _IPPROTO_TCP, ttl, seg.src.packed, seg.dst.packed) + tcp
 
 
 def decode_packet(data: bytes) -> Segment:
-    """Parse an IPv4/IPv6 TCP packet; MPTCP options through the analyzer's option walker."""
+    """Parse an IPv4/IPv6 TCP packet: IP headers through the capture decoder's walk, options through its walker."""
     if not data:
         raise DecodeError("empty packet")
     version = data[0] >> 4
-    src: Address
-    dst: Address
-    if version == 4:
-        if len(data) < 20:
-            raise DecodeError("IPv4 header cut short")
-        ihl = (data[0] & 0x0F) * 4
-        total = struct.unpack_from("!H", data, 2)[0]
-        if data[9] != _IPPROTO_TCP:
-            raise DecodeError(f"IP protocol {data[9]} is not TCP")
-        src, dst = ipaddress.IPv4Address(data[12:16]), ipaddress.IPv4Address(data[16:20])
-        tcp_start, end = ihl, min(total, len(data))
-    elif version == 6:
-        if len(data) < 40:
-            raise DecodeError("IPv6 header cut short")
-        plen, nxt = struct.unpack_from("!HB", data, 4)
-        if nxt != _IPPROTO_TCP:
-            raise DecodeError(f"IPv6 next header {nxt} is not TCP")
-        src, dst = ipaddress.IPv6Address(data[8:24]), ipaddress.IPv6Address(data[24:40])
-        tcp_start, end = 40, min(40 + plen, len(data))
-    else:
+    if version not in (4, 6):
         raise DecodeError(f"IP version {version}")
+    layer = ip_layer(data, 0, version)
+    if isinstance(layer, Skip):
+        raise DecodeError(SKIP_LABELS[layer])
+    protocol, src_bytes, dst_bytes, tcp_start, ip_end = layer
+    if protocol != IPPROTO_TCP:
+        raise DecodeError(f"IP protocol {protocol} is not TCP")
+    family = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+    src: Address = family(src_bytes)
+    dst: Address = family(dst_bytes)
+    end = min(ip_end, len(data))
     if end < tcp_start + 20:
         raise DecodeError("TCP header cut short")
     sport, dport, seq, ack, off, flags, window, _csum, _urg = _TCP_HEAD.unpack_from(data, tcp_start)

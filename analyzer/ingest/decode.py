@@ -8,11 +8,14 @@ something we need (any SYN, or a byte that could be an MPTCP option kind).
 
 from __future__ import annotations
 
-import enum
 import struct
 from collections.abc import Callable
 
 from analyzer.ingest import tunnels
+from analyzer.mptcp.packet import IPPROTO_TCP
+from analyzer.mptcp.packet import SKIP_LABELS as SKIP_LABELS  # re-exported: the decoder's outcomes
+from analyzer.mptcp.packet import Skip as Skip
+from analyzer.mptcp.packet import ip_layer as _ip_layer  # the one IP-header walk (the endpoint reads it too)
 from analyzer.tcp_options import TcpOptions, walk_tcp_options
 
 # Link types (LINKTYPE_* values as stored in pcap/pcapng files).
@@ -53,44 +56,12 @@ SUPPORTED_LINK_TYPES = frozenset(LINK_TYPE_NAMES)
 AF_INET = 2
 AF_INET6_ALL = frozenset({10, 24, 28, 30})
 
-IPPROTO_TCP = 6
-IPV6_EXTENSION_HEADERS = frozenset({0, 43, 60, 135, 139, 140})  # hop-by-hop, routing, dest opts, mobility, HIP, shim6
-IPV6_FRAGMENT = 44
-IPV6_AH = 51
-MAX_IPV6_HEADERS = 12
-
 MPTCP_KIND = b"\x1e"
 
 TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 _u16 = struct.Struct("!H").unpack_from
-_ipv4_head = struct.Struct("!BxHxxHxB").unpack_from  # ver/ihl, total length, flags/frag, protocol
 _tcp_head = struct.Struct("!HHIIBBH").unpack_from  # ports, seq, ack, offset, flags, window
-
-
-class Skip(enum.IntEnum):
-    """Why a packet is not a TCP segment we can analyse (counted per reason in the trace summary)."""
-
-    UNSUPPORTED_LINK = 1
-    NOT_IP = 2
-    NOT_TCP = 3
-    FRAGMENT = 4
-    TRUNCATED_HEADER = 5
-    BAD_IP_HEADER = 6
-    BAD_TCP_HEADER = 7
-    TOO_DEEP = 8  # tunnels nested deeper than tunnels.MAX_ENCAPSULATION
-
-
-SKIP_LABELS = {
-    Skip.UNSUPPORTED_LINK: "unsupported link type",
-    Skip.NOT_IP: "not IPv4/IPv6",
-    Skip.NOT_TCP: "not TCP",
-    Skip.FRAGMENT: "IP fragments",
-    Skip.TRUNCATED_HEADER: "headers cut short by the capture",
-    Skip.BAD_IP_HEADER: "malformed IP header",
-    Skip.BAD_TCP_HEADER: "malformed TCP header",
-    Skip.TOO_DEEP: "tunnels nested too deep",
-}
 
 
 class Segment:
@@ -218,46 +189,8 @@ def _resolved(data: bytes, nxt: tuple[int, int]) -> tuple[int, int] | Skip:
     return Skip.TOO_DEEP
 
 
-def _ip_layer(data: bytes, off: int, version: int) -> tuple[int, bytes, bytes, int, int] | Skip:
-    """One IP header at ``off``: (upper-layer protocol, src, dst, its offset, end of the IP packet)."""
-    n = len(data)
-    if version == 4:
-        if n < off + 20:
-            return Skip.TRUNCATED_HEADER
-        ver_ihl, total_len, frag, proto = _ipv4_head(data, off)
-        if ver_ihl >> 4 != 4:
-            return Skip.BAD_IP_HEADER
-        ihl = (ver_ihl & 0x0F) * 4
-        if ihl < 20:
-            return Skip.BAD_IP_HEADER
-        if frag & 0x3FFF:  # more-fragments flag or a fragment offset
-            return Skip.FRAGMENT
-        # TSO/GSO super-segments captured on the sending host carry total length 0.
-        ip_end = off + total_len if total_len >= ihl else n
-        return proto, data[off + 12 : off + 16], data[off + 16 : off + 20], off + ihl, ip_end
-    if n < off + 40:
-        return Skip.TRUNCATED_HEADER
-    if data[off] >> 4 != 6:
-        return Skip.BAD_IP_HEADER
-    plen = _u16(data, off + 4)[0]
-    nxt = data[off + 6]
-    upper = off + 40
-    ip_end = upper + plen if plen else n  # jumbogram / TSO: trust the captured bytes
-    for _ in range(MAX_IPV6_HEADERS):
-        if nxt in IPV6_EXTENSION_HEADERS:
-            if n < upper + 2:
-                return Skip.TRUNCATED_HEADER
-            nxt, hlen = data[upper], (data[upper + 1] + 1) * 8
-        elif nxt == IPV6_FRAGMENT:
-            return Skip.FRAGMENT
-        elif nxt == IPV6_AH:
-            if n < upper + 2:
-                return Skip.TRUNCATED_HEADER
-            nxt, hlen = data[upper], (data[upper + 1] + 2) * 4
-        else:
-            return nxt, data[off + 8 : off + 24], data[off + 24 : off + 40], upper, ip_end
-        upper += hlen
-    return Skip.BAD_IP_HEADER
+# IP headers are read by the protocol core (analyzer.mptcp.packet.ip_layer, imported as _ip_layer), the
+# endpoint's decoder reads them there too: fragments and IPv6 extension headers are treated alike.
 
 
 def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:

@@ -19,7 +19,7 @@ carries the infinite mapping.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -35,6 +35,7 @@ from analyzer.facts import (
 )
 from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
+from analyzer.mptcp import mapindex
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss, MpCapable, MpFail
@@ -173,10 +174,9 @@ class SubflowState:
     isn_inferred: bool = False
     mode: str = "mptcp"  # mptcp | tcp (fallback: offset = rel - 1) | infinite (offset by a fixed delta)
     infinite_delta: int = 0  # dsn - rel for the infinite mapping
-    mappings: list[Mapping] = field(default_factory=list)  # sorted by start
-    starts: list[int] = field(default_factory=list)  # mapping starts, for bisect
+    # the recent mappings (the protocol core's index, shared with the endpoint): ``mappings`` and ``starts`` read it
+    index: mapindex.MappingIndex[Mapping] = field(default_factory=lambda: mapindex.MappingIndex(MAX_MAPPINGS))
     seq_ref: int | None = None  # highest unwrapped relative sequence number seen
-    longest: int = 0  # longest mapping kept: bounds the search for overlapping neighbours
     options_cut: bool = False  # a segment's options were cut by the snaplen: mappings may be unknown
     stream: DataStream | None = None
     max_seq_end: int | None = None  # highest relative sequence end seen, for retransmission detection
@@ -197,6 +197,16 @@ class SubflowState:
     unplaced_bytes: int = 0
     prev_seq_end: int | None = None  # max_seq_end before the segment being placed (a jump = capture loss)
     seq_gap: bool = False  # the captured subflow bytes jumped forward somewhere: the capture lost some
+
+    @property
+    def mappings(self) -> list[Mapping]:
+        """The recent mappings, sorted by start."""
+        return self.index.items
+
+    @property
+    def starts(self) -> list[int]:
+        """Their starts, for bisect."""
+        return self.index.starts
 
     def unwrap(self, rel: int, advance: bool = True) -> int:
         """Relative 32-bit sequence number → 64-bit, nearest the highest one seen so far."""
@@ -256,7 +266,9 @@ class Reassembler:
         if state is None:
             if seg.flags & TH_SYN and not seg.payload_len and not _has_mapping(seg):
                 return  # a bare SYN places nothing: state starts with the next segment (a SYN flood stays cheap)
-            state = self.states[key] = SubflowState(isn=sf.halves[direction].isn, key=key)
+            state = self.states[key] = SubflowState(
+                isn=sf.halves[direction].isn, key=key, index=mapindex.MappingIndex(self.max_mappings)
+            )
             conn = sf.connection
             if conn is not None and conn.fallback:
                 state.mode = "tcp"
@@ -405,55 +417,20 @@ class Reassembler:
         stream.note_dsn(mapping.dsn + mapping.length)
         mapping.start = state.unwrap(mapping.ssn, advance=False)
         mapping.end = mapping.start + mapping.length
-        mappings, starts = state.mappings, state.starts
-        if mapping.length > state.longest:
-            state.longest = mapping.length
-        if mappings:
-            last = mappings[-1]
-            if last.start == mapping.start and last.dsn == mapping.dsn and last.length == mapping.length:
-                return last  # identical copy of the newest mapping (retransmission, TSO split)
-        if not mappings or mapping.start >= last.end:  # the usual case: the next mapping in order
-            index = len(mappings)
-        else:
-            index = self._check_overlaps(mapping, sf, state)
-            if index < 0:
-                return mappings[-index - 1]
+        kept, evicted = state.index.add(
+            mapping, lambda existing: self.conflicting_mappings.append((sf, existing, mapping))
+        )
+        if kept is not mapping:
+            return kept  # identical copy (retransmission, TSO split)
         state.stats.mappings += 1
         if mapping.checksum is not None:
             mapping.acc = ChecksumAccumulator()
             mapping.acc_next = mapping.start
-        mappings.insert(index, mapping)
-        starts.insert(index, mapping.start)
-        if len(mappings) > self.max_mappings:
-            # Retire the oldest mapping, but never the one just added: a retransmission far behind the
-            # newest data carries its own (old) mapping and needs it for this very segment.
-            victim = 1 if index == 0 else 0
-            del starts[victim]
-            self._retire(mappings.pop(victim), state)
+        if evicted is not None:
+            self._retire(evicted, state)
         if state.unplaced:
             self._place_waiting(state, sf, state.key & 1, mapping)
         return mapping
-
-    def _check_overlaps(self, mapping: Mapping, sf: Subflow, state: SubflowState) -> int:
-        """Insertion index for an out-of-order mapping, or -(index + 1) of an identical existing one."""
-        mappings, starts = state.mappings, state.starts
-        index = bisect_left(starts, mapping.start)
-        # Earlier mappings can only reach this one if they start within the longest mapping's length.
-        low = index
-        reach = mapping.start - state.longest
-        while low > 0 and starts[low - 1] >= reach:
-            low -= 1
-        for position in range(low, len(mappings)):
-            existing = mappings[position]
-            if existing.start >= mapping.end:
-                break
-            if existing.end <= mapping.start:
-                continue
-            if existing.start == mapping.start and existing.dsn == mapping.dsn and existing.length == mapping.length:
-                return -position - 1  # identical copy (retransmission, TSO split): allowed
-            if (existing.dsn - existing.start) & MASK64 != (mapping.dsn - mapping.start) & MASK64:
-                self.conflicting_mappings.append((sf, existing, mapping))
-        return index
 
     def _stream_for(
         self, state: SubflowState, sf: Subflow, direction: int, dsn_hint: int | None, hint_wide: bool = True

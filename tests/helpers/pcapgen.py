@@ -4,7 +4,8 @@ Three layers, each usable on its own:
 
 * **packets** — :func:`ipv4_tcp`, :func:`ipv6_tcp` (with extension headers), :func:`ipv4`,
   :func:`ipv6`, :func:`udp`, :func:`icmp_echo`, :func:`tcp_header` and the TCP option builders
-  (:func:`opt_mss` …). MPTCP options come from the real codec: pass ``Dss(...).build()`` or
+  (:func:`opt_mss` …). Headers and checksums are written by the one encoder the endpoint uses too
+  (:mod:`analyzer.mptcp.packet`). MPTCP options come from the real codec: pass ``Dss(...).build()`` or
   ``MpCapable(...).build()`` as ``options``; they are padded to a multiple of 4 with NOPs.
 * **link layers** — :func:`ethernet` (any number of VLAN tags), :func:`sll`, :func:`sll2`,
   :func:`null_loopback`, :func:`loop`, :func:`arp`, and :func:`encapsulate` to wrap an IP packet
@@ -44,6 +45,7 @@ from dpkt import pcapng as dpkt_pcapng
 
 from analyzer.mptcp import Dss, MpCapable, crypto
 from analyzer.mptcp.crypto import internet_checksum
+from analyzer.mptcp.packet import ipv4_header, ipv6_header, tcp_header, with_tcp_checksum
 
 # ----------------------------------------------------------------------------------------- constants
 
@@ -89,11 +91,6 @@ def ip_bytes(addr: str | bytes) -> bytes:
     return ipaddress.ip_address(addr).packed
 
 
-def pad_options(options: bytes) -> bytes:
-    """Pad a TCP/IPv4 option list to a multiple of 4 bytes with NOPs (kind 1)."""
-    return options + b"\x01" * (-len(options) % 4)
-
-
 # ----------------------------------------------------------------------------------------- TCP options
 
 
@@ -114,41 +111,6 @@ def opt_timestamp(tsval: int, tsecr: int = 0) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------- L4
-
-
-def tcp_header(
-    sport: int,
-    dport: int,
-    seq: int,
-    ack: int,
-    flags: int,
-    options: bytes = b"",
-    *,
-    window: int = 65535,
-    urgent: int = 0,
-    data_offset: int | None = None,
-    checksum: int = 0,
-) -> bytes:
-    """A TCP header (options padded with NOPs). ``data_offset`` (in 32-bit words) overrides the
-    computed value, e.g. 4 for a malformed header."""
-    options = pad_options(options)
-    if data_offset is None:
-        data_offset = (20 + len(options)) // 4
-    if data_offset > 15:
-        raise ValueError(f"TCP options too long ({len(options)} bytes)")
-    head = struct.pack(
-        "!HHIIBBHHH",
-        sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-        (data_offset & 0x0F) << 4, flags & 0xFF, window, checksum, urgent,
-    )  # fmt: skip
-    return head + options
-
-
-def _with_tcp_checksum(segment: bytes, pseudo: bytes) -> bytes:
-    if len(segment) < 18:
-        return segment
-    csum = internet_checksum(pseudo + segment[:16] + b"\0\0" + segment[18:])
-    return segment[:16] + struct.pack("!H", csum) + segment[18:]
 
 
 def udp(sport: int, dport: int, payload: bytes = b"") -> bytes:
@@ -181,18 +143,11 @@ def ipv4(
 ) -> bytes:
     """An IPv4 packet. ``frag_offset`` is in 8-byte units; ``total_length``/``ihl`` override the
     computed fields (0 = TSO super-segment; a smaller value leaves trailing padding)."""
-    options = options + b"\0" * (-len(options) % 4)  # EOL padding
-    hlen = 20 + len(options)
-    if ihl is None:
-        ihl = hlen // 4
     frag = (0x4000 if dont_fragment else 0) | (0x2000 if more_fragments else 0) | (frag_offset & 0x1FFF)
-    length = hlen + len(payload) if total_length is None else total_length
-    head = struct.pack(
-        "!BBHHHBBH4s4s",
-        (version << 4) | (ihl & 0x0F), 0, length & 0xFFFF, ident, frag, ttl, proto, 0,
-        ip_bytes(src), ip_bytes(dst),
-    ) + options  # fmt: skip
-    head = head[:10] + struct.pack("!H", internet_checksum(head)) + head[12:]
+    head = ipv4_header(
+        ip_bytes(src), ip_bytes(dst), proto, len(payload), ttl=ttl, ident=ident, frag=frag, options=options,
+        total_length=total_length, ihl=ihl, version=version,
+    )  # fmt: skip
     return head + payload
 
 
@@ -214,8 +169,8 @@ def ipv4_tcp(
 ) -> bytes:
     """An IPv4 packet carrying one TCP segment (TCP checksum filled in)."""
     seg = tcp_header(sport, dport, seq, ack, flags, options, window=window, data_offset=data_offset) + payload
-    pseudo = ip_bytes(src) + ip_bytes(dst) + struct.pack("!BBH", 0, IPPROTO_TCP, len(seg))
-    return ipv4(src, dst, IPPROTO_TCP, _with_tcp_checksum(seg, pseudo), options=ip_options, **ip_kwargs)  # type: ignore[arg-type]
+    tcp = with_tcp_checksum(seg, ip_bytes(src), ip_bytes(dst))
+    return ipv4(src, dst, IPPROTO_TCP, tcp, options=ip_options, **ip_kwargs)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------- IPv6
@@ -293,7 +248,7 @@ def ipv6(
         nxt = ext.kind
     body = chain + payload
     plen = len(body) if payload_length is None else payload_length
-    head = struct.pack("!IHBB16s16s", (6 << 28) | flow_label, plen, nxt, hop_limit, ip_bytes(src), ip_bytes(dst))
+    head = ipv6_header(ip_bytes(src), ip_bytes(dst), nxt, plen, hop_limit=hop_limit, flow_label=flow_label)
     return head + body
 
 
@@ -315,8 +270,8 @@ def ipv6_tcp(
 ) -> bytes:
     """An IPv6 packet (optionally with extension headers) carrying one TCP segment."""
     seg = tcp_header(sport, dport, seq, ack, flags, options, window=window, data_offset=data_offset) + payload
-    pseudo = ip_bytes(src) + ip_bytes(dst) + struct.pack("!I3xB", len(seg), IPPROTO_TCP)
-    return ipv6(src, dst, IPPROTO_TCP, _with_tcp_checksum(seg, pseudo), ext_headers=ext_headers, **ip_kwargs)  # type: ignore[arg-type]
+    tcp = with_tcp_checksum(seg, ip_bytes(src), ip_bytes(dst))
+    return ipv6(src, dst, IPPROTO_TCP, tcp, ext_headers=ext_headers, **ip_kwargs)  # type: ignore[arg-type]
 
 
 def ip_tcp(src: str | bytes, dst: str | bytes, *args: object, **kwargs: object) -> bytes:
