@@ -339,16 +339,22 @@ cdef object fast_dss(const uint8_t* p, int n):
 
 
 def pcap_records(stream, info, bint little, double divisor, int link_type, long max_record,
-                 str limit_note="", Py_ssize_t chunk=1 << 20):
-    """Yield ``(ts, link_type, data, origlen)`` like ``capture._pcap_records`` after its file header.
+                 str limit_note="", record=None, Py_ssize_t chunk=1 << 20):
+    """Yield ``Record(frame, offset, ts, link_type, data, origlen)`` like ``capture._pcap_records``.
 
-    Reads the file in large chunks instead of two ``read`` calls per record; the messages for a
-    damaged file are the reference's, word for word.
+    Starts after the file header. Reads the file in large chunks instead of two ``read`` calls per
+    record; the records (offsets included) and the messages for a damaged file are the reference's,
+    word for word. ``record`` is the record type (``analyzer.ingest.record.Record``).
     """
     read = stream.read
+    if record is None:
+        from analyzer.ingest.record import Record as record
+    new_record = tuple.__new__
     cdef bytes buf = b""
     cdef Py_ssize_t pos = 0, have
     cdef long offset = 24
+    cdef long start
+    cdef long frame = 0
     cdef uint32_t sec, frac, caplen, origlen
     cdef const uint8_t* h
     cdef bytes more
@@ -393,6 +399,8 @@ def pcap_records(stream, info, bint little, double divisor, int link_type, long 
                 return
         data = buf[pos + 16 : pos + 16 + caplen]
         pos += 16 + caplen
+        start = offset
         offset += 16 + caplen
         info.bytes_read = offset
-        yield sec + frac / divisor, link_type, data, origlen
+        frame += 1
+        yield new_record(record, (frame, start, sec + frac / divisor, link_type, data, origlen))
