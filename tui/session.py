@@ -3,8 +3,9 @@
 The session owns the packet index (filled from the capture reader's records, offsets included),
 the packet store that reads packets back by offset, the plot collector and the follow spool. A
 gzip capture cannot be read at random, so its decompressed bytes are copied to a temporary file as
-the analysis reads them (the records' offsets count in that stream); the store reads that copy. :meth:`Session.run` is blocking (the app calls it in a thread worker) and reports
-progress through a callback; everything else reads what the run has produced so far.
+the analysis reads them (the records' offsets count in that stream); the store reads that copy.
+:meth:`Session.run` is blocking (the app calls it in a thread worker) and reports progress through a
+callback; everything else reads what the run has produced so far.
 No textual here.
 """
 

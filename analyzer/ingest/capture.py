@@ -315,7 +315,8 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
                     last_ts = ts
                     frame += 1
-                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, body[20 : 20 + caplen], origlen))
+                    data = body[20 : 20 + caplen]
+                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
         elif block_type == SPB:
             if not interfaces:
                 _error(info, f"pcapng simple packet block at offset {block_offset} before any interface")
@@ -334,7 +335,8 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
                     last_ts = ts
                     frame += 1
-                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, body[20 : 20 + caplen], origlen))
+                    data = body[20 : 20 + caplen]
+                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
         elif block_type == IDB:
             # Always append, even for a damaged block: packet blocks name interfaces by position.
             iface = _parse_idb(block_type_raw + rest + body, order == "<", block_offset, info)
