@@ -34,28 +34,28 @@ INNER = ["Internet Protocol version 4, ", "Transmission Control Protocol"]
 EXPECTED: dict[str, list[str]] = {
     "qinq": ["Ethernet II", *INNER],
     "mpls": ["Ethernet II", "MPLS label 1000, TC 0, TTL 64", "MPLS label 1001, TC 0, TTL 64, bottom of stack",
-             *INNER],  # fmt: skip
+             *INNER],
     "pppoe": ["Ethernet II", "PPP-over-Ethernet session 0x1234", "Point-to-Point Protocol, protocol 0x0021 (IPv4)",
-              *INNER],  # fmt: skip
+              *INNER],
     "ppp-link": ["Point-to-Point Protocol, protocol 0x0021 (IPv4)", *INNER],
     "pppoe-link": ["PPP-over-Ethernet session 0x1234", "Point-to-Point Protocol, protocol 0x0021", *INNER],
     "cisco-hdlc": ["Cisco HDLC, protocol 0x0800", *INNER],
     "gre": ["Ethernet II", "Internet Protocol version 4, 192.0.2.1 → 192.0.2.2",
-            "Generic Routing Encapsulation, protocol 0x0800, key 7", *INNER],  # fmt: skip
+            "Generic Routing Encapsulation, protocol 0x0800, key 7", *INNER],
     "ipip": ["Ethernet II", "Internet Protocol version 4, 192.0.2.1 → 192.0.2.2", *INNER],
     "vxlan": ["Ethernet II", "Internet Protocol version 4, 192.0.2.1", "User Datagram Protocol, 49152 → 4789",
-              "Virtual eXtensible LAN, VNI 42", "Ethernet II", *INNER],  # fmt: skip
+              "Virtual eXtensible LAN, VNI 42", "Ethernet II", *INNER],
     "geneve": ["Ethernet II", "Internet Protocol version 6, ::1 → ::2", "User Datagram Protocol, 49152 → 6081",
-               "Generic Network Virtualization Encapsulation, VNI 42", "Ethernet II", *INNER],  # fmt: skip
+               "Generic Network Virtualization Encapsulation, VNI 42", "Ethernet II", *INNER],
     "erspan-ii": ["Ethernet II", "Internet Protocol version 4, 192.0.2.1", "Generic Routing Encapsulation, "
-                  "protocol 0x88be", "ERSPAN type II, session 7", "Ethernet II", *INNER],  # fmt: skip
+                  "protocol 0x88be", "ERSPAN type II, session 7", "Ethernet II", *INNER],
     "erspan-iii": ["Ethernet II", "Internet Protocol version 4, 192.0.2.1", "Generic Routing Encapsulation, "
-                   "protocol 0x22eb", "ERSPAN type III, session 7", "Ethernet II", *INNER],  # fmt: skip
+                   "protocol 0x22eb", "ERSPAN type III, session 7", "Ethernet II", *INNER],
     "vxlan-in-gre-in-mpls": ["Ethernet II", "MPLS label 1000", "MPLS label 1001", "Internet Protocol version 4, 192",
                              "Generic Routing Encapsulation", "Internet Protocol version 4, 192",
                              "User Datagram Protocol", "Virtual eXtensible LAN, VNI 42", "Ethernet II",
-                             *INNER],  # fmt: skip
-}
+                             *INNER],
+}  # fmt: skip
 
 
 def _tcp_packets(count: int = 4) -> list[tuple[float, bytes]]:

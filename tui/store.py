@@ -63,9 +63,7 @@ class PacketStore:
     of a gzip capture; ``before_read`` makes that copy's latest bytes readable (flushes it).
     """
 
-    def __init__(
-        self, index: PacketIndex, data_path: str, before_read: Callable[[], None] | None = None
-    ) -> None:
+    def __init__(self, index: PacketIndex, data_path: str, before_read: Callable[[], None] | None = None) -> None:
         self.index = index
         self.data_path = data_path
         self._before_read = before_read
