@@ -189,7 +189,7 @@ def write_connection_pcap(
     written = 0
     link: int | None = None
     with stream:
-        for frame, (ts, link_type, data, origlen) in enumerate(read_records(stream, info), start=1):
+        for frame, _offset, ts, link_type, data, origlen in read_records(stream, info):
             seg = decode_segment(frame, ts, link_type, data)
             if not isinstance(seg, Segment) or not matches(seg):
                 continue

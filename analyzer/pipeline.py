@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from analyzer.datalevels import DataLevels
 from analyzer.diagnosis import diagnose
@@ -16,6 +16,7 @@ from analyzer.facts import FactLog
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
 from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
+from analyzer.ingest.record import Record
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory
@@ -50,6 +51,10 @@ class AnalysisOptions:
     buffer_cap: int | None = None  # overrides limits.max_out_of_order_bytes
     limits: Limits = DEFAULT_LIMITS  # every resource bound (analyzer.limits)
     stream_writer: WriterFactory | None = None  # receives every stream's bytes in order (follow)
+    # Sees every record (TCP or not) before it is decoded: the TUI indexes file offsets from it.
+    on_record: Callable[[Record], None] | None = None
+    # A gzip capture's decompressed bytes are copied here as they are read (records' offsets count in them).
+    uncompressed_copy: BinaryIO | None = None
 
 
 class UnsupportedLinkType(CaptureError):
@@ -59,7 +64,7 @@ class UnsupportedLinkType(CaptureError):
 def analyze(path: str, options: AnalysisOptions | None = None) -> Analysis:
     """Analyse one capture file (``-`` = stdin). Raises :class:`CaptureError` only if nothing is readable."""
     options = options or AnalysisOptions()
-    stream, info = open_capture(path)
+    stream, info = open_capture(path, options.uncompressed_copy)
     try:
         return _run(stream, info, options)
     finally:
@@ -111,8 +116,11 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     forgetters: list[Callable[[Subflow], None]] = [
         hook for observer in observers if (hook := getattr(observer, "forget", None)) is not None
     ]
-    for ts, link_type, data, origlen in records:
-        frame += 1
+    on_record = options.on_record
+    for record in records:
+        frame, _offset, ts, link_type, data, origlen = record
+        if on_record is not None:
+            on_record(record)
         if first_time is None:
             first_time = ts
         if link_type not in link_types_seen:

@@ -25,7 +25,8 @@ def ip_packets(paths: list[Path]) -> list[bytes]:
     for path in paths:
         stream, info = open_capture(str(path))
         with stream:
-            for _ts, link_type, data, _orig in read_records(stream, info):
+            for record in read_records(stream, info):
+                link_type, data = record.link_type, record.data
                 net = network_offset(link_type, data)
                 if not isinstance(net, Skip):
                     out.append(data[net[0] :])

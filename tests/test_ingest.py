@@ -31,6 +31,7 @@ from analyzer.findings import Severity
 from analyzer.ingest import capture as capture_mod
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
 from analyzer.ingest.decode import SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
+from analyzer.ingest.record import Record
 from analyzer.mptcp import Dss, MpCapable, crypto
 from analyzer.pipeline import analyze
 
@@ -59,7 +60,7 @@ def mptcp_capture(
     return cap, flow
 
 
-def records(path: Path) -> tuple[list[tuple[float, int, bytes, int]], capture_mod.CaptureInfo]:
+def records(path: Path) -> tuple[list[Record], capture_mod.CaptureInfo]:
     stream, info = open_capture(str(path))
     try:
         return list(read_records(stream, info)), info
@@ -92,17 +93,17 @@ def test_pcap_byte_order_and_resolution_exact_timestamps(tmp_path, big_endian, n
 
     recs, info = records(path)
     divisor = 1e9 if nano else 1e6
-    assert [r[0] for r in recs] == [1_700_000_000 + i + frac[i] / divisor for i in range(5)]
-    assert [r[2] for r in recs] == [p.data for p in packets]
-    assert all(r[1] == g.LINKTYPE_ETHERNET and r[3] == len(r[2]) for r in recs)
+    assert [r.ts for r in recs] == [1_700_000_000 + i + frac[i] / divisor for i in range(5)]
+    assert [r.data for r in recs] == [p.data for p in packets]
+    assert all(r.link_type == g.LINKTYPE_ETHERNET and r.origlen == len(r.data) for r in recs)
     assert info.errors == []
     # A nanosecond fraction read as microseconds would be ~123 s off: check the magnitude too.
-    assert abs(recs[0][0] - (1_700_000_000 + frac[0] / divisor)) < 1e-6
+    assert abs(recs[0].ts - (1_700_000_000 + frac[0] / divisor)) < 1e-6
 
     analysis = analyze(str(path))
     assert analysis.trace.file_format == "pcap"
-    assert analysis.trace.first_time == recs[0][0]
-    assert analysis.trace.last_time == recs[-1][0]
+    assert analysis.trace.first_time == recs[0].ts
+    assert analysis.trace.last_time == recs[-1].ts
     assert_one_connection(analysis, 5)
 
 
@@ -112,7 +113,7 @@ def test_pcap_written_by_dpkt(tmp_path, nano):
     path = cap.write_pcap(tmp_path / "t.pcap", nano=nano, writer="dpkt")
     recs, _ = records(path)
     expected = [p.ts for p in cap.packets]
-    assert [r[0] for r in recs] == pytest.approx(expected, abs=1e-9 if nano else 1e-6)
+    assert [r.ts for r in recs] == pytest.approx(expected, abs=1e-9 if nano else 1e-6)
     assert_one_connection(analyze(str(path)), 5)
 
 
@@ -126,8 +127,8 @@ def test_pcap_snaplen_truncates_payload_but_options_are_parsed(tmp_path):
     snaplen = 14 + 20 + 20 + 28 + 10
     path = cap.write_pcap(tmp_path / "cut.pcap", snaplen=snaplen)
     recs, _ = records(path)
-    assert [len(r[2]) for r in recs[3:]] == [snaplen, snaplen]
-    assert [r[3] for r in recs[3:]] == [len(p.data) for p in cap.packets[3:]]
+    assert [len(r.data) for r in recs[3:]] == [snaplen, snaplen]
+    assert [r.origlen for r in recs[3:]] == [len(p.data) for p in cap.packets[3:]]
 
     analysis = analyze(str(path))
     assert analysis.trace.truncated_packets == 2
@@ -229,7 +230,7 @@ def test_pcapng_single_interface(tmp_path):
     assert info.file_format == "pcapng"
     assert [i.link_type for i in info.interfaces] == [g.LINKTYPE_ETHERNET]
     assert info.interfaces[0].name == "eth0"
-    assert [r[0] for r in recs] == [p.ts for p in cap.packets]
+    assert [r.ts for r in recs] == [p.ts for p in cap.packets]
     analysis = analyze(str(path))
     assert analysis.trace.file_format == "pcapng"
     assert analysis.trace.link_types == ["ETHERNET"]
@@ -250,11 +251,11 @@ def test_pcapng_two_interfaces_link_types_and_resolutions(tmp_path, writer):
 
     recs, info = records(path)
     assert [(i.link_type, i.ts_divisor) for i in info.interfaces] == [(1, 1e6), (101, 1e9)]
-    assert [r[1] for r in recs] == [1, 101, 1, 101, 1]
+    assert [r.link_type for r in recs] == [1, 101, 1, 101, 1]
     expected = [
         1_700_000_000 + (100_000 + i) / 1e6 if i % 2 == 0 else 1_700_000_000 + (100_000_000 + i) / 1e9 for i in range(5)
     ]
-    assert [r[0] for r in recs] == expected
+    assert [r.ts for r in recs] == expected
 
     analysis = analyze(str(path))
     assert analysis.trace.link_types == ["ETHERNET", "RAW"]
@@ -268,7 +269,7 @@ def test_pcapng_binary_time_resolution_and_offset(tmp_path):
     path = tmp_path / "bin.pcapng"
     path.write_bytes(g.pcapng_section([iface], packets))
     recs, _ = records(path)
-    assert [r[0] for r in recs] == [1_000_000 + 1000 + i + 0.5 for i in range(5)]
+    assert [r.ts for r in recs] == [1_000_000 + 1000 + i + 0.5 for i in range(5)]
 
 
 def test_pcapng_second_section_header_block(tmp_path):
@@ -286,8 +287,8 @@ def test_pcapng_second_section_header_block(tmp_path):
 
     recs, info = records(path)
     assert info.errors == []
-    assert [r[1] for r in recs] == [1] * 5 + [101] * 5
-    assert [r[0] for r in recs[5:]] == [1_800_000_000 + (7 + i) / 1e9 for i in range(5)]
+    assert [r.link_type for r in recs] == [1] * 5 + [101] * 5
+    assert [r.ts for r in recs[5:]] == [1_800_000_000 + (7 + i) / 1e9 for i in range(5)]
     analysis = analyze(str(path))
     assert analysis.trace.packets == 10 and analysis.trace.tcp_packets == 10
     assert analysis.trace.link_types == ["ETHERNET", "RAW"]
@@ -315,8 +316,8 @@ def test_pcapng_simple_packet_blocks(tmp_path):
     recs, info = records(path)
     assert info.errors == []
     assert len(recs) == 5
-    assert [r[3] for r in recs] == [len(p.data) for p in cap.packets]  # original lengths kept
-    assert [r[2] for r in recs] == [p.data[:snaplen] for p in cap.packets]
+    assert [r.origlen for r in recs] == [len(p.data) for p in cap.packets]  # original lengths kept
+    assert [r.data for r in recs] == [p.data[:snaplen] for p in cap.packets]
     analysis = analyze(str(path))
     assert analysis.trace.truncated_packets == 1  # the 500-byte data segment
     assert_one_connection(analysis, 5)

@@ -33,6 +33,7 @@ from analyzer.ingest import decode as decode_mod
 from analyzer.ingest import speedups
 from analyzer.ingest.capture import CaptureInfo, read_records
 from analyzer.ingest.decode import Segment, decode_segment_pure
+from analyzer.ingest.record import Record
 from analyzer.mptcp.options import Dss, MpCapable, MpJoinSyn
 from analyzer.report import json_out
 from analyzer.tcp_options import TcpOptions
@@ -271,7 +272,7 @@ def _pcap(records: list[tuple[int, int, bytes, int]], little: bool, nanos: bool)
     return out
 
 
-def _read(blob: bytes, fast: bool, chunk: int) -> tuple[list[tuple[float, int, bytes, int]], list[str], int]:
+def _read(blob: bytes, fast: bool, chunk: int) -> tuple[list[Record], list[str], int]:
     info = CaptureInfo(path="x.pcap")
     saved = capture_mod._fast
     capture_mod._fast = _ChunkedFast(chunk) if fast else None
@@ -288,7 +289,7 @@ class _ChunkedFast:
     def __init__(self, chunk: int) -> None:
         self.chunk = chunk
 
-    def pcap_records(self, *args: object) -> Iterator[tuple[float, int, bytes, int]]:
+    def pcap_records(self, *args: object) -> Iterator[Record]:
         assert FAST is not None
         return FAST.pcap_records(*args, chunk=self.chunk)  # type: ignore[no-any-return]
 
@@ -311,12 +312,20 @@ def test_record_loop_matches_on_damaged_files(
     records: list[tuple[int, int, bytes, int]], little: bool, nanos: bool, cut: int,
     corrupt: tuple[int, int] | None, chunk: int,
 ) -> None:
-    """Records, timestamps, error messages and bytes read agree, whole files and cut or corrupted ones."""
+    """Records (frame numbers and file offsets too), error messages and bytes read agree, whole files and
+    cut or corrupted ones; every offset reads back the record's bytes."""
     blob = bytearray(_pcap(records, little, nanos))
     if corrupt is not None and 24 + corrupt[0] < len(blob):
         blob[24 + corrupt[0]] = corrupt[1]
     data = bytes(blob[: max(24, len(blob) - cut)])
-    assert _read(data, True, chunk) == _read(data, False, chunk)
+    fast, pure = _read(data, True, chunk), _read(data, False, chunk)
+    assert fast == pure
+    assert all(type(rec) is Record for rec in fast[0] + pure[0])
+    assert [rec.frame for rec in fast[0]] == list(range(1, len(fast[0]) + 1))
+    order = "<" if little else ">"
+    for rec in fast[0]:
+        caplen, origlen = struct.unpack_from(order + "II", data, rec.offset + 8)
+        assert (data[rec.offset + 16 : rec.offset + 16 + caplen], origlen) == (rec.data, rec.origlen)
 
 
 def test_verbose_says_once_when_the_pure_path_runs() -> None:

@@ -104,7 +104,7 @@ def test_gzip_capture_reads_back_through_an_uncompressed_copy(tmp_path: Path) ->
     with V0.open("rb") as src, gzip.open(gz, "wb") as dst:
         shutil.copyfileobj(src, dst)
     session = Session(str(gz))
-    copy = Path(session.scanner.data_path)
+    copy = Path(session.data_path)
     try:
         session.run()
         assert copy != gz and copy.exists()

@@ -1,7 +1,8 @@
 """The detail tree of one packet: every header field with the bytes it occupies, plus computed values.
 
-:func:`dissect` walks link → IP → TCP → each TCP option → payload of a packet read back from the
-file, naming every field and its byte range (the hex view highlights it). Where the analysis model
+:func:`dissect` walks link → encapsulations → IP → TCP → each TCP option → payload of a packet read
+back from the file (the headers below TCP as :func:`analyzer.ingest.decode.describe_layers` found
+them), naming every field and its byte range (the hex view highlights it). Where the analysis model
 knows more, the tree says so: the token and IDSN a key gives, the HMAC expected for a join or an
 ADD_ADDR next to the one seen, a 32-bit DSN expanded to 64 bits and made relative to the IDSN, the
 DSS checksum verified when the whole mapping is in this segment, and which mapping covers the
@@ -19,7 +20,6 @@ from datetime import UTC, datetime
 
 from analyzer.ingest.decode import (
     LINK_TYPE_NAMES,
-    LINKTYPE_ETHERNET,
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
@@ -27,8 +27,9 @@ from analyzer.ingest.decode import (
     TH_SYN,
     Segment,
     Skip,
-    network_offset,
+    describe_layers,
 )
+from analyzer.ingest.tunnels import Layer
 from analyzer.model import Connection, Subflow
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import (
@@ -108,22 +109,28 @@ def dissect(packet: Packet, ctx: Context) -> list[Node]:
     if packet.error is not None:
         frame.add(packet.error, style="bad")
         return nodes
-    net = network_offset(row.link_type, data)
-    if isinstance(net, Skip):
-        frame.add(f"Not decoded: {skip_summary(net)}", style="warn")
+    layers, verdict = describe_layers(row.link_type, data)
+    ips = [i for i, layer in enumerate(layers) if layer.name in ("IPv4", "IPv6")]
+    if not ips:
+        reason = verdict if isinstance(verdict, Skip) else Skip.NOT_IP
+        frame.add(f"Not decoded: {skip_summary(reason)}", style="warn")
         return nodes
-    off, version = net
-    if off:
-        nodes.append(_link(row.link_type, data, off))
+    # Every header the decoder passed (link, MPLS, PPPoE, GRE/ERSPAN, outer IP, UDP/VXLAN/Geneve, ...),
+    # in order; the last IP header before TCP is the segment's own.
+    tcp_off = layers[-1].start if layers[-1].name == "TCP" else -1
+    for layer in layers:
+        if layer.name == "IPv4":
+            nodes.append(_ipv4(data, layer.start)[0])
+        elif layer.name == "IPv6":
+            nodes.append(_ipv6(data, layer.start)[0])
+        elif layer.name != "TCP":
+            nodes.append(_layer_node(row.link_type, data, layer))
     seg = packet.segment
-    if version == 4:
-        ip_node, tcp_off = _ipv4(data, off)
-    else:
-        ip_node, tcp_off = _ipv6(data, off)
-    nodes.append(ip_node)
-    if seg is None:
-        assert isinstance(packet.decoded, Skip)
-        ip_node.add(f"Not analysed: {skip_summary(packet.decoded)}", style="warn")
+    if seg is None or tcp_off < 0:
+        why: Skip | Segment = packet.decoded if isinstance(packet.decoded, Skip) else verdict
+        if not isinstance(why, Skip):  # the two decoders disagree: never expected, never fatal
+            why = Skip.NOT_TCP
+        nodes[-1].add(f"Not analysed: {skip_summary(why)}", style="warn")
         return nodes
     nodes.append(_tcp(seg, data, tcp_off, ctx, packet))
     if seg.payload_len:
@@ -131,22 +138,21 @@ def dissect(packet: Packet, ctx: Context) -> list[Node]:
     return nodes
 
 
+def _layer_node(link_type: int, data: bytes, layer: Layer) -> Node:
+    """A header below IP: the link layer or an encapsulation, laid out as the decoder described it."""
+    if layer.name in ("Linux SLL", "Linux SLL2", "Loopback"):
+        return _link(link_type, data, layer.end)
+    node = Node(layer.summary or layer.name, layer.start, layer.end)
+    for label, start, end in layer.fields:
+        node.add(label, start, end)
+    return node
+
+
 def _mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
 def _link(link_type: int, data: bytes, off: int) -> Node:
-    if link_type == LINKTYPE_ETHERNET:
-        node = Node(f"Ethernet II, {_mac(data[6:12])} → {_mac(data[0:6])}", 0, off)
-        node.add(f"Destination: {_mac(data[0:6])}", 0, 6)
-        node.add(f"Source: {_mac(data[6:12])}", 6, 12)
-        pos = 12
-        while pos + 4 <= off - 2:
-            tci = struct.unpack_from("!H", data, pos + 2)[0]
-            node.add(f"802.1Q tag: VLAN {tci & 0x0FFF}, priority {tci >> 13}", pos, pos + 4)
-            pos += 4
-        node.add(f"Type: {struct.unpack_from('!H', data, off - 2)[0]:#06x}", off - 2, off)
-        return node
     if link_type == LINKTYPE_LINUX_SLL2:
         node = Node("Linux cooked capture v2", 0, off)
         proto, _res, ifindex, hatype, pkttype, alen = struct.unpack_from("!HHIHBB", data, 0)

@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from analyzer.ingest.decode import Segment
+from analyzer.ingest.record import Record
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp.options import (
     AddAddr,
@@ -38,7 +39,6 @@ from analyzer.mptcp.options import (
     RemoveAddr,
     UnknownMptcpOption,
 )
-from tui.records import RecordScanner
 
 CHUNK_BITS = 16
 CHUNK = 1 << CHUNK_BITS
@@ -276,43 +276,52 @@ class PacketIndex:
 class IndexObserver:
     """Pipeline observer that fills a :class:`PacketIndex` and keeps the live subflows.
 
-    It walks the file with a :class:`RecordScanner` in step with the analysis: frames the
-    analyzer skipped (not TCP) get a row from the scanner alone.
+    The analysis hands it every record the capture reader yields (:meth:`on_record`, with its file
+    offset) and then, for a TCP segment, the segment (:meth:`on_segment`). A record that no segment
+    follows (not TCP, or not tracked) gets a row of its own: frame ``n`` is always row ``n - 1``.
     """
 
-    def __init__(self, index: PacketIndex, scanner: RecordScanner, tick: Callable[[], None] | None = None) -> None:
+    def __init__(self, index: PacketIndex, tick: Callable[[], None] | None = None) -> None:
         self.index = index
-        self.scanner = scanner
         self.subflows: dict[int, Subflow] = {}
-        self.misaligned = 0  # frames whose time disagrees with the scanner's (offsets unreliable)
+        self.misaligned = 0  # segments whose frame is not the record just read (would be a pipeline bug)
+        self.last_offset = 0  # file offset of the latest record (progress through the file)
+        self._pending: Record | None = None  # the latest record, until its row is written
         self._tick = tick
         self._since_tick = 0
         self._last_link = -1
         self._last_link_index = 0
 
-    def _catch_up(self, frame: int) -> None:
-        """Add rows for frames before ``frame`` that the analyzer did not hand to observers."""
-        index = self.index
-        while index.count < frame - 1:
-            rec = self.scanner.next()
-            if rec is None:
-                index.append(0, 0.0, 0, 0, 0, 0, 0, 0)
-                continue
-            offset, ts, link_type = rec
-            index.append(offset, ts, 0, 0, 0, index.link_index(link_type) << META_LINK_SHIFT, 0, 0)
+    def _link(self, link_type: int) -> int:
+        if link_type != self._last_link:
+            self._last_link, self._last_link_index = link_type, self.index.link_index(link_type)
+        return self._last_link_index
+
+    def _flush(self) -> None:
+        """Write the pending record's row as a frame without a segment."""
+        rec = self._pending
+        if rec is not None:
+            self._pending = None
+            self.index.append(rec.offset, rec.ts, 0, 0, 0, self._link(rec.link_type) << META_LINK_SHIFT, 0, 0)
+
+    def on_record(self, rec: Record) -> None:
+        if self._pending is not None:
+            self._flush()
+        self._pending = rec
+        self.last_offset = rec.offset
 
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
         index = self.index
-        if index.count < seg.frame - 1:
-            self._catch_up(seg.frame)
-        rec = self.scanner.next()
+        rec = self._pending
         offset, link = 0, 0
-        if rec is not None:
-            offset, ts, link_type = rec
-            link = index.link_index(link_type) if link_type != self._last_link else self._last_link_index
-            self._last_link, self._last_link_index = link_type, link
-            if ts != seg.ts and abs(ts - seg.ts) > 1e-6:
-                self.misaligned += 1
+        if rec is not None and rec.frame == seg.frame:
+            self._pending = None
+            offset, link = rec.offset, self._link(rec.link_type)
+        else:
+            self.misaligned += 1
+            self._flush()
+        while index.count < seg.frame - 1:  # never with the pipeline: it shows every record first
+            index.append(0, 0.0, 0, 0, 0, 0, 0, 0)
         opts = 0
         dss = 0
         options = seg.options
@@ -344,4 +353,6 @@ class IndexObserver:
                 self._tick()
 
     def finish(self, analysis: Analysis) -> None:
-        self._catch_up(analysis.trace.packets + 1)
+        self._flush()
+        while self.index.count < analysis.trace.packets:
+            self.index.append(0, 0.0, 0, 0, 0, 0, 0, 0)

@@ -1,23 +1,29 @@
 """One inspected trace: runs the analysis with the inspector's observers and answers the views.
 
-The session owns the record scanner, the packet index, the packet store, the plot collector and the
-follow spool. :meth:`Session.run` is blocking (the app calls it in a thread worker) and reports
-progress through a callback; everything else reads what the run has produced so far.
+The session owns the packet index (filled from the capture reader's records, offsets included),
+the packet store that reads packets back by offset, the plot collector and the follow spool. A
+gzip capture cannot be read at random, so its decompressed bytes are copied to a temporary file as
+the analysis reads them (the records' offsets count in that stream); the store reads that copy.
+:meth:`Session.run` is blocking (the app calls it in a thread worker) and reports progress through a
+callback; everything else reads what the run has produced so far.
 No textual here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
 
 from analyzer.findings import Finding
-from analyzer.ingest.capture import CaptureError
+from analyzer.ingest.capture import GZIP_MAGIC, CaptureError
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
 from analyzer.pipeline import AnalysisOptions, analyze
@@ -25,7 +31,6 @@ from tui.collect import FollowSpool, PlotCollector
 from tui.filter import FilterContext
 from tui.flows import FlowTree, build_tree, live_tree
 from tui.index import DSS_MAP, META_DIR, IndexObserver, PacketIndex
-from tui.records import RecordScanner
 from tui.store import PacketStore
 
 PROGRESS_INTERVAL = 0.25  # seconds between progress reports while loading
@@ -55,14 +60,21 @@ class Session:
         self.path = path
         self.name = os.path.basename(path)
         try:
-            self.scanner = RecordScanner(path)
+            with open(path, "rb") as f:
+                self.compressed = f.read(2) == GZIP_MAGIC
         except OSError as exc:
             raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        self._copy: BinaryIO | None = None
+        self.data_path = path  # the file the index's offsets point into
+        if self.compressed:
+            fd, self.data_path = tempfile.mkstemp(prefix="mptcp-inspector-", suffix=".pcap")
+            self._copy = os.fdopen(fd, "wb")
         self.index = PacketIndex()
         self.plots = PlotCollector()
         self.spool = FollowSpool() if spool_cap is None else FollowSpool(spool_cap)
-        self.observer = IndexObserver(self.index, self.scanner, tick=self._tick)
-        self.store = PacketStore(self.index, self.scanner)
+        self.observer = IndexObserver(self.index, tick=self._tick)
+        self.store = PacketStore(self.index, self.data_path, self._flush_copy)
+        self._bytes_done = 0  # of the file on disk (compressed bytes for a gzip capture)
         self.analysis: Analysis | None = None
         self.error: str | None = None
         self.findings_by_frame: dict[int, list[Finding]] = {}
@@ -92,7 +104,9 @@ class Session:
         options = AnalysisOptions(
             observers=[self.observer, self.plots],
             stream_writer=self.spool.factory,
-            progress=lambda done, total: self._tick(),
+            progress=self._progress,
+            on_record=self.observer.on_record,
+            uncompressed_copy=self._copy,
         )
         self._running = True
         try:
@@ -119,6 +133,17 @@ class Session:
             now = time.monotonic()
         return now
 
+    def _progress(self, done: int, _total: int | None) -> None:
+        self._bytes_done = done
+        self._tick()
+
+    def _flush_copy(self) -> None:
+        """Make the gzip copy's bytes so far readable (the analysis thread writes it)."""
+        copy = self._copy
+        if copy is not None:
+            with contextlib.suppress(ValueError):  # closed: everything was written
+                copy.flush()
+
     def _tick(self) -> None:
         if self._close_requested or self._cancelled():
             raise Cancelled
@@ -126,12 +151,12 @@ class Session:
         if self._on_progress is None or now - self._last_report < PROGRESS_INTERVAL:
             return
         self._last_report = now
-        self.scanner.flush()
-        fraction = min(1.0, self.scanner.bytes_read / self._size)
+        done = self._bytes_done if self.compressed else self.observer.last_offset
+        fraction = min(1.0, done / self._size)
         self._on_progress(Progress(self.index.count, fraction, live_tree(list(self.observer.subflows.values()))))
 
     def _finish(self, analysis: Analysis) -> None:
-        self.scanner.flush()
+        self._flush_copy()
         by_frame: dict[int, list[Finding]] = {}
         rules: dict[str, list[int]] = {}
         for finding in analysis.findings:
@@ -215,5 +240,7 @@ class Session:
     def _close_now(self) -> None:
         self.store.close()
         self.spool.close()
-        self.scanner.close()
-        self.scanner.remove_copy()
+        if self._copy is not None:
+            self._copy.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.data_path)

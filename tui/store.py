@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from analyzer.ingest.capture import CaptureError, RecordError, RecordFile
 from analyzer.ingest.decode import Segment, Skip, decode_segment
 from tui.describe import DsnBases, option_summary, other_summary
 from tui.index import PacketIndex, Row
-from tui.records import RecordError, RecordReader, RecordScanner
 
 CACHE_SIZE = 2048
 
@@ -56,13 +57,18 @@ class Packet:
 
 
 class PacketStore:
-    """Reads packets back by frame number; safe to use from several threads (one reader each)."""
+    """Reads packets back by frame number; safe to use from several threads (one reader each).
 
-    def __init__(self, index: PacketIndex, scanner: RecordScanner) -> None:
+    ``data_path`` is the file the index's offsets point into: the capture, or the decompressed copy
+    of a gzip capture; ``before_read`` makes that copy's latest bytes readable (flushes it).
+    """
+
+    def __init__(self, index: PacketIndex, data_path: str, before_read: Callable[[], None] | None = None) -> None:
         self.index = index
-        self.scanner = scanner
+        self.data_path = data_path
+        self._before_read = before_read
         self._local = threading.local()
-        self._readers: list[RecordReader] = []
+        self._readers: list[RecordFile] = []
         self._lock = threading.Lock()
         self._cache: OrderedDict[int, Packet] = OrderedDict()
         # subflow id * 2 + direction -> (sender's IDSN, peer's IDSN), filled when the analysis ends
@@ -75,10 +81,10 @@ class PacketStore:
         bases = None if self.absolute else self.dsn_bases.get(row.subflow * 2 + row.direction)
         return packet.summary(bases)
 
-    def _reader(self) -> RecordReader:
-        reader: RecordReader | None = getattr(self._local, "reader", None)
+    def _reader(self) -> RecordFile:
+        reader: RecordFile | None = getattr(self._local, "reader", None)
         if reader is None:
-            reader = RecordReader(self.scanner)
+            reader = RecordFile(self.data_path)
             self._local.reader = reader
             with self._lock:
                 self._readers.append(reader)
@@ -102,8 +108,10 @@ class PacketStore:
         """Frame ``frame`` straight from the file (not cached)."""
         row = self.index.row(frame - 1)
         try:
+            if self._before_read is not None:
+                self._before_read()
             data, origlen = self._reader().read(row.offset)
-        except (RecordError, OSError, ValueError) as exc:
+        except (RecordError, CaptureError, OSError, ValueError) as exc:
             return Packet(row, b"", 0, Skip.TRUNCATED_HEADER, error=f"cannot read frame {frame}: {exc}")
         decoded = decode_segment(frame, row.ts, row.link_type, data)
         return Packet(row, data, origlen, decoded)

@@ -61,7 +61,7 @@ def index_subflows(path: str, subflows: Iterable[Subflow]) -> dict[int, SubflowP
         return out
     stream, info = open_capture(path)
     try:
-        for frame, (ts, link_type, data, _origlen) in enumerate(read_records(stream, info), start=1):
+        for frame, _offset, ts, link_type, data, _origlen in read_records(stream, info):
             seg = decode_segment(frame, ts, link_type, data)
             if isinstance(seg, Skip):
                 continue

@@ -12,6 +12,8 @@ well-formed DSS, BSD loopback framing) is handed to them, so edge-case semantics
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.object cimport PyObject_GenericSetAttr
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
 from analyzer.ingest.decode import Segment, Skip, decode_segment_pure, network_offset
@@ -44,6 +46,30 @@ cdef enum:
     SUBTYPE_DSS = 2
     MAX_VLAN_TAGS = 4
     MAX_IPV6_HEADERS = 12
+
+
+cdef extern from "Python.h":
+    object PyType_GenericAlloc(type subtype, Py_ssize_t nitems)
+
+
+cdef inline object make_record(type record, object frame, object offset, object ts, object link_type,
+                               object data, object origlen):
+    """A ``Record`` (a tuple subclass) filled in C: ``tuple.__new__(Record, ...)`` costs more than the
+    rest of the loop's work per packet (it builds and copies an argument tuple)."""
+    rec = PyType_GenericAlloc(record, 6)
+    Py_INCREF(frame)
+    PyTuple_SET_ITEM(rec, 0, frame)
+    Py_INCREF(offset)
+    PyTuple_SET_ITEM(rec, 1, offset)
+    Py_INCREF(ts)
+    PyTuple_SET_ITEM(rec, 2, ts)
+    Py_INCREF(link_type)
+    PyTuple_SET_ITEM(rec, 3, link_type)
+    Py_INCREF(data)
+    PyTuple_SET_ITEM(rec, 4, data)
+    Py_INCREF(origlen)
+    PyTuple_SET_ITEM(rec, 5, origlen)
+    return rec
 
 
 cdef inline uint16_t be16(const uint8_t* p) noexcept nogil:
@@ -339,16 +365,21 @@ cdef object fast_dss(const uint8_t* p, int n):
 
 
 def pcap_records(stream, info, bint little, double divisor, int link_type, long max_record,
-                 str limit_note="", Py_ssize_t chunk=1 << 20):
-    """Yield ``(ts, link_type, data, origlen)`` like ``capture._pcap_records`` after its file header.
+                 str limit_note="", record=None, Py_ssize_t chunk=1 << 20):
+    """Yield ``Record(frame, offset, ts, link_type, data, origlen)`` like ``capture._pcap_records``.
 
-    Reads the file in large chunks instead of two ``read`` calls per record; the messages for a
-    damaged file are the reference's, word for word.
+    Starts after the file header. Reads the file in large chunks instead of two ``read`` calls per
+    record; the records (offsets included) and the messages for a damaged file are the reference's,
+    word for word. ``record`` is the record type (``analyzer.ingest.record.Record``).
     """
     read = stream.read
+    if record is None:
+        from analyzer.ingest.record import Record as record
     cdef bytes buf = b""
     cdef Py_ssize_t pos = 0, have
     cdef long offset = 24
+    cdef long start
+    cdef long frame = 0
     cdef uint32_t sec, frac, caplen, origlen
     cdef const uint8_t* h
     cdef bytes more
@@ -393,6 +424,8 @@ def pcap_records(stream, info, bint little, double divisor, int link_type, long 
                 return
         data = buf[pos + 16 : pos + 16 + caplen]
         pos += 16 + caplen
+        start = offset
         offset += 16 + caplen
         info.bytes_read = offset
-        yield sec + frac / divisor, link_type, data, origlen
+        frame += 1
+        yield make_record(record, frame, start, sec + frac / divisor, link_type, data, origlen)

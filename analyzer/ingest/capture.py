@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO
 from dpkt import pcapng
 
 from analyzer.ingest import speedups
+from analyzer.ingest.record import Record, new_record
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 
 if TYPE_CHECKING:
@@ -65,15 +66,19 @@ class CaptureError(Exception):
 class _OwningGzipFile(gzip.GzipFile):
     """A GzipFile that closes the file it decompresses (plain GzipFile leaves ``fileobj`` open)."""
 
-    def __init__(self, source: BinaryIO, close_source: bool) -> None:
+    def __init__(self, source: BinaryIO, close_source: bool, copy_to: BinaryIO | None = None) -> None:
         self._source: BinaryIO | None = source if close_source else None
+        self._copy_to = copy_to
         super().__init__(fileobj=source, mode="rb")
 
     def readinto(self, b: WriteableBuffer) -> int:
         # The BufferedReader on top asks for 8 KiB at a time. GzipFile.readinto insists on filling
         # all of it, so at a cut-off end of stream the EOFError would swallow the bytes decoded
         # before it (up to 8 KiB of records, or a whole small file). Hand over what is there.
-        return self.readinto1(b)
+        n = self.readinto1(b)
+        if self._copy_to is not None and n:
+            self._copy_to.write(memoryview(b)[:n])
+        return n
 
     def close(self) -> None:
         try:
@@ -117,8 +122,12 @@ class CaptureInfo:
         return self.bytes_read
 
 
-def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
-    """Open a file (or ``-`` for stdin), transparently un-gzipping it."""
+def open_capture(path: str, copy_to: BinaryIO | None = None) -> tuple[BinaryIO, CaptureInfo]:
+    """Open a file (or ``-`` for stdin), transparently un-gzipping it.
+
+    ``copy_to`` receives every decompressed byte of a gzip capture as it is read, so the records'
+    offsets (which count in the decompressed stream) can be read back from that copy later.
+    """
     info = CaptureInfo(path=path)
     raw: BinaryIO
     if path == "-":
@@ -144,7 +153,7 @@ def open_capture(path: str) -> tuple[BinaryIO, CaptureInfo]:
     if head[:2] == GZIP_MAGIC:
         info.compressed = True
         # Closing the returned reader must close the file too (not stdin, which is not ours).
-        gz = _OwningGzipFile(stream, close_source=path != "-")
+        gz = _OwningGzipFile(stream, close_source=path != "-", copy_to=copy_to)
         stream = io.BufferedReader(gz)
     return stream, info
 
@@ -158,10 +167,8 @@ def _error(info: CaptureInfo, message: str) -> None:
         info.errors.append(limit_message("max_capture_errors", cap, "further capture problems are not listed"))
 
 
-def read_records(
-    stream: BinaryIO, info: CaptureInfo, limits: Limits | None = None
-) -> Iterator[tuple[float, int, bytes, int]]:
-    """Yield ``(timestamp, link_type, captured_bytes, original_length)`` for every packet.
+def read_records(stream: BinaryIO, info: CaptureInfo, limits: Limits | None = None) -> Iterator[Record]:
+    """Yield a :class:`Record` (frame, file offset, time, link type, bytes, original length) per packet.
 
     Problems in the middle of a file end the stream with a message in ``info.errors``; they never
     raise, so the analysis keeps everything read up to that point.
@@ -188,7 +195,7 @@ def read_records(
         info.errors.append(f"read error after {info.bytes_read} bytes: {exc}")
 
 
-def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator[tuple[float, int, bytes, int]]:
+def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator[Record]:
     order, divisor = PCAP_MAGICS[magic]
     rest = stream.read(20)
     if len(rest) < 20:
@@ -203,11 +210,12 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
         # damaged stream stops at exactly the same record.
         max_record = info.limits.max_record_bytes
         note = "; " + limit_message("max_record_bytes", max_record, "no packet is that large")
-        yield from _fast.pcap_records(stream, info, order == "<", divisor, link_type, max_record, note)
+        yield from _fast.pcap_records(stream, info, order == "<", divisor, link_type, max_record, note, Record)
         return
     unpack_header = struct.Struct(order + "IIII").unpack
     read = stream.read
     offset = 24
+    frame = 0
     max_record = info.limits.max_record_bytes
     while True:
         header = read(16)
@@ -223,16 +231,19 @@ def _pcap_records(stream: BinaryIO, info: CaptureInfo, magic: bytes) -> Iterator
             )
             break
         data = read(caplen)
+        start = offset
         offset += 16 + caplen
         info.bytes_read = offset
         if len(data) < caplen:
             info.errors.append(f"last record truncated: {len(data)} of {caplen} bytes present (file cut short)")
             break
-        yield sec + frac / divisor, link_type, data, origlen
+        frame += 1
+        yield new_record(Record, (frame, start, sec + frac / divisor, link_type, data, origlen))
 
 
-def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterator[tuple[float, int, bytes, int]]:
+def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterator[Record]:
     order = "<"
+    frame = 0
     max_block = info.limits.max_block_bytes
     interfaces: list[Interface] = []
     read = stream.read
@@ -303,7 +314,9 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                     iface = interfaces[if_id]
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
                     last_ts = ts
-                    yield ts, iface.link_type, body[20 : 20 + caplen], origlen
+                    frame += 1
+                    data = body[20 : 20 + caplen]
+                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
         elif block_type == SPB:
             if not interfaces:
                 _error(info, f"pcapng simple packet block at offset {block_offset} before any interface")
@@ -312,7 +325,8 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                 iface = interfaces[0]
                 caplen = min(origlen, iface.snaplen or origlen, len(body) - 8)
                 # Simple packet blocks carry no timestamp: keep time running from the last packet.
-                yield last_ts, iface.link_type, body[4 : 4 + caplen], origlen
+                frame += 1
+                yield new_record(Record, (frame, block_offset, last_ts, iface.link_type, body[4 : 4 + caplen], origlen))
         elif block_type == OBSOLETE_PB:
             if len(body) >= 24:
                 if_id, _drops, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "HHIIII", body, 0)
@@ -320,7 +334,9 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                     iface = interfaces[if_id]
                     ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
                     last_ts = ts
-                    yield ts, iface.link_type, body[20 : 20 + caplen], origlen
+                    frame += 1
+                    data = body[20 : 20 + caplen]
+                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
         elif block_type == IDB:
             # Always append, even for a damaged block: packet blocks name interfaces by position.
             iface = _parse_idb(block_type_raw + rest + body, order == "<", block_offset, info)
@@ -356,3 +372,85 @@ def _parse_idb(block: bytes, little_endian: bool, offset: int, info: CaptureInfo
         elif opt.code == 2 and opt.data:  # if_name
             iface.name = bytes(opt.data).rstrip(b"\x00").decode("utf-8", "replace")
     return iface
+
+
+class RecordError(Exception):
+    """A record cannot be read back at the offset given (the file changed, or the offset is wrong)."""
+
+
+_PACKET_BLOCKS = frozenset({EPB, SPB, OBSOLETE_PB})
+
+
+class RecordFile:
+    """Reads single records back by the offset a :class:`Record` carries (random access, e.g. the TUI).
+
+    Why no table of sections or interfaces: a pcap record header is read with the file header's
+    byte order, and a pcapng packet block names its own (its block type word reads as 2, 3 or 6 in
+    exactly one order). For a gzip capture, open the decompressed copy made with
+    ``open_capture(path, copy_to=...)``: offsets count in the decompressed stream.
+    Returns the bytes and original length exactly as :func:`read_records` yielded them, except for a
+    simple packet block cut by a snaplen less than 4 bytes short of the packet, where up to 3
+    padding bytes follow the data (the snaplen lives in the section's interface block).
+    """
+
+    def __init__(self, path: str, limits: Limits = DEFAULT_LIMITS) -> None:
+        try:
+            self._file: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed in close()
+        except OSError as exc:
+            raise CaptureError(f"{path}: cannot open: {exc.strerror or exc}") from None
+        self._limits = limits
+        self._pcap_header: struct.Struct | None = None
+        self._pcapng = False
+
+    def _format(self) -> None:
+        """Learn the format from the file's first bytes (lazily: a gzip copy may still be empty)."""
+        self._file.seek(0)
+        head = self._file.read(4)
+        if head in PCAP_MAGICS:
+            self._pcap_header = struct.Struct(PCAP_MAGICS[head][0] + "IIII")
+        elif head == PCAPNG_SHB:
+            self._pcapng = True
+        else:
+            raise RecordError(f"not a pcap or pcapng file (starts with {head.hex()})")
+
+    def read(self, offset: int) -> tuple[bytes, int]:
+        """``(captured bytes, original length)`` of the record starting at ``offset``."""
+        if self._pcap_header is None and not self._pcapng:
+            self._format()
+        f = self._file
+        f.seek(offset)
+        if self._pcap_header is not None:
+            head = f.read(16)
+            if len(head) < 16:
+                raise RecordError(f"no record at offset {offset}")
+            _sec, _frac, caplen, origlen = self._pcap_header.unpack(head)
+            if caplen > self._limits.max_record_bytes:
+                raise RecordError(f"no record at offset {offset} (captured length {caplen})")
+            data = f.read(caplen)
+            if len(data) < caplen:
+                raise RecordError(f"record at offset {offset} is cut short")
+            return data, origlen
+        head = f.read(8)
+        if len(head) < 8:
+            raise RecordError(f"no block at offset {offset}")
+        order = "<" if struct.unpack_from("<I", head)[0] in _PACKET_BLOCKS else ">"
+        block_type, length = struct.unpack(order + "II", head)
+        if block_type not in _PACKET_BLOCKS or length < 12 or length > self._limits.max_block_bytes:
+            raise RecordError(f"no packet block at offset {offset}")
+        body = f.read(length - 8)
+        if len(body) < length - 8:
+            raise RecordError(f"block at offset {offset} is cut short")
+        if block_type == SPB:
+            if len(body) < 8:
+                raise RecordError(f"simple packet block at offset {offset} is too short")
+            (origlen,) = struct.unpack_from(order + "I", body, 0)
+            return body[4 : 4 + min(origlen, len(body) - 8)], origlen
+        if len(body) < 24:
+            raise RecordError(f"packet block at offset {offset} is too short")
+        caplen, origlen = struct.unpack_from(order + "II", body, 12)
+        if caplen > len(body) - 24:
+            raise RecordError(f"packet block at offset {offset} is shorter than its packet")
+        return body[20 : 20 + caplen], origlen
+
+    def close(self) -> None:
+        self._file.close()

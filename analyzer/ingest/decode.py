@@ -132,19 +132,26 @@ class Segment:
         return self.options.mptcp if self.options is not None else []
 
 
-def network_offset(link_type: int, data: bytes) -> tuple[int, int] | Skip:
-    """Return ``(offset of the first IP header, IP version)`` for a link-layer frame (MPLS, PPPoE followed)."""
+def network_offset(link_type: int, data: bytes, trace: tunnels.Trace = None) -> tuple[int, int] | Skip:
+    """Return ``(offset of the first IP header, IP version)`` for a link-layer frame (MPLS, PPPoE followed).
+
+    ``trace``: when given, each header passed is appended to it (see :func:`describe_layers`).
+    """
     n = len(data)
     if link_type == LINKTYPE_ETHERNET:
-        return _resolved(data, tunnels.ethernet(data, 0))
+        return _resolved(data, tunnels.ethernet(data, 0, trace), trace)
     if link_type == LINKTYPE_LINUX_SLL2:
         if n < 20:
             return Skip.TRUNCATED_HEADER
-        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 0)[0], 20))
+        if trace is not None:
+            trace.append(tunnels.Layer("Linux SLL2", 0, 20, "Linux cooked capture v2"))
+        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 0)[0], 20, trace), trace)
     if link_type == LINKTYPE_LINUX_SLL:
         if n < 16:
             return Skip.TRUNCATED_HEADER
-        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 14)[0], 16))
+        if trace is not None:
+            trace.append(tunnels.Layer("Linux SLL", 0, 16, "Linux cooked capture"))
+        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 14)[0], 16, trace), trace)
     if link_type in (LINKTYPE_RAW, LINKTYPE_RAW_12, LINKTYPE_RAW_14, LINKTYPE_IPV4, LINKTYPE_IPV6):
         if n < 1:
             return Skip.TRUNCATED_HEADER
@@ -156,19 +163,26 @@ def network_offset(link_type: int, data: bytes) -> tuple[int, int] | Skip:
         family = struct.unpack_from("!I" if link_type == LINKTYPE_LOOP else "=I", data, 0)[0]
         if link_type == LINKTYPE_NULL and family > 0xFFFF:  # written on a host of the other byte order
             family = struct.unpack_from("<I" if struct.pack("=I", 1) == b"\0\0\0\1" else ">I", data, 0)[0]
+        if trace is not None:
+            trace.append(tunnels.Layer("Loopback", 0, 4, f"Loopback (address family {family})"))
         if family == AF_INET:
             return 4, 4
         if family in AF_INET6_ALL:
             return 4, 6
         return Skip.NOT_IP
     if link_type in (LINKTYPE_PPP, LINKTYPE_PPP_HDLC):
-        return _resolved(data, tunnels.ppp(data, 0))
+        return _resolved(data, tunnels.ppp(data, 0, trace), trace)
     if link_type == LINKTYPE_PPP_ETHER:
-        return _resolved(data, tunnels.pppoe(data, 0))
+        return _resolved(data, tunnels.pppoe(data, 0, trace), trace)
     if link_type == LINKTYPE_C_HDLC:
         if n < 4:
             return Skip.TRUNCATED_HEADER
-        return _resolved(data, tunnels.by_ethertype(data, _u16(data, 2)[0], 4))
+        protocol = _u16(data, 2)[0]
+        if trace is not None:
+            fields = ((f"Address: {data[0]:#04x}", 0, 1), (f"Control: {data[1]:#04x}", 1, 2),
+                      (f"Protocol: {protocol:#06x}", 2, 4))  # fmt: skip
+            trace.append(tunnels.Layer("Cisco HDLC", 0, 4, f"Cisco HDLC, protocol {protocol:#06x}", fields))
+        return _resolved(data, tunnels.by_ethertype(data, protocol, 4, trace), trace)
     return Skip.UNSUPPORTED_LINK
 
 
@@ -177,7 +191,7 @@ _OUTCOME_SKIP = {
 }  # fmt: skip
 
 
-def _resolved(data: bytes, nxt: tuple[int, int]) -> tuple[int, int] | Skip:
+def _resolved(data: bytes, nxt: tuple[int, int], trace: tunnels.Trace = None) -> tuple[int, int] | Skip:
     """Follow inner Ethernet frames (bridged GRE, VXLAN, Geneve, ERSPAN) to an IP header, boundedly."""
     for _ in range(tunnels.MAX_ENCAPSULATION):
         offset, kind = nxt
@@ -185,7 +199,7 @@ def _resolved(data: bytes, nxt: tuple[int, int]) -> tuple[int, int] | Skip:
             return _OUTCOME_SKIP[offset]
         if kind != tunnels.ETHERNET:
             return nxt
-        nxt = tunnels.ethernet(data, offset)
+        nxt = tunnels.ethernet(data, offset, trace)
     return Skip.TOO_DEEP
 
 
@@ -193,21 +207,28 @@ def _resolved(data: bytes, nxt: tuple[int, int]) -> tuple[int, int] | Skip:
 # endpoint's decoder reads them there too: fragments and IPv6 extension headers are treated alike.
 
 
-def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> Segment | Skip:
-    """Decode one captured frame into a :class:`Segment`, or say why it is not one (the reference)."""
-    net = network_offset(link_type, data)
+def decode_segment_pure(
+    frame: int, ts: float, link_type: int, data: bytes, trace: tunnels.Trace = None
+) -> Segment | Skip:
+    """Decode one captured frame into a :class:`Segment`, or say why it is not one (the reference).
+
+    ``trace``: when given, every header passed on the way is appended to it (:func:`describe_layers`).
+    """
+    net = network_offset(link_type, data, trace)
     if isinstance(net, Skip):
         return net
     n = len(data)
     for _ in range(tunnels.MAX_ENCAPSULATION + 1):
         version = net[1]
+        if trace is not None and n >= net[0] + (20 if version == 4 else 40):
+            trace.append(tunnels.Layer(f"IPv{version}", net[0], net[0] + (20 if version == 4 else 40)))
         layer = _ip_layer(data, net[0], version)
         if isinstance(layer, Skip):
             return layer
         protocol, src, dst, tcp, ip_end = layer
         if protocol == IPPROTO_TCP:
             break
-        net = _resolved(data, tunnels.inside_ip(data, protocol, tcp, ip_end))  # a tunnel, or not TCP
+        net = _resolved(data, tunnels.inside_ip(data, protocol, tcp, ip_end, trace), trace)  # a tunnel, or not TCP
         if isinstance(net, Skip):
             return net
     else:
@@ -226,10 +247,22 @@ def decode_segment_pure(frame: int, ts: float, link_type: int, data: bytes) -> S
         # Walk when the options may hold MPTCP, and when the capture cut them (so "truncated" is known).
         if flags & TH_SYN or n < payload_offset or data.find(MPTCP_KIND, opt_start, payload_offset) >= 0:
             options = walk_tcp_options(data, opt_start, payload_offset, min(n, payload_offset))
+    if trace is not None:
+        trace.append(tunnels.Layer("TCP", tcp, payload_offset))
     return Segment(
         frame, ts, version, src, dst, sport, dport, seq, ack, flags, window,
         payload_len, payload_offset, data, options,
     )  # fmt: skip
+
+
+def describe_layers(link_type: int, data: bytes) -> tuple[list[tunnels.Layer], Segment | Skip]:
+    """Every header the reference decoder passes on the way to the TCP segment, and its verdict.
+
+    Why here: a viewer (the TUI's detail tree) shows the encapsulation exactly as the decoder
+    followed it, the last ``IPv4``/``IPv6`` layer being the segment's own, without parsing twice.
+    """
+    trace: list[tunnels.Layer] = []
+    return trace, decode_segment_pure(0, 0.0, link_type, data, trace)
 
 
 # The compiled twin (analyzer/ingest/_fastdecode.pyx) when it is built and not switched off; it

@@ -49,6 +49,6 @@ def frames_of(path: Path, packets: list[bytes]) -> list[int]:
     wanted = set(packets)
     stream, info = open_capture(str(path))
     try:
-        return [n for n, (_, _, data, _) in enumerate(read_records(stream, info), start=1) if data in wanted]
+        return [rec.frame for rec in read_records(stream, info) if rec.data in wanted]
     finally:
         stream.close()

@@ -45,8 +45,8 @@ def reader_harness(data: bytes) -> None:
 
     info = CaptureInfo(path="fuzz")
     try:
-        for _ts, _link, record, _orig in read_records(io.BufferedReader(io.BytesIO(data)), info):  # type: ignore[arg-type]
-            assert len(record) <= info.limits.max_record_bytes
+        for record in read_records(io.BufferedReader(io.BytesIO(data)), info):  # type: ignore[arg-type]
+            assert len(record.data) <= info.limits.max_record_bytes
     except CaptureError:
         return
 
