@@ -34,6 +34,7 @@ MAX_EVENTS = 40  # sentences per connection; the rest are counted in the last on
 ARROW = {CLIENT: "c→s", SERVER: "s→c"}
 WINDOW_SHARE = 0.10  # a receive-window limit is said from this share of the sending time ...
 WINDOW_MIN_S = 0.010  # ... and this long in all (a sub-millisecond full window in slow start is no story)
+WINDOW_VERDICT_MIN_S = 0.100  # verdict only for a lasting limit: one full window in a short transfer is a sentence
 WINDOW_VERDICT_SHARE = 0.25  # and named in the verdict from this share
 _CAUSE_WORDS = {
     "synack": "the SYN/ACK refused MPTCP",
@@ -270,7 +271,7 @@ class _Diagnoser:
             )
             time = limit.start if limit.start is not None else self.time_of(limit.frames[0])
             self.add(time, list(limit.frames[:6]), text, "window")
-            if limit.share >= WINDOW_VERDICT_SHARE:
+            if limit.share >= WINDOW_VERDICT_SHARE and limit.limited >= WINDOW_VERDICT_MIN_S:
                 self.verdict.append(f"{ARROW[limit.side]} receive-window limited ({share} %)")
 
     def _reinjections(self) -> None:

@@ -353,3 +353,25 @@ def test_lab_infinite_mapping_rebuilds_what_the_server_received(tmp_path: Path) 
     assert c2s.checksum_kept_bytes == c2s.checksum_failed_bytes > 0
     assert _rules(analysis, "FALLBACK-006") == [] and _errors(analysis) == []
     assert conn.subflows[0].halves[0].unmapped_bytes == 0
+
+
+def test_data_in_flight_at_an_mp_fail_fallback_on_the_only_subflow_is_no_fallback_006(tmp_path: Path) -> None:
+    """Seen on the kernel under load: C was mapped and in flight when the MP_FAIL arrived and the receiver had
+    not Data-ACKed it when D (no DSS: the fallback point) went out. On the connection's only subflow that data
+    is in sequence and TCP delivers it (§3.7), so there is nothing unacknowledged to warn about."""
+    sc = Scenario(checksum=True)
+    sf = sc.initial()
+    c, s = sc.side("c"), sc.side("s")
+    mapped(sc, sf, A)
+    sf.ack("s")
+    b_dsn = c.dsn
+    mapped(sc, sf, B, wire=BAD_B)
+    s.acked = b_dsn
+    sf.ack("s", extra=[MpFail(b_dsn)])
+    mapped(sc, sf, C)  # in flight: never Data-ACKed before the fallback point
+    sf.send("c", D, options=[])
+    c.dsn += len(D)
+    infinite = Dss(MAP64, data_ack=c.acked, dsn=c.dsn, ssn=sf.rel("c"), data_len=0, checksum=0)
+    sf.send("c", E, dss=infinite)
+    analysis = analyze(sc.write(tmp_path))
+    assert _rules(analysis, "FALLBACK-006") == [] and _errors(analysis) == []

@@ -99,7 +99,8 @@ class FallbackRules(Family):
              "The sender falls back with an infinite mapping at a data sequence number above the last Data ACK "
              "it had received, so data-level data is outstanding. A fallback is only safe when everything before "
              "it was acknowledged in order. After MP_FAIL the fallback point is the first data sent past the last "
-             "mapping without a DSS (Linux carries the infinite mapping on a later segment). (Data ACKs on "
+             "mapping without a DSS (Linux carries the infinite mapping on a later segment); on the connection's "
+             "only subflow, data in flight at that MP_FAIL is in sequence and TCP delivers it. (Data ACKs on "
              "uncaptured subflows would make this wrong.)"),
         Rule("FALLBACK-007", INFO, "§3.7", "Connection fell back to TCP",
              "The connection stopped using MPTCP (infinite mapping, or data without any DSS after the handshake); "
@@ -350,6 +351,11 @@ class FallbackRules(Family):
             frame, point, acked = start
             where = f"DSN {dsn_ref(point, side)} (frame {frame}, its first data without a DSS after the MP_FAIL)"
             frames = [frame, seg.frame]
+            if len(conn.subflows) == 1:
+                # §3.7's own case: one subflow ever, the receiver asked for the fallback. Data mapped after
+                # the failed mapping was in flight on this very subflow, in sequence, and TCP still delivers
+                # it (Linux: no other subflow, no out-of-sequence data): unacknowledged is no hazard here.
+                point = None
         if point is not None and acked is not None and serial_lt(acked, point):
             ctx.report(
                 "FALLBACK-006",
