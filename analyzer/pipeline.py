@@ -18,7 +18,7 @@ from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory
-from analyzer.tracker import Tracker
+from analyzer.tracker import HeldSyn, Tracker
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read so far, total bytes or None)
 PROGRESS_EVERY = 1 << 14  # packets between progress callbacks
@@ -97,6 +97,22 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     forgetters: list[Callable[[Subflow], None]] = [
         hook for observer in observers if (hook := getattr(observer, "forget", None)) is not None
     ]
+
+    def deliver(placed: tuple[Subflow, int] | None, seg: Segment) -> None:
+        """Hand one placed segment to every stage still running."""
+        nonlocal observe
+        if placed is None:
+            return
+        if tracker.just_evicted:
+            _forget(tracker, forgetters)
+        subflow, direction = placed
+        current = None
+        try:
+            for current in observe:
+                current(seg, subflow, direction)
+        except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
+            observe = _drop_failed_stage(observe, current, exc, seg.frame, trace)
+
     for ts, link_type, data, origlen in records:
         frame += 1
         if first_time is None:
@@ -108,17 +124,15 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
             tcp_packets += 1
             if origlen > len(data) and seg.payload_len > seg.captured_payload_len:
                 truncated += 1
-            placed = track(seg)
-            if placed is not None:  # None: a tracking limit was reached (reported at the end)
-                if tracker.just_evicted:
-                    _forget(tracker, forgetters)
-                subflow, direction = placed
-                current = None
-                try:
-                    for current in observe:
-                        current(seg, subflow, direction)
-                except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
-                    observe = _drop_failed_stage(observe, current, exc, frame, trace)
+            placed = track(seg, link_type)
+            if placed is None:  # a tracking limit was reached (reported at the end), a bare SYN held, or ...
+                promoted = tracker.take_promoted()
+                if promoted is not None:  # ... the next packet of a held SYN's flow: the SYN goes first
+                    syn = _decode_held(promoted)
+                    deliver(tracker.replay(promoted, syn), syn)
+                    placed = track(seg)
+            if placed is not None:
+                deliver(placed, seg)
         else:
             skipped[seg] = skipped.get(seg, 0) + 1
         if progress is not None and frame % PROGRESS_EVERY == 0:
@@ -126,6 +140,9 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     if frame and link_types_seen and not (link_types_seen & SUPPORTED_LINK_TYPES):
         names = ", ".join(str(lt) for lt in sorted(link_types_seen))
         raise UnsupportedLinkType(f"{info.path}: unsupported link type {names}; nothing could be decoded")
+    for held in tracker.take_held():  # SYNs never answered: modelled now, listed like any half-open flow
+        seg = _decode_held(held)
+        deliver(tracker.replay(held, seg), seg)
     tracker.finish()
     trace.file_format = info.file_format
     trace.compressed = info.compressed
@@ -174,6 +191,13 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     except Exception as exc:  # the diagnosis explains the rest; it must never cost the rest
         trace.errors.append(f"internal error in the diagnosis: {type(exc).__name__}: {exc}")
     return analysis
+
+
+def _decode_held(held: HeldSyn) -> Segment:
+    """A held SYN's segment, decoded again from its bytes (it decoded before, so it is a Segment again)."""
+    seg = decode_segment(held.frame, held.ts, held.link_type, held.data)
+    assert not isinstance(seg, Skip)
+    return seg
 
 
 def _effective_limits(options: AnalysisOptions) -> Limits:
