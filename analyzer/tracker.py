@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -133,6 +134,8 @@ class Tracker:
         self.mptcp_packets = 0
         # Bare SYNs not yet modelled (see HeldSyn), oldest first; they count as half-open flows.
         self.held: dict[bytes, HeldSyn] = {}
+        # held's keys oldest first: finding a dict's oldest key after many deletions at its front scans them all
+        self._held_order: deque[bytes] = deque()
         self.promoted: HeldSyn | None = None  # set when on_segment met a held flow's next packet
         self._reserved_id: int | None = None
         self._handlers: dict[type, Handler] = {
@@ -163,8 +166,10 @@ class Tracker:
         """
         flags = seg.flags
         entry = self.flows.get((seg.src, seg.sport, seg.dst, seg.dport))
+        held_key: bytes | None = None
         if entry is None and self.held:
-            record = self.held.pop(_flow_bytes(seg.src, seg.sport, seg.dst, seg.dport), None)
+            held_key = _flow_bytes(seg.src, seg.sport, seg.dst, seg.dport)
+            record = self.held.pop(held_key, None)
             if record is None:
                 record = self.held.pop(_flow_bytes(seg.dst, seg.dport, seg.src, seg.sport), None)
             if record is not None:
@@ -180,7 +185,7 @@ class Tracker:
         if entry is None and not self._can_track(seg):
             return None
         if entry is None and link_type is not None and flags & TH_SYN and not flags & TH_ACK and _holdable(seg):
-            self._hold(seg, link_type)
+            self._hold(seg, link_type, held_key or _flow_bytes(seg.src, seg.sport, seg.dst, seg.dport))
             return None
         if flags & TH_SYN and not flags & TH_ACK:
             if entry is None or self._starts_new_incarnation(entry, seg):
@@ -283,13 +288,16 @@ class Tracker:
         half_open, held = self.half_open, self.held
         if len(half_open) + len(held) <= self.limits.max_half_open:
             return
-        oldest_held = next(iter(held.values()), None)
+        order = self._held_order
+        while order and order[0] not in held:
+            order.popleft()  # promoted since
+        oldest_held = held[order[0]] if order else None
         if half_open and (oldest_held is None or next(iter(half_open)) < oldest_held.subflow_id):
             self._evict(half_open.pop(next(iter(half_open))))
         elif oldest_held is not None:
-            self._drop_held(next(iter(held)))
+            self._drop_held(order.popleft())
 
-    def _hold(self, seg: Segment, link_type: int) -> None:
+    def _hold(self, seg: Segment, link_type: int, key: bytes) -> None:
         """Keep a bare SYN as bytes (see HeldSyn); its subflow id is taken now so numbering is unchanged."""
         mptcp = seg.options is not None and bool(seg.options.mptcp)
         record = HeldSyn(self._next_subflow, seg.frame, seg.ts, link_type, seg.data, mptcp)
@@ -297,7 +305,12 @@ class Tracker:
         self.live_subflows += 1
         if mptcp:
             self.mptcp_packets += 1
-        self.held[_flow_bytes(seg.src, seg.sport, seg.dst, seg.dport)] = record
+        held = self.held
+        held[key] = record
+        order = self._held_order
+        order.append(key)
+        if len(order) > 2 * len(held) + 1024:  # promoted keys pile up in a trace of many short connections
+            self._held_order = deque(held)
         self._bound_half_open()
 
     def _drop_held(self, key: bytes) -> None:
@@ -331,6 +344,7 @@ class Tracker:
         """Every still-held SYN, oldest first (end of the trace: they are listed like any half-open flow)."""
         records = list(self.held.values())
         self.held.clear()
+        self._held_order.clear()
         return records
 
     def _evict(self, sf: Subflow) -> None:
