@@ -89,7 +89,8 @@ def main() -> int:
         per_flow = min(sizes[0], 20_000)
         make = [sys.executable, str(ROOT / "bench/make_syn_flood.py"), str(per_flow), str(trace)]
         subprocess.run(make, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
-        print(f"per tracked half-open flow ({per_flow} SYNs, tracemalloc): {bytes_per_half_open(trace, per_flow):.0f} B")
+        cost = bytes_per_half_open(trace, per_flow)
+        print(f"per tracked half-open flow ({per_flow} SYNs, tracemalloc): {cost:.0f} B")
     return 0
 
 
