@@ -138,6 +138,7 @@ class Tracker:
         self._held_order: deque[bytes] = deque()
         self.promoted: HeldSyn | None = None  # set when on_segment met a held flow's next packet
         self._reserved_id: int | None = None
+        self._grouping_resolved = False
         self._handlers: dict[type, Handler] = {
             MpCapable: self._on_mp_capable,
             MpJoinSyn: self._on_join_syn,
@@ -685,13 +686,31 @@ class Tracker:
             self.facts.append(fact)
 
     # ------------------------------------------------------------------ end of trace
-    def finish(self) -> None:
-        """Resolve what needs the whole trace: late grouping, HMACs, fallbacks, how subflows ended."""
+    def group_now(self, sf: Subflow) -> bool:
+        """Group an MPTCP subflow without a handshake before the trace ends (its replay buffer is full).
+
+        By data-sequence continuity with a connection known by now, else as a connection of its own: the same
+        decision the end of the trace makes, taken early. A join whose token is unknown is left waiting (its
+        keys may still come): False.
+        """
+        if sf.connection is not None or not sf.mptcp_seen or sf.join_token is not None:
+            return sf.connection is not None
+        self._group_orphan(sf)
+        return True
+
+    def resolve_grouping(self) -> None:
+        """End of the trace: group what the stream left ungrouped (joins by token, the rest by DSN)."""
         if self._dropped:
             self._compact()
         self.subflows.sort(key=lambda sf: sf.id)  # promoted held SYNs were modelled late, under their own id
         self._group_pending_joins()
         self._group_by_data_sequence()
+        self._grouping_resolved = True
+
+    def finish(self) -> None:
+        """Resolve what needs the whole trace: late grouping, HMACs, fallbacks, how subflows ended."""
+        if not self._grouping_resolved:
+            self.resolve_grouping()
         for conn in self.connections:
             self._detect_silent_fallback(conn)
             self._verify_join_hmacs(conn)
@@ -724,17 +743,20 @@ class Tracker:
         """Attach MPTCP subflows without a handshake to a connection whose DSN space they continue."""
         orphans = [sf for sf in self.subflows if sf.connection is None and sf.mptcp_seen]
         for sf in orphans:
-            match = self._match_dsn(sf)
-            if match is not None:
-                conn, reversed_roles = match
-                self._attach(sf, conn, Grouping.DSN, reversed_roles)
-                self.sink.add(
-                    "GROUP-001",
-                    f"subflow {sf.id} ({sf.client} → {sf.server}) has no captured handshake; attached to "
-                    f"connection {conn.id} because its data sequence numbers continue that connection's",
-                    [sf.first_frame], conn.id, sf.id,
-                )  # fmt: skip
-                continue
+            self._group_orphan(sf)
+
+    def _group_orphan(self, sf: Subflow) -> None:
+        match = self._match_dsn(sf)
+        if match is not None:
+            conn, reversed_roles = match
+            self._attach(sf, conn, Grouping.DSN, reversed_roles)
+            self.sink.add(
+                "GROUP-001",
+                f"subflow {sf.id} ({sf.client} → {sf.server}) has no captured handshake; attached to "
+                f"connection {conn.id} because its data sequence numbers continue that connection's",
+                [sf.first_frame], conn.id, sf.id,
+            )  # fmt: skip
+        else:
             conn = Connection(id=self._new_connection_id(), first_frame=sf.first_frame)
             conn.grouping = Grouping.NONE
             conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
