@@ -18,7 +18,7 @@ from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory
-from analyzer.tracker import HeldSyn, Tracker
+from analyzer.tracker import HeldSyn, Tracker, awaits_grouping
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read so far, total bytes or None)
 PROGRESS_EVERY = 1 << 14  # packets between progress callbacks
@@ -122,7 +122,12 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
                 ungrouped.drop(sf)
             _forget(tracker, forgetters)
         subflow, direction = placed
-        if subflow.connection is None and subflow.mptcp_seen and ungrouped.hold(seg, subflow, direction):
+        if (
+            subflow.connection is None
+            and subflow.mptcp_seen
+            and awaits_grouping(subflow)
+            and ungrouped.hold(seg, subflow, direction)
+        ):
             if not ungrouped.full:
                 return
             ungrouped.full = False  # a handshake-less subflow is grouped now; a join goes on ungrouped

@@ -64,6 +64,7 @@ EPHEMERAL_PORT_FLOOR = 32768
 
 Handler = Callable[[Any, Subflow, int, Segment], None]
 _PORTS = struct.Struct("!HH")
+HOLD_AFTER_HALF_OPEN = 256
 
 
 class HeldSyn:
@@ -136,6 +137,9 @@ class Tracker:
         self.held: dict[bytes, HeldSyn] = {}
         # held's keys oldest first: finding a dict's oldest key after many deletions at its front scans them all
         self._held_order: deque[bytes] = deque()
+        # Hold only once this many flows are half-open (a flood): a held SYN reaches the observers late, after
+        # other flows' packets, so ordinary traces keep the exact arrival order.
+        self.hold_after = min(HOLD_AFTER_HALF_OPEN, limits.max_half_open // 2)
         self.promoted: HeldSyn | None = None  # set when on_segment met a held flow's next packet
         self._reserved_id: int | None = None
         self._grouping_resolved = False
@@ -168,7 +172,7 @@ class Tracker:
         flags = seg.flags
         entry = self.flows.get((seg.src, seg.sport, seg.dst, seg.dport))
         held_key: bytes | None = None
-        if entry is None and self.held:
+        if entry is None and self.held and self._reserved_id is None:  # (not while a held SYN is replayed)
             held_key = _flow_bytes(seg.src, seg.sport, seg.dst, seg.dport)
             record = self.held.pop(held_key, None)
             if record is None:
@@ -185,7 +189,14 @@ class Tracker:
             del self.half_open[entry[0].id]  # answered or continued: no longer half-open
         if entry is None and not self._can_track(seg):
             return None
-        if entry is None and link_type is not None and flags & TH_SYN and not flags & TH_ACK and _holdable(seg):
+        if (
+            entry is None
+            and link_type is not None
+            and flags & TH_SYN
+            and not flags & TH_ACK
+            and len(self.half_open) + len(self.held) >= self.hold_after
+            and _holdable(seg)
+        ):
             self._hold(seg, link_type, held_key or _flow_bytes(seg.src, seg.sport, seg.dst, seg.dport))
             return None
         if flags & TH_SYN and not flags & TH_ACK:
@@ -833,6 +844,13 @@ class Tracker:
             )
             ann.hmac_ok = expected == ann.hmac
             self._publish(AddAddrHmacChecked((ann.frame,), None, conn, ann, key_s, key_r, expected))
+
+
+def awaits_grouping(sf: Subflow) -> bool:
+    """An MPTCP subflow without a connection that a later packet or the end of the trace may still group: a join
+    whose token is not known yet, or one captured without its SYN. A subflow whose captured SYN offered no MPTCP
+    is not waiting (its MPTCP options are judged as such)."""
+    return sf.connection is None and (sf.join_token is not None or not sf.syn_seen)
 
 
 def _mpc_synack_problem(opt: MpCapable, syn_version: int | None = None) -> str | None:
