@@ -34,6 +34,13 @@ class Limits:
     # Tracker: flows that saw only their SYN so far. Beyond this, the oldest half-open flow is summarised
     # (counted, its state dropped): a SYN flood costs bounded memory.
     max_half_open: int = 10_000
+    # Pipeline: segments of one MPTCP subflow not grouped yet (a join whose token is unknown so far, a subflow
+    # captured without its handshake) held back from the later stages and replayed once it is grouped, so it
+    # gets every per-segment rule. Past it a handshake-less subflow is grouped at once; a join is passed on
+    # ungrouped (those of its segments see no connection-level rule).
+    max_ungrouped_segments: int = 1024
+    # Pipeline: bytes of captured packets held that way, over all subflows.
+    max_ungrouped_bytes: int = 16 << 20
     # Reassembly: out-of-order bytes buffered per data stream before the gap in front is declared a hole.
     max_out_of_order_bytes: int = 64 << 20
     # Reassembly: out-of-order pieces buffered per data stream (tiny segments cost more than their bytes).

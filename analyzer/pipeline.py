@@ -20,7 +20,7 @@ from analyzer.ingest.record import Record
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory
-from analyzer.tracker import Tracker
+from analyzer.tracker import HeldSyn, Tracker, awaits_grouping
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read so far, total bytes or None)
 PROGRESS_EVERY = 1 << 14  # packets between progress callbacks
@@ -116,6 +116,47 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     forgetters: list[Callable[[Subflow], None]] = [
         hook for observer in observers if (hook := getattr(observer, "forget", None)) is not None
     ]
+
+    ungrouped = Ungrouped(limits)
+
+    def observe_one(seg: Segment, subflow: Subflow, direction: int) -> None:
+        nonlocal observe
+        current = None
+        try:
+            for current in observe:
+                current(seg, subflow, direction)
+        except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
+            observe = _drop_failed_stage(observe, current, exc, seg.frame, trace)
+
+    def replay(subflow: Subflow) -> None:
+        for seg, direction in ungrouped.take(subflow):
+            observe_one(seg, subflow, direction)
+
+    def deliver(placed: tuple[Subflow, int] | None, seg: Segment) -> None:
+        """Hand one placed segment to every stage still running, once its subflow is grouped (see Ungrouped)."""
+        if placed is None:
+            return
+        if tracker.just_evicted:
+            for sf in tracker.just_evicted:
+                ungrouped.drop(sf)
+            _forget(tracker, forgetters)
+        subflow, direction = placed
+        if (
+            subflow.connection is None
+            and subflow.mptcp_seen
+            and awaits_grouping(subflow)
+            and ungrouped.hold(seg, subflow, direction)
+        ):
+            if not ungrouped.full:
+                return
+            ungrouped.full = False  # a handshake-less subflow is grouped now; a join goes on ungrouped
+            tracker.group_now(subflow)
+            replay(subflow)
+            return
+        if ungrouped.waiting and subflow.id in ungrouped.waiting:
+            replay(subflow)  # grouped by this segment or an earlier one (its keys came): what it held goes first
+        observe_one(seg, subflow, direction)
+
     on_record = options.on_record
     for record in records:
         frame, _offset, ts, link_type, data, origlen = record
@@ -130,17 +171,15 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
             tcp_packets += 1
             if origlen > len(data) and seg.payload_len > seg.captured_payload_len:
                 truncated += 1
-            placed = track(seg)
-            if placed is not None:  # None: a tracking limit was reached (reported at the end)
-                if tracker.just_evicted:
-                    _forget(tracker, forgetters)
-                subflow, direction = placed
-                current = None
-                try:
-                    for current in observe:
-                        current(seg, subflow, direction)
-                except Exception as exc:  # a bug in one stage must not stop the analysis of the rest
-                    observe = _drop_failed_stage(observe, current, exc, frame, trace)
+            placed = track(seg, link_type)
+            if placed is None:  # a tracking limit was reached (reported at the end), a bare SYN held, or ...
+                promoted = tracker.take_promoted()
+                if promoted is not None:  # ... the next packet of a held SYN's flow: the SYN goes first
+                    syn = _decode_held(promoted)
+                    deliver(tracker.replay(promoted, syn), syn)
+                    placed = track(seg)
+            if placed is not None:
+                deliver(placed, seg)
         else:
             skipped[seg] = skipped.get(seg, 0) + 1
         if progress is not None and frame % PROGRESS_EVERY == 0:
@@ -148,6 +187,12 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     if frame and link_types_seen and not (link_types_seen & SUPPORTED_LINK_TYPES):
         names = ", ".join(str(lt) for lt in sorted(link_types_seen))
         raise UnsupportedLinkType(f"{info.path}: unsupported link type {names}; nothing could be decoded")
+    for held in tracker.take_held():  # SYNs never answered: modelled now, listed like any half-open flow
+        seg = _decode_held(held)
+        deliver(tracker.replay(held, seg), seg)
+    tracker.resolve_grouping()
+    for subflow in ungrouped.subflows():  # grouped at last: the stages see them before they finish
+        replay(subflow)
     tracker.finish()
     trace.file_format = info.file_format
     trace.compressed = info.compressed
@@ -166,6 +211,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         sink.add("CAPTURE-001", message, severity=Severity.WARNING)
     connections = _number_connections(tracker.connections, sink)
     _report_tracker_limits(tracker, limits, trace, sink)
+    ungrouped.report(limits, trace, sink)
     analysis = Analysis(
         trace=trace,
         connections=connections,
@@ -196,6 +242,74 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     except Exception as exc:  # the diagnosis explains the rest; it must never cost the rest
         trace.errors.append(f"internal error in the diagnosis: {type(exc).__name__}: {exc}")
     return analysis
+
+
+class Ungrouped:
+    """Segments of MPTCP subflows not grouped yet, held back from the stages and replayed once grouped.
+
+    Why: a join whose MP_CAPABLE was not captured (or not yet), or a subflow captured without its handshake,
+    is only tied to its connection later (keys seen, or at the end of the trace); the stages that saw its
+    first segments without a connection skipped every connection-level rule on them. Bounded per subflow
+    (max_ungrouped_segments) and in bytes (max_ungrouped_bytes): past them :attr:`full` is set for the caller.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.max_segments = limits.max_ungrouped_segments
+        self.max_bytes = limits.max_ungrouped_bytes
+        self.waiting: dict[int, tuple[Subflow, list[tuple[Segment, int]]]] = {}  # subflow id, arrival order
+        self.bytes = 0
+        self.full = False
+        self.passed: set[int] = set()  # overflowed joins: delivered ungrouped from there on, never held again
+        self.first_overflow: tuple[int, int] | None = None  # (frame, subflow id)
+
+    def hold(self, seg: Segment, sf: Subflow, direction: int) -> bool:
+        """Keep the segment (True), or False when this subflow overflowed before and is passed on."""
+        if sf.id in self.passed:
+            return False
+        entry = self.waiting.get(sf.id)
+        if entry is None:
+            entry = self.waiting[sf.id] = (sf, [])
+        entry[1].append((seg, direction))
+        self.bytes += len(seg.data)
+        if len(entry[1]) >= self.max_segments or self.bytes > self.max_bytes:
+            self.full = True
+            if sf.join_token is not None:  # a join waits for its keys: no early decision, say so
+                self.passed.add(sf.id)
+                if self.first_overflow is None:
+                    self.first_overflow = (entry[1][0][0].frame, sf.id)
+        return True
+
+    def take(self, sf: Subflow) -> list[tuple[Segment, int]]:
+        entry = self.waiting.pop(sf.id, None)
+        if entry is None:
+            return []
+        self.bytes -= sum(len(seg.data) for seg, _ in entry[1])
+        return entry[1]
+
+    def drop(self, sf: Subflow) -> None:
+        """A half-open subflow the tracker summarised: what it held goes with it."""
+        self.take(sf)
+
+    def subflows(self) -> list[Subflow]:
+        return [sf for sf, _ in self.waiting.values()]
+
+    def report(self, limits: Limits, trace: TraceSummary, sink: FindingSink) -> None:
+        if self.first_overflow is None:
+            return
+        frame, subflow = self.first_overflow
+        what = (
+            f"{len(self.passed)} join subflow(s) whose token was not known yet (first: subflow {subflow}) were "
+            "passed on ungrouped past the bound: their segments were checked without their connection "
+            f"(bounded also by max_ungrouped_bytes={limits.max_ungrouped_bytes})"
+        )
+        _limit_hit(trace, sink, limit_message("max_ungrouped_segments", limits.max_ungrouped_segments, what), frame)
+
+
+def _decode_held(held: HeldSyn) -> Segment:
+    """A held SYN's segment, decoded again from its bytes (it decoded before, so it is a Segment again)."""
+    seg = decode_segment(held.frame, held.ts, held.link_type, held.data)
+    assert not isinstance(seg, Skip)
+    return seg
 
 
 def _effective_limits(options: AnalysisOptions) -> Limits:

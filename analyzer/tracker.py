@@ -13,6 +13,8 @@ Linking rules (RFC 8684 §3.1, §3.2):
 from __future__ import annotations
 
 import ipaddress
+import struct
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -61,6 +63,47 @@ FlowKey = tuple[bytes, int, bytes, int]
 EPHEMERAL_PORT_FLOOR = 32768
 
 Handler = Callable[[Any, Subflow, int, Segment], None]
+_PORTS = struct.Struct("!HH")
+HOLD_AFTER_HALF_OPEN = 256
+
+
+class HeldSyn:
+    """A flow that so far sent one bare SYN, kept as its captured bytes instead of a Subflow (~0.4 kB).
+
+    Why: in a SYN flood almost no flow ever sends a second packet, so building the model and every
+    observer's state for it is wasted. The flow's next packet (or the end of the trace) promotes it:
+    the SYN is decoded again from ``data`` and goes through the tracker and the observers before that
+    packet, with the subflow id reserved when it arrived. Past ``max_half_open`` it is summarised unseen.
+    """
+
+    __slots__ = ("data", "frame", "link_type", "mptcp", "subflow_id", "ts")
+
+    def __init__(self, subflow_id: int, frame: int, ts: float, link_type: int, data: bytes, mptcp: bool) -> None:
+        self.subflow_id = subflow_id
+        self.frame = frame
+        self.ts = ts
+        self.link_type = link_type
+        self.data = data
+        self.mptcp = mptcp  # it offered MP_CAPABLE: counted as an MPTCP packet and connection
+
+
+def _flow_bytes(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """A held flow's key: one short bytes object instead of a 4-tuple (a third of the memory)."""
+    return src + dst + _PORTS.pack(sport, dport)
+
+
+def _holdable(seg: Segment) -> bool:
+    """A bare SYN whose only MPTCP option (if any) is a well-formed MP_CAPABLE: nothing a rule could flag alone
+    that the tracker would publish, no data. Anything else is tracked at once."""
+    if seg.payload_len:
+        return False
+    opts = seg.options
+    if opts is None:
+        return True
+    if opts.malformed is not None or opts.truncated:
+        return False
+    mptcp = opts.mptcp
+    return not mptcp or (len(mptcp) == 1 and type(mptcp[0]) is MpCapable)
 
 
 class Tracker:
@@ -90,6 +133,16 @@ class Tracker:
         self.token_index: dict[int, list[tuple[Connection, int]]] = {}
         self.pending_joins: dict[int, list[Subflow]] = {}
         self.mptcp_packets = 0
+        # Bare SYNs not yet modelled (see HeldSyn), oldest first; they count as half-open flows.
+        self.held: dict[bytes, HeldSyn] = {}
+        # held's keys oldest first: finding a dict's oldest key after many deletions at its front scans them all
+        self._held_order: deque[bytes] = deque()
+        # Hold only once this many flows are half-open (a flood): a held SYN reaches the observers late, after
+        # other flows' packets, so ordinary traces keep the exact arrival order.
+        self.hold_after = min(HOLD_AFTER_HALF_OPEN, limits.max_half_open // 2)
+        self.promoted: HeldSyn | None = None  # set when on_segment met a held flow's next packet
+        self._reserved_id: int | None = None
+        self._grouping_resolved = False
         self._handlers: dict[type, Handler] = {
             MpCapable: self._on_mp_capable,
             MpJoinSyn: self._on_join_syn,
@@ -108,13 +161,25 @@ class Tracker:
         }
 
     # ------------------------------------------------------------------ per packet
-    def on_segment(self, seg: Segment) -> tuple[Subflow, int] | None:
+    def on_segment(self, seg: Segment, link_type: int | None = None) -> tuple[Subflow, int] | None:
         """Account one segment; returns its subflow and direction (CLIENT = sent by the TCP client).
 
-        None: the segment opens a new flow but a tracking limit is reached (counted, reported at the end).
+        None: the segment opens a new flow but a tracking limit is reached (counted, reported at the end),
+        or it is a bare SYN held as bytes (``link_type`` given: the caller can decode it again), or it is the
+        next packet of a held flow: then :attr:`promoted` is set and the caller replays :meth:`promote`'s
+        segments, then this one again.
         """
         flags = seg.flags
         entry = self.flows.get((seg.src, seg.sport, seg.dst, seg.dport))
+        held_key: bytes | None = None
+        if entry is None and self.held and self._reserved_id is None:  # (not while a held SYN is replayed)
+            held_key = _flow_bytes(seg.src, seg.sport, seg.dst, seg.dport)
+            record = self.held.pop(held_key, None)
+            if record is None:
+                record = self.held.pop(_flow_bytes(seg.dst, seg.dport, seg.src, seg.sport), None)
+            if record is not None:
+                self.promoted = record
+                return None
         if (
             entry is not None
             and self.half_open
@@ -123,6 +188,16 @@ class Tracker:
         ):
             del self.half_open[entry[0].id]  # answered or continued: no longer half-open
         if entry is None and not self._can_track(seg):
+            return None
+        if (
+            entry is None
+            and link_type is not None
+            and flags & TH_SYN
+            and not flags & TH_ACK
+            and len(self.half_open) + len(self.held) >= self.hold_after
+            and _holdable(seg)
+        ):
+            self._hold(seg, link_type, held_key or _flow_bytes(seg.src, seg.sport, seg.dst, seg.dport))
             return None
         if flags & TH_SYN and not flags & TH_ACK:
             if entry is None or self._starts_new_incarnation(entry, seg):
@@ -217,11 +292,72 @@ class Tracker:
 
     def _note_half_open(self, sf: Subflow) -> None:
         """Remember a SYN-only flow; past max_half_open, summarise the oldest one (SYN flood: bounded memory)."""
-        half_open = self.half_open
-        half_open[sf.id] = sf
-        if len(half_open) > self.limits.max_half_open:
-            oldest = next(iter(half_open))
-            self._evict(half_open.pop(oldest))
+        self.half_open[sf.id] = sf
+        self._bound_half_open()
+
+    def _bound_half_open(self) -> None:
+        """Held SYNs and modelled SYN-only flows share max_half_open; the oldest of either goes first."""
+        half_open, held = self.half_open, self.held
+        if len(half_open) + len(held) <= self.limits.max_half_open:
+            return
+        order = self._held_order
+        while order and order[0] not in held:
+            order.popleft()  # promoted since
+        oldest_held = held[order[0]] if order else None
+        if half_open and (oldest_held is None or next(iter(half_open)) < oldest_held.subflow_id):
+            self._evict(half_open.pop(next(iter(half_open))))
+        elif oldest_held is not None:
+            self._drop_held(order.popleft())
+
+    def _hold(self, seg: Segment, link_type: int, key: bytes) -> None:
+        """Keep a bare SYN as bytes (see HeldSyn); its subflow id is taken now so numbering is unchanged."""
+        mptcp = seg.options is not None and bool(seg.options.mptcp)
+        record = HeldSyn(self._next_subflow, seg.frame, seg.ts, link_type, seg.data, mptcp)
+        self._next_subflow += 1
+        self.live_subflows += 1
+        if mptcp:
+            self.mptcp_packets += 1
+        held = self.held
+        held[key] = record
+        order = self._held_order
+        order.append(key)
+        if len(order) > 2 * len(held) + 1024:  # promoted keys pile up in a trace of many short connections
+            self._held_order = deque(held)
+        self._bound_half_open()
+
+    def _drop_held(self, key: bytes) -> None:
+        """Summarise a held SYN: counted like an evicted half-open flow; no stage ever saw it."""
+        record = self.held.pop(key)
+        self.live_subflows -= 1
+        self.evicted_subflows += 1
+        self.evicted_connections += record.mptcp
+        self._compacted_connections += record.mptcp  # never in self.connections: nothing to compact
+        if self.first_evicted_frame is None:
+            self.first_evicted_frame = record.frame
+
+    def take_promoted(self) -> HeldSyn | None:
+        """The held flow met by the last on_segment: the caller decodes its SYN again, passes it to
+        :meth:`replay` and the observers, then retries the segment that promoted it."""
+        record, self.promoted = self.promoted, None
+        return record
+
+    def replay(self, record: HeldSyn, seg: Segment) -> tuple[Subflow, int] | None:
+        """Model a held SYN now (``seg`` is its SYN decoded again), under the subflow id it was given."""
+        self.live_subflows -= 1
+        if record.mptcp:
+            self.mptcp_packets -= 1  # counted when held; on_segment counts it again
+        self._reserved_id = record.subflow_id
+        try:
+            return self.on_segment(seg)
+        finally:
+            self._reserved_id = None
+
+    def take_held(self) -> list[HeldSyn]:
+        """Every still-held SYN, oldest first (end of the trace: they are listed like any half-open flow)."""
+        records = list(self.held.values())
+        self.held.clear()
+        self._held_order.clear()
+        return records
 
     def _evict(self, sf: Subflow) -> None:
         """Drop a half-open flow's state; it is counted (and reported) instead of listed."""
@@ -282,11 +418,15 @@ class Tracker:
             cip, cport, sip, sport = seg.src, seg.sport, seg.dst, seg.dport
         else:
             cip, cport, sip, sport = seg.dst, seg.dport, seg.src, seg.sport
+        number = self._reserved_id
+        if number is None:
+            number = self._next_subflow
+            self._next_subflow += 1
+        self._reserved_id = None
         sf = Subflow(
-            id=self._next_subflow, client_ip=cip, client_port=cport, server_ip=sip, server_port=sport,
+            id=number, client_ip=cip, client_port=cport, server_ip=sip, server_port=sport,
             first_frame=seg.frame, first_time=seg.ts, last_frame=seg.frame, last_time=seg.ts,
         )  # fmt: skip
-        self._next_subflow += 1
         self.live_subflows += 1
         self.subflows.append(sf)
         self.flows[(cip, cport, sip, sport)] = (sf, CLIENT)
@@ -557,12 +697,31 @@ class Tracker:
             self.facts.append(fact)
 
     # ------------------------------------------------------------------ end of trace
-    def finish(self) -> None:
-        """Resolve what needs the whole trace: late grouping, HMACs, fallbacks, how subflows ended."""
+    def group_now(self, sf: Subflow) -> bool:
+        """Group an MPTCP subflow without a handshake before the trace ends (its replay buffer is full).
+
+        By data-sequence continuity with a connection known by now, else as a connection of its own: the same
+        decision the end of the trace makes, taken early. A join whose token is unknown is left waiting (its
+        keys may still come): False.
+        """
+        if sf.connection is not None or not sf.mptcp_seen or sf.join_token is not None:
+            return sf.connection is not None
+        self._group_orphan(sf)
+        return True
+
+    def resolve_grouping(self) -> None:
+        """End of the trace: group what the stream left ungrouped (joins by token, the rest by DSN)."""
         if self._dropped:
             self._compact()
+        self.subflows.sort(key=lambda sf: sf.id)  # promoted held SYNs were modelled late, under their own id
         self._group_pending_joins()
         self._group_by_data_sequence()
+        self._grouping_resolved = True
+
+    def finish(self) -> None:
+        """Resolve what needs the whole trace: late grouping, HMACs, fallbacks, how subflows ended."""
+        if not self._grouping_resolved:
+            self.resolve_grouping()
         for conn in self.connections:
             self._detect_silent_fallback(conn)
             self._verify_join_hmacs(conn)
@@ -595,17 +754,20 @@ class Tracker:
         """Attach MPTCP subflows without a handshake to a connection whose DSN space they continue."""
         orphans = [sf for sf in self.subflows if sf.connection is None and sf.mptcp_seen]
         for sf in orphans:
-            match = self._match_dsn(sf)
-            if match is not None:
-                conn, reversed_roles = match
-                self._attach(sf, conn, Grouping.DSN, reversed_roles)
-                self.sink.add(
-                    "GROUP-001",
-                    f"subflow {sf.id} ({sf.client} → {sf.server}) has no captured handshake; attached to "
-                    f"connection {conn.id} because its data sequence numbers continue that connection's",
-                    [sf.first_frame], conn.id, sf.id,
-                )  # fmt: skip
-                continue
+            self._group_orphan(sf)
+
+    def _group_orphan(self, sf: Subflow) -> None:
+        match = self._match_dsn(sf)
+        if match is not None:
+            conn, reversed_roles = match
+            self._attach(sf, conn, Grouping.DSN, reversed_roles)
+            self.sink.add(
+                "GROUP-001",
+                f"subflow {sf.id} ({sf.client} → {sf.server}) has no captured handshake; attached to "
+                f"connection {conn.id} because its data sequence numbers continue that connection's",
+                [sf.first_frame], conn.id, sf.id,
+            )  # fmt: skip
+        else:
             conn = Connection(id=self._new_connection_id(), first_frame=sf.first_frame)
             conn.grouping = Grouping.NONE
             conn.client_ip, conn.server_ip = sf.client_ip, sf.server_ip
@@ -682,6 +844,13 @@ class Tracker:
             )
             ann.hmac_ok = expected == ann.hmac
             self._publish(AddAddrHmacChecked((ann.frame,), None, conn, ann, key_s, key_r, expected))
+
+
+def awaits_grouping(sf: Subflow) -> bool:
+    """An MPTCP subflow without a connection that a later packet or the end of the trace may still group: a join
+    whose token is not known yet, or one captured without its SYN. A subflow whose captured SYN offered no MPTCP
+    is not waiting (its MPTCP options are judged as such)."""
+    return sf.connection is None and (sf.join_token is not None or not sf.syn_seen)
 
 
 def _mpc_synack_problem(opt: MpCapable, syn_version: int | None = None) -> str | None:
