@@ -29,6 +29,7 @@ SAMPLE = REPO / "samples" / "two-subflows.pcap"
 SLL2_HEADER = 20
 MAC = b"\x02\x00\x00\x00\x00\x01\x02\x00\x00\x00\x00\x02"
 LINK_ETHERNET, LINK_PPP, LINK_PPP_ETHER, LINK_C_HDLC = 1, 9, 51, 104
+LINK_PFLOG, LINK_IPNET, LINK_NFLOG = 117, 226, 239
 
 
 def _ethertype(ip: bytes) -> int:
@@ -65,6 +66,28 @@ def mpls(ip: bytes, labels: int = 2) -> bytes:
     stack = b"".join(struct.pack("!I", (1000 + i) << 12 | (1 if i == labels - 1 else 0) << 8 | 64)
                      for i in range(labels))  # fmt: skip
     return stack + ip
+
+
+def pflog(ip: bytes) -> bytes:
+    """OpenBSD's pfloghdr: length 61 (PFLOG_HDRLEN), the packet at BPF_WORDALIGN(61) = 64."""
+    family = 2 if ip[0] >> 4 == 4 else 24  # AF_INET, OpenBSD's AF_INET6
+    head = struct.pack("!BBBB16s16sII", 61, family, 0, 0, b"em0", b"", 7, 0xFFFFFFFF)
+    return head.ljust(64, b"\0") + ip
+
+
+def ipnet(ip: bytes) -> bytes:
+    family = 2 if ip[0] >> 4 == 4 else 26  # Solaris AF_INET, AF_INET6
+    return struct.pack("!BBHIIIII", 2, family, 0, len(ip), 3, 0, 0, 0) + ip
+
+
+def nflog(ip: bytes, order: str = "<") -> bytes:
+    """Header, a prefix TLV (type 10, odd length: padded), a timestamp TLV, then NFULA_PAYLOAD (type 9)."""
+    def tlv(kind: int, value: bytes) -> bytes:
+        raw = struct.pack(order + "HH", 4 + len(value), kind) + value
+        return raw.ljust((len(raw) + 3) & ~3, b"\0")
+
+    family = 2 if ip[0] >> 4 == 4 else 10
+    return struct.pack("!BBH", family, 0, 5) + tlv(10, b"ma-log\0") + tlv(3, bytes(16)) + tlv(9, ip)
 
 
 def pppoe(ip: bytes) -> bytes:
@@ -104,6 +127,10 @@ WRAPS: dict[str, tuple[int, Wrap]] = {
     "pppoe": (LINK_ETHERNET, lambda ip: ethernet_of(0x8864, pppoe(ip))),
     "ppp-link": (LINK_PPP, lambda ip: b"\xff\x03" + struct.pack("!H", 0x0021 if ip[0] >> 4 == 4 else 0x0057) + ip),
     "pppoe-link": (LINK_PPP_ETHER, pppoe),
+    "pflog": (LINK_PFLOG, pflog),
+    "ipnet": (LINK_IPNET, ipnet),
+    "nflog-little-endian": (LINK_NFLOG, nflog),
+    "nflog-big-endian": (LINK_NFLOG, lambda ip: nflog(ip, ">")),
     "cisco-hdlc": (LINK_C_HDLC, lambda ip: b"\x0f\x00" + struct.pack("!H", _ethertype(ip)) + ip),
     "gre": (LINK_ETHERNET, lambda ip: ethernet(ipv4(47, gre(_ethertype(ip), ip)))),
     "gre-over-ipv6": (LINK_ETHERNET, lambda ip: ethernet(ipv6(47, gre(_ethertype(ip), ip, sequence=True)))),

@@ -21,7 +21,7 @@ TRACE = Path(__file__).resolve().parents[1] / "samples" / "path-failure.pcap"
 
 
 async def _settle(pilot: Pilot[None], app: MptcpInspector) -> None:
-    for _ in range(400):
+    for _ in range(3000):  # up to 60 s: a loaded machine loads slowly; never race the load
         if app.session.loaded:
             break
         await pilot.pause(0.02)

@@ -35,7 +35,7 @@ async def settle(pilot: Pilot[None]) -> None:
     """Wait until the trace is loaded and every worker (filter, search) is done."""
     app = pilot.app
     assert isinstance(app, MptcpInspector)
-    for _ in range(400):
+    for _ in range(3000):  # up to 60 s: a loaded machine loads slowly; never race the load
         if app.session.loaded:
             break
         await pilot.pause(0.02)

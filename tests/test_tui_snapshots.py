@@ -29,7 +29,7 @@ def after_load(*keys: str) -> Callable[[Pilot[None]], Any]:
     async def run_before(pilot: Pilot[None]) -> None:
         app = pilot.app
         assert isinstance(app, MptcpInspector)
-        for _ in range(400):
+        for _ in range(3000):  # up to 60 s: a loaded machine loads slowly; never race the load
             if app.session.loaded:
                 break
             await pilot.pause(0.02)

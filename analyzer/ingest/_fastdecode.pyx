@@ -146,6 +146,8 @@ cdef int link_offset(int link_type, const uint8_t* p, Py_ssize_t n, int* version
         return -4  # BSD loopback: host byte order games, rare; the pure path decides
     if link_type == 9 or link_type == 50 or link_type == 51 or link_type == 104:
         return -4  # PPP, PPP in HDLC framing, PPPoE, Cisco HDLC: the pure path decides
+    if link_type == 117 or link_type == 226 or link_type == 239:
+        return -4  # pflog, IPNET, NFLOG: capture-point headers, rare; the pure path decides
     return -3
 
 

@@ -33,6 +33,9 @@ LINKTYPE_PPP = 9
 LINKTYPE_PPP_HDLC = 50
 LINKTYPE_PPP_ETHER = 51  # PPPoE session frames
 LINKTYPE_C_HDLC = 104  # Cisco HDLC
+LINKTYPE_PFLOG = 117  # OpenBSD pflog: a pf log header, then the IP packet
+LINKTYPE_IPNET = 226  # Solaris ipnet: a fixed 24-byte header, then the IP packet
+LINKTYPE_NFLOG = 239  # Linux NFLOG (tcpdump -i nflog): a 4-byte header, then TLVs, one of which is the packet
 
 LINK_TYPE_NAMES = {
     LINKTYPE_NULL: "NULL",
@@ -49,6 +52,9 @@ LINK_TYPE_NAMES = {
     LINKTYPE_PPP_HDLC: "PPP_HDLC",
     LINKTYPE_PPP_ETHER: "PPP_ETHER",
     LINKTYPE_C_HDLC: "C_HDLC",
+    LINKTYPE_PFLOG: "PFLOG",
+    LINKTYPE_IPNET: "IPNET",
+    LINKTYPE_NFLOG: "NFLOG",
 }
 SUPPORTED_LINK_TYPES = frozenset(LINK_TYPE_NAMES)
 
@@ -183,7 +189,80 @@ def network_offset(link_type: int, data: bytes, trace: tunnels.Trace = None) -> 
                       (f"Protocol: {protocol:#06x}", 2, 4))  # fmt: skip
             trace.append(tunnels.Layer("Cisco HDLC", 0, 4, f"Cisco HDLC, protocol {protocol:#06x}", fields))
         return _resolved(data, tunnels.by_ethertype(data, protocol, 4, trace), trace)
+    if link_type == LINKTYPE_PFLOG:
+        return _pflog(data, trace)
+    if link_type == LINKTYPE_IPNET:
+        return _ipnet(data, trace)
+    if link_type == LINKTYPE_NFLOG:
+        return _nflog(data, trace)
     return Skip.UNSUPPORTED_LINK
+
+
+PFLOG_MIN_HEADER = 28  # length, af, action, reason, ifname[16], ruleset start: anything shorter is damage
+IPNET_HEADER = 24  # version, family, htype, pktlen, ifindex, grifindex, zsrc, zdst
+NFLOG_HEADER = 4  # family, version, resource id
+NFULA_PAYLOAD = 9  # the TLV that carries the packet
+MAX_NFLOG_TLVS = 64  # bounded walk over a hostile TLV list
+
+
+def _ip_at(data: bytes, offset: int) -> tuple[int, int] | Skip:
+    """An IP header at ``offset``: its version decides (the headers' address families vary by OS)."""
+    if len(data) <= offset:
+        return Skip.TRUNCATED_HEADER
+    version = data[offset] >> 4
+    return (offset, version) if version in (4, 6) else Skip.NOT_IP
+
+
+def _pflog(data: bytes, trace: tunnels.Trace) -> tuple[int, int] | Skip:
+    """pflog's first byte is its header length; the packet starts at that length rounded up to 4 (BPF_WORDALIGN)."""
+    if len(data) < 2:
+        return Skip.TRUNCATED_HEADER
+    length = data[0]
+    if length < PFLOG_MIN_HEADER:
+        return Skip.NOT_IP
+    offset = (length + 3) & ~3
+    if trace is not None:
+        ifname = data[4:20].split(b"\0", 1)[0].decode("ascii", "replace")
+        fields = ((f"Header length: {length}", 0, 1), (f"Address family: {data[1]}", 1, 2),
+                  (f"Action: {data[2]}", 2, 3), (f"Interface: {ifname}", 4, 20))  # fmt: skip
+        trace.append(tunnels.Layer("pflog", 0, min(offset, len(data)), f"OpenBSD pflog, {ifname}", fields))
+    return _ip_at(data, offset)
+
+
+def _ipnet(data: bytes, trace: tunnels.Trace) -> tuple[int, int] | Skip:
+    if len(data) < IPNET_HEADER:
+        return Skip.TRUNCATED_HEADER
+    if trace is not None:
+        fields = ((f"Version: {data[0]}", 0, 1), (f"Family: {data[1]}", 1, 2))
+        trace.append(tunnels.Layer("IPNET", 0, IPNET_HEADER, f"Solaris ipnet, family {data[1]}", fields))
+    return _ip_at(data, IPNET_HEADER)
+
+
+def _nflog(data: bytes, trace: tunnels.Trace) -> tuple[int, int] | Skip:
+    """Walk NFLOG's TLVs (length includes the 4-byte TLV header, padded to 4) to NFULA_PAYLOAD.
+
+    The TLV length and type are in the capturing host's byte order (libpcap's LINKTYPE_NFLOG), so a length
+    that does not fit the frame in one order is read in the other.
+    """
+    n = len(data)
+    if n < NFLOG_HEADER:
+        return Skip.TRUNCATED_HEADER
+    offset = NFLOG_HEADER
+    for _ in range(MAX_NFLOG_TLVS):
+        if n < offset + 4:
+            return Skip.TRUNCATED_HEADER
+        length, kind = struct.unpack_from("<HH", data, offset)
+        if length < 4 or offset + length > n or kind & 0x7FFF > 0xFF:
+            length, kind = struct.unpack_from(">HH", data, offset)
+        if length < 4:
+            return Skip.NOT_IP
+        if kind & 0x7FFF == NFULA_PAYLOAD:
+            if trace is not None:
+                fields = ((f"Family: {data[0]}", 0, 1), (f"Resource id: {_u16(data, 2)[0]}", 2, 4))
+                trace.append(tunnels.Layer("NFLOG", 0, offset + 4, f"Linux NFLOG, group {_u16(data, 2)[0]}", fields))
+            return _ip_at(data, offset + 4)
+        offset += (length + 3) & ~3
+    return Skip.NOT_IP
 
 
 _OUTCOME_SKIP = {
