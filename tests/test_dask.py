@@ -38,9 +38,11 @@ TCPDUMP = ROOT / "tests" / "data" / "tcpdump"
 runner = CliRunner()
 
 
-# LocalCluster worker processes forked rather than spawned (the default): starts and restarts take less time
+# LocalCluster worker processes from a fork server rather than spawned (the default): starts and restarts take
+# less time. Never a plain fork: this process runs threads (the module's in-process cluster), and a child
+# forked while one of them held an I/O or logging lock hangs forever in its first log line.
 def forked_workers() -> Any:
-    return dask.config.set({"distributed.worker.multiprocessing-method": "fork"})
+    return dask.config.set({"distributed.worker.multiprocessing-method": "forkserver"})
 
 
 @pytest.fixture(scope="module")
