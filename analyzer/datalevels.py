@@ -78,6 +78,7 @@ class DataLevels:
         if dss.data_ack is not None:
             if dss.ack64:
                 packet.ack64, packet.ack_anchored = dss.data_ack, True
+                peer.anchor_from_ack(dss.data_ack)
             else:
                 packet.ack_ref = peer.ack_reference()
                 packet.ack64 = peer.expand_ack(dss.data_ack)

@@ -32,6 +32,9 @@ def _trace(tmp_path: Path, handshake: bool, moved: int = 0) -> tuple[str, list[i
     (meta retransmission) and on a second subflow (reinjected). ``moved``: the last copy is that far off."""
     sc = Scenario(version=0)
     sf = sc.initial(handshake=handshake)
+    if not handshake:  # the uncaptured SYNs took relative sequence number 0: data starts at 1, as on the wire
+        sf.nxt["c"] = (sf.nxt["c"] + 1) & MASK32
+        sf.nxt["s"] = (sf.nxt["s"] + 1) & MASK32
     client, server = sc.side("c"), sc.side("s")
 
     def dss(side: str, dsn: int, ssn: int, data_len: int, fin: bool = False) -> Dss:
@@ -66,7 +69,9 @@ def test_v0_data_fin_repeated_at_one_dsn_is_no_close003(tmp_path: Path, handshak
     path, _ = _trace(tmp_path, handshake)
     analysis = analyze(path)
     assert [f.rule for f in analysis.findings if f.rule == "CLOSE-003"] == []
-    assert [f for f in analysis.findings if f.severity >= Severity.ERROR] == []
+    # nor a warning: without the handshake the 32-bit DSNs get their high half from the 64-bit Data ACKs
+    # (before that, DACK-006 and DACK-002 compared a real Data ACK with a guessed DSN)
+    assert [f for f in analysis.findings if f.severity >= Severity.WARNING] == []
 
 
 def test_v0_data_fin_at_another_dsn_is_close003_naming_frames(tmp_path: Path) -> None:

@@ -101,6 +101,7 @@ DSS_INFINITE = 0x80  # infinite mapping (data-level length 0)
 META_DIR = 0x01  # sent by the subflow's server (s2c)
 META_TCP = 0x02  # decoded as a TCP segment (has a subflow)
 META_LINK_SHIFT = 2  # link-type table index (0..63) in the upper six bits
+META_SEGMENT_BITS = META_DIR | META_TCP  # what a segment adds to a frame-only row (the link bits stay)
 
 # (name, array typecode, numpy dtype)
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -175,6 +176,17 @@ class PacketIndex:
         self.count += 1
         if self.count & (CHUNK - 1) == 0:
             self._freeze()
+
+    def fill(self, row: int, subflow: int, plen: int, flags: int, meta: int, opts: int, dss: int) -> None:
+        """Give an existing frame-only row its segment: one the pipeline held back and replayed once grouped."""
+        cols = self._chunks[row // CHUNK]
+        i = row % CHUNK
+        cols[2][i] = subflow
+        cols[3][i] = plen
+        cols[4][i] = flags
+        cols[5][i] = (int(cols[5][i]) & ~META_SEGMENT_BITS) | meta
+        cols[6][i] = opts
+        cols[7][i] = dss
 
     def _freeze(self) -> None:
         cols = self._chunks[-1]
@@ -314,9 +326,12 @@ class IndexObserver:
         index = self.index
         rec = self._pending
         offset, link = 0, 0
+        replayed = False
         if rec is not None and rec.frame == seg.frame:
             self._pending = None
             offset, link = rec.offset, self._link(rec.link_type)
+        elif seg.frame <= index.count:
+            replayed = True  # held back until its subflow was grouped (pipeline.Ungrouped): its row exists
         else:
             self.misaligned += 1
             self._flush()
@@ -342,6 +357,9 @@ class IndexObserver:
         subflows = self.subflows
         if subflow.id not in subflows:
             subflows[subflow.id] = subflow
+        if replayed:
+            index.fill(seg.frame - 1, subflow.id, seg.payload_len, seg.flags, META_TCP | (direction & 1), opts, dss)
+            return
         index.append(
             offset, seg.ts, subflow.id, seg.payload_len, seg.flags,
             (link << META_LINK_SHIFT) | META_TCP | (direction & 1), opts, dss,

@@ -14,7 +14,7 @@ Imports only :mod:`analyzer.seqnum`: the protocol core knows no analyzer stage.
 
 from __future__ import annotations
 
-from analyzer.seqnum import MASK64, expand32, serial_lt
+from analyzer.seqnum import MASK32, MASK64, expand32, serial_lt
 
 
 class DataLevel:
@@ -45,6 +45,13 @@ class DataLevel:
         self.idsn = idsn
         if self.guessed:
             self.mapped_end = None
+            self.guessed = False
+
+    def anchor_from_ack(self, ack64: int) -> None:
+        """A 64-bit Data ACK of this data: it lies within a window below the highest end mapped, so it gives
+        a guessed end its real high half (a mid-connection capture with 32-bit DSNs but 64-bit Data ACKs)."""
+        if self.guessed and self.mapped_end is not None:
+            self.mapped_end = expand32(self.mapped_end & MASK32, ack64)
             self.guessed = False
 
     def known_end(self) -> int | None:

@@ -365,6 +365,12 @@ def encapsulate(linktype: int, ip_packet: bytes) -> bytes:
         return struct.pack("!BBHHH", 0x11, 0, 1, 2 + len(ip_packet), 0x0021 if v4 else 0x0057) + ip_packet
     if linktype == 104:  # Cisco HDLC: address, control, EtherType
         return b"\x0f\x00" + struct.pack("!H", 0x0800 if v4 else 0x86DD) + ip_packet
+    if linktype == 117:  # OpenBSD pflog: header length 61, packet at BPF_WORDALIGN(61) = 64
+        return struct.pack("!BB", 61, 2 if v4 else 24).ljust(64, b"\0") + ip_packet
+    if linktype == 226:  # Solaris IPNET: 24-byte header
+        return struct.pack("!BBHIIIII", 2, 2 if v4 else 26, 0, len(ip_packet), 1, 0, 0, 0) + ip_packet
+    if linktype == 239:  # Linux NFLOG: header, then NFULA_PAYLOAD (type 9) in host byte order
+        return struct.pack("!BBH", 2 if v4 else 10, 0, 1) + struct.pack("=HH", 4 + len(ip_packet), 9) + ip_packet
     raise ValueError(f"no default encapsulation for link type {linktype}")
 
 
