@@ -298,7 +298,7 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
         block_offset = offset
         offset += length
         info.bytes_read = offset
-        if block_type == EPB or block_type == OBSOLETE_PB:
+        if block_type in (EPB, OBSOLETE_PB):
             head = _packet_head(block_type, body, order, len(interfaces), block_offset, info)
             if head is not None:
                 if_id, ts_high, ts_low, caplen, origlen = head
