@@ -613,28 +613,29 @@ class Tracker:
             reason = f"infinite mapping (data-level length 0) at frame {seg.frame}"
             self._fallback(sf, seg, reason, "infinite-mapping")
 
-    def _on_add_addr(self, opt: AddAddr, sf: Subflow, direction: int, seg: Segment) -> None:
+    def _announce(
+        self, sf: Subflow, direction: int, seg: Segment, kind: str, address_ids: tuple[int, ...],
+        address: str | None = None, port: int | None = None, hmac: int | None = None,
+    ) -> None:
+        """Record an ADD_ADDR / REMOVE_ADDR on the subflow's connection (none yet: nothing to attach it to)."""
         conn = sf.connection
         if conn is None:
             return
         conn.announcements.append(
             Announcement(
                 frame=seg.frame, time=seg.ts, sender=direction ^ sf.reversed, subflow=sf.id,
-                kind="echo" if opt.echo else "add", address_ids=(opt.address_id,),
-                address=str(opt.address), port=opt.port, hmac=opt.hmac,
+                kind=kind, address_ids=address_ids, address=address, port=port, hmac=hmac,
             )
         )  # fmt: skip
 
-    def _on_remove_addr(self, opt: RemoveAddr, sf: Subflow, direction: int, seg: Segment) -> None:
-        conn = sf.connection
-        if conn is None:
-            return
-        conn.announcements.append(
-            Announcement(
-                frame=seg.frame, time=seg.ts, sender=direction ^ sf.reversed, subflow=sf.id,
-                kind="remove", address_ids=tuple(opt.address_ids),
-            )
+    def _on_add_addr(self, opt: AddAddr, sf: Subflow, direction: int, seg: Segment) -> None:
+        self._announce(
+            sf, direction, seg, "echo" if opt.echo else "add", (opt.address_id,),
+            address=str(opt.address), port=opt.port, hmac=opt.hmac,
         )  # fmt: skip
+
+    def _on_remove_addr(self, opt: RemoveAddr, sf: Subflow, direction: int, seg: Segment) -> None:
+        self._announce(sf, direction, seg, "remove", tuple(opt.address_ids))
 
     def _on_prio(self, opt: MpPrio, sf: Subflow, direction: int, seg: Segment) -> None:
         sf.halves[direction].backup = opt.backup

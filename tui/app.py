@@ -558,29 +558,24 @@ class MptcpInspector(App[None]):
             return False
         return True
 
+    def _jump_if_chosen(self, frame: int | None) -> None:
+        """A list screen closed: go to the frame it chose (None: it was dismissed)."""
+        if frame is not None:
+            self.jump_to_frame(frame)
+
     def action_findings(self) -> None:
         if not self._need_loaded("the findings view"):
             return
         analysis = self.session.analysis
         assert analysis is not None
-
-        def done(frame: int | None) -> None:
-            if frame is not None:
-                self.jump_to_frame(frame)
-
-        self.push_screen(FindingsScreen(analysis.findings, analysis.suppressed_findings), done)
+        self.push_screen(FindingsScreen(analysis.findings, analysis.suppressed_findings), self._jump_if_chosen)
 
     def action_diagnosis(self) -> None:
         if not self._need_loaded("the diagnosis"):
             return
         analysis = self.session.analysis
         assert analysis is not None
-
-        def done(frame: int | None) -> None:
-            if frame is not None:
-                self.jump_to_frame(frame)
-
-        self.push_screen(DiagnosisScreen(analysis, self._selected_connection_id()), done)
+        self.push_screen(DiagnosisScreen(analysis, self._selected_connection_id()), self._jump_if_chosen)
 
     def action_follow(self) -> None:
         if not self._need_loaded("following a stream"):

@@ -299,15 +299,22 @@ class FollowSpool:
             if pos == HOLE:
                 out.append(Chunk(side, offset, time, b"", missing=length))
                 continue
-            with self._lock:
-                if self._file is None:
-                    break
-                self._file.seek(pos)
-                data = self._file.read(length)
-                self._read_since_write = True
+            data = self._read_at(pos, length)
+            if data is None:
+                break
             out.append(Chunk(side, offset, time, data))
             total += length
         return out
+
+    def _read_at(self, pos: int, length: int) -> bytes | None:
+        """Bytes of one spooled chunk; None once the spool is closed (the caller stops)."""
+        with self._lock:
+            if self._file is None:
+                return None
+            self._file.seek(pos)
+            data = self._file.read(length)
+            self._read_since_write = True
+        return data
 
     def _merged(self, conn: Connection, sides: tuple[int, ...]) -> Iterator[tuple[int, int, int, float, int]]:
         """(side, spool position, stream offset, time, length) of each chunk, merged lazily by time."""
@@ -329,12 +336,9 @@ class FollowSpool:
         for _side, pos, _offset, _time, length in self._merged(conn, sides):
             if pos == HOLE:
                 continue
-            with self._lock:
-                if self._file is None:
-                    break
-                self._file.seek(pos)
-                data = self._file.read(length)
-                self._read_since_write = True
+            data = self._read_at(pos, length)
+            if data is None:
+                break
             target.write(data)
             written += len(data)
         return written

@@ -21,14 +21,14 @@ import ipaddress
 from dataclasses import dataclass
 from typing import ClassVar
 
-from analyzer.checker.base import GRACE_SECONDS, Context, Family
+from analyzer.checker.base import GRACE_SECONDS, Context, Family, first_mapping
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations
 from analyzer.facts import AddAddrHmacChecked, Fact
 from analyzer.findings import Severity
 from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Announcement, Connection, Subflow, format_ip
 from analyzer.mptcp import crypto
-from analyzer.mptcp.options import AddAddr, Dss, RemoveAddr
+from analyzer.mptcp.options import AddAddr, RemoveAddr
 from analyzer.rules import Rule
 from analyzer.seqnum import serial_lt
 
@@ -235,24 +235,20 @@ class AddressRules(Family):
             return
         side = direction ^ sf.reversed
         before = removal.dsn_end[side]
-        for opt in seg.options.mptcp:
-            if type(opt) is not Dss:
-                continue
-            assert isinstance(opt, Dss)
-            if opt.dsn is None or not opt.data_len:
-                return
-            dsn = self.ctx.dsn64(opt)
-            if dsn is None or before is None or not serial_lt(before, (dsn + opt.data_len) & ((1 << 64) - 1)):
-                return  # nothing new at the data level (retransmission or reinjection of older data)
-            self._removals = [r for r in self._removals if r.sf is not sf]
-            self.ctx.report(
-                "ADDR-010",
-                f"the {side_name(removal.remover)} removed address id {removal.address_id} (frame {removal.frame}), "
-                f"yet subflow {sf.id}, which uses it, still carries new data from the {side_name(side)} "
-                f"{seg.ts - removal.time:.3f} s later",
-                [removal.frame, seg.frame], sf,
-            )  # fmt: skip
+        mapping = first_mapping(self.ctx, seg)
+        if mapping is None:
             return
+        _, dsn, length = mapping
+        if before is None or not serial_lt(before, (dsn + length) & ((1 << 64) - 1)):
+            return  # nothing new at the data level (retransmission or reinjection of older data)
+        self._removals = [r for r in self._removals if r.sf is not sf]
+        self.ctx.report(
+            "ADDR-010",
+            f"the {side_name(removal.remover)} removed address id {removal.address_id} (frame {removal.frame}), "
+            f"yet subflow {sf.id}, which uses it, still carries new data from the {side_name(side)} "
+            f"{seg.ts - removal.time:.3f} s later",
+            [removal.frame, seg.frame], sf,
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ end of capture
     def finish(self, analysis: Analysis) -> None:

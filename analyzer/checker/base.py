@@ -151,3 +151,21 @@ def header_cut(seg: Segment) -> bool:
     """H-SNAP: the capture did not keep the whole TCP header, so "no option" may mean "option not captured"."""
     opts = seg.options
     return len(seg.data) < seg.payload_offset or (opts is not None and opts.truncated)
+
+
+def first_mapping(ctx: Context, seg: Segment) -> tuple[Dss, int, int] | None:
+    """The first DSS of a segment that maps data, with its 64-bit DSN and length; None if none (or not expandable).
+
+    Only the first DSS counts: a segment carries one mapping; later DSS options are not read.
+    """
+    if seg.options is None:
+        return None
+    for opt in seg.options.mptcp:
+        if type(opt) is not Dss:
+            continue
+        assert isinstance(opt, Dss)
+        if opt.dsn is None or not opt.data_len:
+            return None
+        dsn = ctx.dsn64(opt)
+        return None if dsn is None else (opt, dsn, opt.data_len)
+    return None

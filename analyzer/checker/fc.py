@@ -17,13 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from analyzer.checker.base import MASK64, Context, Family
+from analyzer.checker.base import MASK64, Context, Family, first_mapping
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations, seq_le, side_name
 from analyzer.facts import Fact, FastcloseKeyMismatch
 from analyzer.findings import Severity, dsn_ref
 from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow
-from analyzer.mptcp.options import Dss, MpFastclose
+from analyzer.mptcp.options import MpFastclose
 from analyzer.rules import Rule
 from analyzer.seqnum import serial_lt
 
@@ -158,31 +158,25 @@ class FastCloseRules(Family):
         opts = seg.options
         if opts is None or close.max_dsn_end is None or sf.connection is None:
             return
-        for opt in opts.mptcp:
-            if type(opt) is not Dss:
-                continue
-            assert isinstance(opt, Dss)
-            if opt.dsn is None or not opt.data_len:
-                return
-            dsn = self.ctx.dsn64(opt)
-            if dsn is None:
-                return
-            end = (dsn + opt.data_len - (1 if opt.data_fin else 0)) & MASK64
-            if not serial_lt(close.max_dsn_end, end):
-                return  # a retransmission of data mapped before (H-RTX)
-            same = sf is close.sf and direction == close.direction
-            if same and not seq_le(close.seq, seg.seq):
-                return  # sent before the MP_FASTCLOSE, captured after it
-            close.reported.add("FC-004")
-            where = "" if same else f" (on subflow {sf.id}, which cannot be ordered against it)"
-            self.ctx.report(
-                "FC-004",
-                f"the {side_name(close.sender)} maps new data (DSN up to {dsn_ref(end, close.sender)}) after its "
-                f"MP_FASTCLOSE of frame {close.frame}, beyond the {dsn_ref(close.max_dsn_end, close.sender)} it had "
-                f"mapped before{where}",
-                [close.frame, seg.frame], sf, assumes=() if same else ("capture-order",),
-            )  # fmt: skip
+        mapping = first_mapping(self.ctx, seg)
+        if mapping is None:
             return
+        opt, dsn, length = mapping
+        end = (dsn + length - (1 if opt.data_fin else 0)) & MASK64
+        if not serial_lt(close.max_dsn_end, end):
+            return  # a retransmission of data mapped before (H-RTX)
+        same = sf is close.sf and direction == close.direction
+        if same and not seq_le(close.seq, seg.seq):
+            return  # sent before the MP_FASTCLOSE, captured after it
+        close.reported.add("FC-004")
+        where = "" if same else f" (on subflow {sf.id}, which cannot be ordered against it)"
+        self.ctx.report(
+            "FC-004",
+            f"the {side_name(close.sender)} maps new data (DSN up to {dsn_ref(end, close.sender)}) after its "
+            f"MP_FASTCLOSE of frame {close.frame}, beyond the {dsn_ref(close.max_dsn_end, close.sender)} it had "
+            f"mapped before{where}",
+            [close.frame, seg.frame], sf, assumes=() if same else ("capture-order",),
+        )  # fmt: skip
 
     # ------------------------------------------------------------------ end of capture
     def finish(self, analysis: Analysis) -> None:

@@ -306,6 +306,12 @@ def _ws_bytes(text: str) -> str:
 Value = int | str | bool
 
 
+def _put(fields: dict[str, Value], name: str, value: Value | None) -> None:
+    """Record an optional field only when the option carries it (Wireshark shows no field for an absent one)."""
+    if value is not None:
+        fields[OPT + name] = value
+
+
 def our_fields(opt: MptcpOption) -> dict[str, Value]:
     """Our decode of one option under Wireshark's raw field names (values normalised for comparison)."""
     fields: dict[str, Value] = {}
@@ -319,12 +325,9 @@ def our_fields(opt: MptcpOption) -> dict[str, Value]:
             fields[OPT + "sendkey"] = opt.sender_key
             fields["mptcp.expected_token"] = crypto.token_from_key(opt.sender_key, opt.version)
             fields["mptcp.expected_idsn"] = crypto.idsn_from_key(opt.sender_key, opt.version)
-        if opt.receiver_key is not None:
-            fields[OPT + "recvkey"] = opt.receiver_key
-        if opt.data_len is not None:
-            fields[OPT + "datalvllen"] = opt.data_len
-        if opt.checksum is not None:
-            fields[OPT + "checksum"] = opt.checksum
+        _put(fields, "recvkey", opt.receiver_key)
+        _put(fields, "datalvllen", opt.data_len)
+        _put(fields, "checksum", opt.checksum)
     elif isinstance(opt, MpJoinSyn):
         fields[OPT + "backup.flag"] = int(opt.backup)
         fields[OPT + "addrid"] = opt.address_id
@@ -339,32 +342,24 @@ def our_fields(opt: MptcpOption) -> dict[str, Value]:
         fields[OPT + "sendhmac"] = opt.hmac.hex()
     elif isinstance(opt, Dss):
         fields[OPT + "flags"] = opt.flags
-        if opt.data_ack is not None:
-            fields[OPT + "rawdataack"] = opt.data_ack
-        if opt.dsn is not None:
-            fields[OPT + "rawdataseqno"] = opt.dsn
-        if opt.ssn is not None:
-            fields[OPT + "subflowseqno"] = opt.ssn
-        if opt.data_len is not None:
-            fields[OPT + "datalvllen"] = opt.data_len
-        if opt.checksum is not None:
-            fields[OPT + "checksum"] = opt.checksum
+        _put(fields, "rawdataack", opt.data_ack)
+        _put(fields, "rawdataseqno", opt.dsn)
+        _put(fields, "subflowseqno", opt.ssn)
+        _put(fields, "datalvllen", opt.data_len)
+        _put(fields, "checksum", opt.checksum)
     elif isinstance(opt, AddAddr):
         fields[OPT + "addrid"] = opt.address_id
         key = "ipv4" if isinstance(opt.address, ipaddress.IPv4Address) else "ipv6"
         fields[OPT + key] = str(opt.address)
-        if opt.port is not None:
-            fields[OPT + "port"] = opt.port
+        _put(fields, "port", opt.port)
         if not opt.v0:
             fields[OPT + "echo"] = int(opt.echo)
-        if opt.hmac is not None:
-            fields[OPT + "addaddrtrunchmac"] = opt.hmac
+        _put(fields, "addaddrtrunchmac", opt.hmac)
     elif isinstance(opt, RemoveAddr):
         fields[OPT + "addrid"] = " ".join(str(i) for i in opt.address_ids)
     elif isinstance(opt, MpPrio):
         fields[OPT + "backup.flag"] = int(opt.backup)
-        if opt.address_id is not None:
-            fields[OPT + "addrid"] = opt.address_id
+        _put(fields, "addrid", opt.address_id)
     elif isinstance(opt, MpFail):
         fields[OPT + "rawdataseqno"] = opt.dsn
     elif isinstance(opt, MpFastclose):

@@ -298,25 +298,16 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
         block_offset = offset
         offset += length
         info.bytes_read = offset
-        if block_type == EPB:
-            if len(body) < 24:
-                _error(info, f"pcapng packet block too short at offset {block_offset}")
-            else:
-                if_id, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "IIIII", body, 0)
-                if if_id >= len(interfaces) or caplen > len(body) - 24:
-                    _error(
-                        info,
-                        f"pcapng packet block at offset {block_offset} names unknown interface {if_id}"
-                        if if_id >= len(interfaces)
-                        else f"pcapng packet block at offset {block_offset} is shorter than its packet",
-                    )
-                else:
-                    iface = interfaces[if_id]
-                    ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
-                    last_ts = ts
-                    frame += 1
-                    data = body[20 : 20 + caplen]
-                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
+        if block_type in (EPB, OBSOLETE_PB):
+            head = _packet_head(block_type, body, order, len(interfaces), block_offset, info)
+            if head is not None:
+                if_id, ts_high, ts_low, caplen, origlen = head
+                iface = interfaces[if_id]
+                ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
+                last_ts = ts
+                frame += 1
+                data = body[20 : 20 + caplen]
+                yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
         elif block_type == SPB:
             if not interfaces:
                 _error(info, f"pcapng simple packet block at offset {block_offset} before any interface")
@@ -327,16 +318,6 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
                 # Simple packet blocks carry no timestamp: keep time running from the last packet.
                 frame += 1
                 yield new_record(Record, (frame, block_offset, last_ts, iface.link_type, body[4 : 4 + caplen], origlen))
-        elif block_type == OBSOLETE_PB:
-            if len(body) >= 24:
-                if_id, _drops, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "HHIIII", body, 0)
-                if if_id < len(interfaces) and caplen <= len(body) - 24:
-                    iface = interfaces[if_id]
-                    ts = iface.ts_offset + ((ts_high << 32) | ts_low) / iface.ts_divisor
-                    last_ts = ts
-                    frame += 1
-                    data = body[20 : 20 + caplen]
-                    yield new_record(Record, (frame, block_offset, ts, iface.link_type, data, origlen))
         elif block_type == IDB:
             # Always append, even for a damaged block: packet blocks name interfaces by position.
             iface = _parse_idb(block_type_raw + rest + body, order == "<", block_offset, info)
@@ -345,6 +326,34 @@ def _pcapng_records(stream: BinaryIO, info: CaptureInfo, first: bytes) -> Iterat
         block_type_raw = read(4)
         if not block_type_raw:
             return
+
+
+def _packet_head(
+    block_type: int, body: bytes, order: str, n_interfaces: int, offset: int, info: CaptureInfo
+) -> tuple[int, int, int, int, int] | None:
+    """(interface, ts high, ts low, caplen, origlen) of an enhanced or obsolete packet block, None if unusable.
+
+    Both lay out their packet at byte 20; only the enhanced block's damage is reported (the obsolete block is
+    skipped quietly, as before: old writers left such blocks truncated).
+    """
+    if len(body) < 24:
+        if block_type == EPB:
+            _error(info, f"pcapng packet block too short at offset {offset}")
+        return None
+    if block_type == EPB:
+        if_id, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "IIIII", body, 0)
+    else:
+        if_id, _drops, ts_high, ts_low, caplen, origlen = struct.unpack_from(order + "HHIIII", body, 0)
+    if if_id < n_interfaces and caplen <= len(body) - 24:
+        return if_id, ts_high, ts_low, caplen, origlen
+    if block_type == EPB:
+        _error(
+            info,
+            f"pcapng packet block at offset {offset} names unknown interface {if_id}"
+            if if_id >= n_interfaces
+            else f"pcapng packet block at offset {offset} is shorter than its packet",
+        )
+    return None
 
 
 def _parse_idb(block: bytes, little_endian: bool, offset: int, info: CaptureInfo) -> Interface:
