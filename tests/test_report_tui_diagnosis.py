@@ -10,6 +10,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from helpers.tui import wait_loaded
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
@@ -21,12 +22,7 @@ TRACE = Path(__file__).resolve().parents[1] / "samples" / "path-failure.pcap"
 
 
 async def _settle(pilot: Pilot[None], app: MptcpInspector) -> None:
-    for _ in range(3000):  # up to 60 s: a loaded machine loads slowly; never race the load
-        if app.session.loaded:
-            break
-        await pilot.pause(0.02)
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await wait_loaded(pilot, lambda: app.session.loaded)
 
 
 @pytest.mark.parametrize("size", [(80, 24), (200, 50)])

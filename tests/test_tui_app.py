@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from helpers.tui import wait_loaded
 from textual.pilot import Pilot
 from textual.widgets import Input, Static
 
@@ -35,12 +36,7 @@ async def settle(pilot: Pilot[None]) -> None:
     """Wait until the trace is loaded and every worker (filter, search) is done."""
     app = pilot.app
     assert isinstance(app, MptcpInspector)
-    for _ in range(3000):  # up to 60 s: a loaded machine loads slowly; never race the load
-        if app.session.loaded:
-            break
-        await pilot.pause(0.02)
-    await app.workers.wait_for_complete()
-    await pilot.pause()
+    await wait_loaded(pilot, lambda: app.session.loaded)
     await app.workers.wait_for_complete()
     await pilot.pause()
 

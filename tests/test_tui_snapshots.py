@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.tui import wait_loaded
 from textual.pilot import Pilot
 
 from tui.app import MptcpInspector
@@ -29,12 +30,7 @@ def after_load(*keys: str) -> Callable[[Pilot[None]], Any]:
     async def run_before(pilot: Pilot[None]) -> None:
         app = pilot.app
         assert isinstance(app, MptcpInspector)
-        for _ in range(3000):  # up to 60 s: a loaded machine loads slowly; never race the load
-            if app.session.loaded:
-                break
-            await pilot.pause(0.02)
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_loaded(pilot, lambda: app.session.loaded)
         for key in keys:
             await pilot.press(key)
             await pilot.pause()
