@@ -10,7 +10,7 @@ from typing import ClassVar
 
 from rich.segment import Segment
 from textual import events
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.geometry import Size
 from textual.message import Message
 from textual.reactive import reactive
@@ -19,7 +19,7 @@ from textual.strip import Strip
 
 from analyzer.compare.align import Row
 from tui.splitview import both_line, frame_width, one_line
-from tui.widgets.virtual import set_virtual_size
+from tui.widgets.virtual import CURSOR_BINDINGS, set_virtual_size
 
 STYLED = ("lost", "modified", "split", "coalesced", "uncaptured", "extra")
 
@@ -28,12 +28,7 @@ class AlignedList(ScrollView, can_focus=True):
     """Rows of the split view; ``side`` is "both" (A │ B on a line), "a" or "b"."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "edge(0)", "First", show=False),
-        Binding("end", "edge(1)", "Last", show=False),
+        *CURSOR_BINDINGS,
     ]
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "aligned--cursor",

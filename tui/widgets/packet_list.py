@@ -26,7 +26,7 @@ from textual.widgets import Static
 
 from tui.describe import row_kind, tcp_flags
 from tui.session import Session
-from tui.widgets.virtual import set_virtual_size
+from tui.widgets.virtual import CURSOR_BINDINGS, set_virtual_size
 
 TIME_MODES = ("relative", "absolute", "delta")
 KINDS = ("capable", "join", "dss", "addr", "prio", "reset", "malformed", "control", "tcp", "other")
@@ -61,12 +61,7 @@ class PacketList(ScrollView, can_focus=True):
     """All frames, or those a filter kept; ↑↓ PgUp PgDn Home End move, Enter opens the detail."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up", "cursor(-1)", "Up", show=False),
-        Binding("down", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "edge(0)", "First", show=False),
-        Binding("end", "edge(1)", "Last", show=False),
+        *CURSOR_BINDINGS,
         Binding("enter", "choose", "Detail", show=False),
     ]
 

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+from textual.binding import Binding
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.widget import Widget
+
+# The keys of every scrolling row list (packet list, split view): each list implements the actions.
+CURSOR_BINDINGS: tuple[Binding, ...] = (
+    Binding("up", "cursor(-1)", "Up", show=False),
+    Binding("down", "cursor(1)", "Down", show=False),
+    Binding("pageup", "page(-1)", "Page up", show=False),
+    Binding("pagedown", "page(1)", "Page down", show=False),
+    Binding("home", "edge(0)", "First", show=False),
+    Binding("end", "edge(1)", "Last", show=False),
+)
 
 
 def set_virtual_size(widget: ScrollView, size: Size) -> None:
