@@ -12,7 +12,7 @@ per direction of that subflow; nothing per packet.
 
 from __future__ import annotations
 
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.datalevel import DataLevel, PacketLevels
 from analyzer.mptcp.options import Dss, MpCapable

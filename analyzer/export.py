@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss, MpCapable, Subtype

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from analyzer.ingest.capture import open_capture, read_records
-from analyzer.ingest.decode import Segment, decode_segment
+from analyzer.ingest.decode import decode_segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import CLIENT, Connection, Subflow
 from analyzer.pipeline import AnalysisOptions, analyze
 from analyzer.reassembly.stream import StreamWriter

@@ -15,8 +15,9 @@ from analyzer.diagnosis import diagnose
 from analyzer.facts import FactLog
 from analyzer.findings import FindingSink, Severity
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
-from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
+from analyzer.ingest.decode import LINK_TYPE_NAMES, SKIP_LABELS, SUPPORTED_LINK_TYPES, Skip, decode_segment
 from analyzer.ingest.record import Record
+from analyzer.ingest.segment import Segment
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory

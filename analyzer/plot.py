@@ -19,7 +19,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analyzer.ingest.decode import TH_ACK, Segment
+from analyzer.ingest.segment import TH_ACK, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from analyzer.ingest.decode import TH_ACK, Segment
+from analyzer.ingest.segment import TH_ACK, Segment
 from analyzer.model import Analysis, Connection, Subflow, WindowLimit
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss

@@ -13,7 +13,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_SYN, Segment
 from analyzer.model import Analysis, Stall, Subflow
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss

@@ -11,7 +11,7 @@ mapping after the SYN: the segment carrying it must start where the mapping says
 
 from __future__ import annotations
 
-from analyzer.ingest.decode import TH_SYN, Segment
+from analyzer.ingest.segment import TH_SYN, Segment
 from analyzer.model import HalfFlow
 from analyzer.mptcp.options import Dss, MpCapable
 

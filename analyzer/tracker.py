@@ -34,7 +34,7 @@ from analyzer.facts import (
     OptionUnassigned,
 )
 from analyzer.findings import FindingSink
-from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.limits import DEFAULT_LIMITS, Limits
 from analyzer.model import CLIENT, SERVER, Announcement, Connection, Grouping, Subflow, format_ip
 from analyzer.mptcp import crypto

@@ -127,6 +127,21 @@ def test_a_rule_family_never_imports_another_family() -> None:
     assert not broken, "\n".join(broken)
 
 
+DECODERS = ("analyzer.ingest.decode", "analyzer.ingest.capture", "analyzer.ingest.tunnels", "analyzer.tcp_options",
+            "analyzer.ingest._fastdecode", "analyzer.ingest.speedups")
+
+
+def test_rules_never_import_a_decoder() -> None:
+    """The families read decoded values (analyzer.ingest.segment, the option types), facts and the model."""
+    broken = [
+        f"{module_name(path)} imports {target}"
+        for path in (ROOT / "analyzer" / "checker").glob("*.py")
+        for target in imports_of(path)
+        if any(target == d or target.startswith(d + ".") for d in DECODERS)
+    ]
+    assert not broken, "\n".join(broken)
+
+
 def test_textual_only_in_the_inspector_views() -> None:
     broken = []
     for path in all_modules():

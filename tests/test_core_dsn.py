@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from analyzer import cli
 from analyzer.datalevels import DataLevels
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Subflow
 from analyzer.mptcp.datalevel import DataLevel
 from analyzer.mptcp.options import Dss

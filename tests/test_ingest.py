@@ -30,8 +30,9 @@ from hypothesis import strategies as st
 from analyzer.findings import Severity
 from analyzer.ingest import capture as capture_mod
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
-from analyzer.ingest.decode import SUPPORTED_LINK_TYPES, Segment, Skip, decode_segment
+from analyzer.ingest.decode import SUPPORTED_LINK_TYPES, Skip, decode_segment
 from analyzer.ingest.record import Record
+from analyzer.ingest.segment import Segment
 from analyzer.mptcp import Dss, MpCapable, crypto
 from analyzer.pipeline import analyze
 

@@ -32,8 +32,9 @@ from analyzer.ingest import capture as capture_mod
 from analyzer.ingest import decode as decode_mod
 from analyzer.ingest import speedups
 from analyzer.ingest.capture import CaptureInfo, read_records
-from analyzer.ingest.decode import Segment, decode_segment_pure
+from analyzer.ingest.decode import decode_segment_pure
 from analyzer.ingest.record import Record
+from analyzer.ingest.segment import Segment
 from analyzer.mptcp.options import Dss, MpCapable, MpJoinSyn
 from analyzer.report import json_out
 from analyzer.tcp_options import TcpOptions

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from analyzer import cli
 from analyzer.ci import xcheck as xc
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import (

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.datalevel import DataLevel, PacketLevels
 from analyzer.mptcp.options import Dss

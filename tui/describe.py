@@ -12,17 +12,10 @@ from analyzer.ingest.decode import (
     LINKTYPE_LINUX_SLL,
     LINKTYPE_LINUX_SLL2,
     SKIP_LABELS,
-    TH_ACK,
-    TH_CWR,
-    TH_ECE,
-    TH_FIN,
-    TH_PSH,
-    TH_RST,
-    TH_SYN,
-    TH_URG,
     Skip,
     network_offset,
 )
+from analyzer.ingest.segment import TH_ACK, TH_CWR, TH_ECE, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG
 from analyzer.mptcp.options import (
     REASON_NAMES,
     AddAddr,

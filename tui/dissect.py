@@ -24,11 +24,10 @@ from analyzer.ingest.decode import (
     LINKTYPE_LINUX_SLL2,
     LINKTYPE_LOOP,
     LINKTYPE_NULL,
-    TH_SYN,
-    Segment,
     Skip,
     describe_layers,
 )
+from analyzer.ingest.segment import TH_SYN, Segment
 from analyzer.ingest.tunnels import Layer
 from analyzer.model import Connection, Subflow
 from analyzer.mptcp import crypto

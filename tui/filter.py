@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.ingest.decode import TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG, Segment
+from analyzer.ingest.segment import TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG, Segment
 from analyzer.mptcp.options import AddAddr, Dss, MpCapable, MpJoinSyn, MpJoinSynAck
 from tui.index import (
     DSS_ACK,

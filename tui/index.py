@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from analyzer.ingest.decode import Segment
 from analyzer.ingest.record import Record
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp.options import (
     AddAddr,

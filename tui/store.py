@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from analyzer.ingest.capture import CaptureError, RecordError, RecordFile
-from analyzer.ingest.decode import Segment, Skip, decode_segment
+from analyzer.ingest.decode import Skip, decode_segment
+from analyzer.ingest.segment import Segment
 from tui.describe import DsnBases, option_summary, other_summary
 from tui.index import PacketIndex, Row
 

@@ -13,7 +13,7 @@ from analyzer.checker.base import Context, Family, LevelLookup
 from analyzer.checker.dss import Bus
 from analyzer.facts import Fact, FactLog
 from analyzer.findings import FindingSink
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp.datalevel import PacketLevels
 

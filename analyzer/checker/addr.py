@@ -25,7 +25,7 @@ from analyzer.checker.base import GRACE_SECONDS, Context, Family, first_mapping
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations
 from analyzer.facts import AddAddrHmacChecked, Fact
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_ACK, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Announcement, Connection, Subflow, format_ip
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import AddAddr, RemoveAddr

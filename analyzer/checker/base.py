@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from analyzer.facts import Fact
 from analyzer.findings import FindingSink, Severity
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.datalevel import DataLevel, PacketLevels
 from analyzer.mptcp.options import Dss

@@ -34,7 +34,7 @@ from analyzer.checker.dss import (
 )
 from analyzer.facts import DataFinMoved, Fact
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Connection
 from analyzer.mptcp.options import Dss
 from analyzer.rules import Rule

@@ -22,7 +22,7 @@ from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.checker.dss import MASK64, Bus, ConnData, Flow, bus_for, side_name
 from analyzer.facts import ChecksumFailed, Fact
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
 from analyzer.rules import Rule

@@ -19,7 +19,7 @@ from typing import ClassVar
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.checker.dss import HALF64, MASK64, Flow, SideData, bus_for, side_name
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import SERVER, Analysis, Connection
 from analyzer.rules import Rule
 from analyzer.seqnum import serial_gt, serial_lt

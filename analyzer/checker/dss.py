@@ -35,7 +35,7 @@ from typing import ClassVar
 from analyzer.checker.base import GRACE_SECONDS, Context, Family
 from analyzer.facts import Fact, MappingsConflict, OptionMalformed, Reinjected, StreamConflict, UnmappedBytes
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import TH_FIN, TH_SYN, Segment
+from analyzer.ingest.segment import TH_FIN, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.options import (
     DSS_ACK,

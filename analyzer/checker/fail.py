@@ -28,7 +28,7 @@ from analyzer.checker.observations import (
 )
 from analyzer.facts import Fact, OptionMalformed
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import TH_RST, Segment
+from analyzer.ingest.segment import TH_RST, Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss, MpFail, Subtype
 from analyzer.rules import Rule

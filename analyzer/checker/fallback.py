@@ -35,7 +35,7 @@ from analyzer.checker.observations import (
 )
 from analyzer.facts import Fact, FellBack
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Subflow
 from analyzer.mptcp.options import (
     DSS_DSN64,

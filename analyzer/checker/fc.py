@@ -21,7 +21,7 @@ from analyzer.checker.base import MASK64, Context, Family, first_mapping
 from analyzer.checker.observations import LOSS_NOTE, capture_lost_packets, observations, seq_le, side_name
 from analyzer.facts import Fact, FastcloseKeyMismatch
 from analyzer.findings import Severity, dsn_ref
-from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import MpFastclose
 from analyzer.rules import Rule

@@ -24,7 +24,7 @@ from typing import ClassVar
 from analyzer.checker.base import GRACE_SECONDS, Context, Family, header_cut
 from analyzer.facts import Fact, JoinAckHmacChecked, JoinSynAckHmacChecked
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Connection, Grouping, Subflow
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import Dss, MalformedOption, MpCapable, MpJoinAck, MpJoinSyn, MpJoinSynAck, MptcpOption

@@ -22,7 +22,7 @@ from typing import ClassVar
 from analyzer.checker.base import Context, Family, header_cut
 from analyzer.facts import Fact, KeyChanged, KeyEchoMismatch
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, SERVER, Analysis, Subflow
 from analyzer.mptcp.options import MPC_CHECKSUM_REQUIRED, AddAddr, Dss, MpCapable
 from analyzer.rules import Rule

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from analyzer.checker.base import GRACE_SECONDS, Context
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_ACK, Segment
+from analyzer.ingest.segment import TH_ACK, Segment
 from analyzer.model import CLIENT, Analysis, Connection, Subflow
 from analyzer.mptcp.options import DSS_DATA_FIN, Dss
 from analyzer.seqnum import serial_lt

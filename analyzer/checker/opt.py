@@ -16,7 +16,7 @@ from typing import ClassVar
 from analyzer.checker.base import Context, Family
 from analyzer.facts import Fact, OptionExperimental, OptionListMalformed, OptionMalformed, OptionUnassigned
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import CLIENT, Analysis, Subflow
 from analyzer.mptcp.options import (
     AddAddr,

@@ -17,7 +17,7 @@ from typing import ClassVar
 from analyzer.checker.base import Context, Family
 from analyzer.facts import Fact, OptionMalformed
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_ACK, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_ACK, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss, MpCapable, MpJoinSyn, MpJoinSynAck, MpPrio, Subtype
 from analyzer.rules import Rule

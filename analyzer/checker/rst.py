@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from analyzer.checker.base import Context, Family
 from analyzer.findings import Severity
-from analyzer.ingest.decode import TH_RST, Segment
+from analyzer.ingest.segment import TH_RST, Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp.options import REASON_NAMES, MpTcpRst
 from analyzer.rules import Rule

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from analyzer.ingest.decode import Segment
+from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp import crypto
 from analyzer.mptcp.datalevel import PacketLevels

@@ -12,7 +12,8 @@ import hashlib
 from collections.abc import Iterable
 
 from analyzer.ingest.capture import open_capture, read_records
-from analyzer.ingest.decode import Segment, Skip, decode_segment, network_offset
+from analyzer.ingest.decode import Skip, decode_segment, network_offset
+from analyzer.ingest.segment import Segment
 from analyzer.model import CLIENT, SERVER, Subflow
 from analyzer.mptcp.options import MptcpOption
 

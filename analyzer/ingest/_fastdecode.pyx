@@ -16,7 +16,8 @@ from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_SET_ITEM
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 
-from analyzer.ingest.decode import Segment, Skip, decode_segment_pure, network_offset
+from analyzer.ingest.decode import Skip, decode_segment_pure, network_offset
+from analyzer.ingest.segment import Segment
 from analyzer.mptcp.options import Dss, parse_option
 from analyzer.tcp_options import TcpOptions, walk_tcp_options
 

@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable
 
 from analyzer.ingest import tunnels
+from analyzer.ingest.segment import TH_SYN, Segment
 from analyzer.mptcp.packet import IPPROTO_TCP
 from analyzer.mptcp.packet import SKIP_LABELS as SKIP_LABELS  # re-exported: the decoder's outcomes
 from analyzer.mptcp.packet import Skip as Skip
@@ -64,78 +65,9 @@ AF_INET6_ALL = frozenset({10, 24, 28, 30})
 
 MPTCP_KIND = b"\x1e"
 
-TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 
 _u16 = struct.Struct("!H").unpack_from
 _tcp_head = struct.Struct("!HHIIBBH").unpack_from  # ports, seq, ack, offset, flags, window
-
-
-class Segment:
-    """One TCP segment as the analyzer sees it: header fields plus where its bytes are."""
-
-    __slots__ = (
-        "ack",
-        "captured_payload_len",
-        "data",
-        "dport",
-        "dst",
-        "flags",
-        "frame",
-        "ip_version",
-        "options",
-        "payload_len",
-        "payload_offset",
-        "seq",
-        "sport",
-        "src",
-        "ts",
-        "window",
-    )
-
-    def __init__(
-        self,
-        frame: int,
-        ts: float,
-        ip_version: int,
-        src: bytes,
-        dst: bytes,
-        sport: int,
-        dport: int,
-        seq: int,
-        ack: int,
-        flags: int,
-        window: int,
-        payload_len: int,
-        payload_offset: int,
-        data: bytes,
-        options: TcpOptions | None,
-    ) -> None:
-        self.frame = frame
-        self.ts = ts
-        self.ip_version = ip_version
-        self.src = src
-        self.dst = dst
-        self.sport = sport
-        self.dport = dport
-        self.seq = seq
-        self.ack = ack
-        self.flags = flags
-        self.window = window
-        self.payload_len = payload_len  # from the IP header: what was on the wire
-        self.payload_offset = payload_offset
-        captured = len(data) - payload_offset  # what the capture kept of it (snaplen)
-        self.captured_payload_len = payload_len if captured >= payload_len else max(captured, 0)
-        self.data = data
-        self.options = options
-
-    @property
-    def payload(self) -> bytes:
-        """The captured payload bytes (may be shorter than ``payload_len`` with a snaplen)."""
-        return self.data[self.payload_offset : self.payload_offset + self.payload_len]
-
-    @property
-    def mptcp(self) -> list:  # type: ignore[type-arg]
-        return self.options.mptcp if self.options is not None else []
 
 
 def network_offset(link_type: int, data: bytes, trace: tunnels.Trace = None) -> tuple[int, int] | Skip:

@@ -33,7 +33,7 @@ from analyzer.facts import (
     StreamConflict,
     UnmappedBytes,
 )
-from analyzer.ingest.decode import TH_FIN, TH_RST, TH_SYN, Segment
+from analyzer.ingest.segment import TH_FIN, TH_RST, TH_SYN, Segment
 from analyzer.model import Analysis, ChecksumFailure, Connection, StreamSummary, Subflow
 from analyzer.mptcp import mapindex
 from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
