@@ -16,9 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from analyzer.compare.index import PacketRecord
+from analyzer.ingest.segment import TH_ACK, TH_FIN, TH_RST, TH_SYN
 
 MASK = 0xFFFFFFFF
-TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 KEY_FLAGS = TH_FIN | TH_SYN | TH_RST | TH_ACK
 TOLERANCE = 1e-3  # seconds of timestamp noise allowed when deciding which copy produced which
 

@@ -24,6 +24,11 @@ from analyzer.mptcp.packet import (
     ip_tcp_packet,
     pad_options,
 )
+from analyzer.mptcp.packet import TH_ACK as ACK  # the endpoint's short names for the one definition
+from analyzer.mptcp.packet import TH_FIN as FIN
+from analyzer.mptcp.packet import TH_PSH as PSH
+from analyzer.mptcp.packet import TH_RST as RST
+from analyzer.mptcp.packet import TH_SYN as SYN
 from analyzer.tcp_options import walk_tcp_options
 
 __all__ = [
@@ -41,11 +46,6 @@ __all__ = [
     "encode_packet",
 ]
 
-FIN: Final = 0x01
-SYN: Final = 0x02
-RST: Final = 0x04
-PSH: Final = 0x08
-ACK: Final = 0x10
 
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 

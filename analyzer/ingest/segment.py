@@ -7,9 +7,11 @@ import this type too.
 
 from __future__ import annotations
 
+from analyzer.mptcp.packet import TH_ACK, TH_CWR, TH_ECE, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG
 from analyzer.tcp_options import TcpOptions
 
-TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
+# the flag bits a segment's readers test (defined once, in the protocol core's packet module)
+__all__ = ["TH_ACK", "TH_CWR", "TH_ECE", "TH_FIN", "TH_PSH", "TH_RST", "TH_SYN", "TH_URG", "Segment"]
 
 
 class Segment:

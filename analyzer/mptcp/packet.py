@@ -34,6 +34,8 @@ __all__ = [
 ]
 
 IPPROTO_TCP: Final = 6
+# TCP header flag bits, defined once: the decoder's segments, the endpoint and the builders read these.
+TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK, TH_URG, TH_ECE, TH_CWR = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80
 MAX_TCP_OPTION_SPACE: Final = 40  # RFC 9293: the data offset is 4 bits of 32-bit words
 IPV4_DONT_FRAGMENT: Final = 0x4000
 _NOP: Final = b"\x01"
