@@ -16,10 +16,11 @@ filled and are never compared, since a copy known to be bad proves nothing about
 from __future__ import annotations
 
 import hashlib
-import heapq
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from analyzer.mptcp.reorder import ReorderQueue
 
 MASK64 = (1 << 64) - 1
 DEFAULT_BUFFER_CAP = 64 << 20  # bytes of out-of-order data held before a gap is declared a hole
@@ -114,9 +115,8 @@ class DataStream:
     _owner_ids: list[int] = field(default_factory=list)
     _last_time: float = 0.0
     _hasher: hashlib._Hash = field(default_factory=hashlib.sha256)
-    _pending: dict[int, _Piece] = field(default_factory=dict)
-    _heap: list[int] = field(default_factory=list)
-    _pending_bytes: int = 0
+    # pieces ahead of a gap, one per offset (the protocol core's ordered waiting room, the endpoint's too)
+    _waiting: ReorderQueue[_Piece] = field(default_factory=ReorderQueue)
     _recent: bytearray = field(default_factory=bytearray)
     _recent_start: int = 0
 
@@ -134,7 +134,7 @@ class DataStream:
         ``retransmission``: the carrier already sent these bytes itself (TCP retransmission), so a
         duplicate is not credited as a reinjection from another subflow.
         """
-        if offset == self.next_offset and not self._heap:  # the common case: the next bytes, in order
+        if offset == self.next_offset and not self._waiting:  # the common case: the next bytes, in order
             if data:
                 self._deliver(data, time, subflow)
             return 0
@@ -155,11 +155,11 @@ class DataStream:
             data = data[overlap:]
             offset = nxt
         if offset == nxt:
-            heap = self._heap
-            while heap and offset < heap[0] < offset + len(data):
+            waiting = self._waiting
+            while (first := waiting.first()) is not None and offset < first < offset + len(data):
                 # Bytes buffered earlier lie inside this piece: they came first, so they are delivered as
                 # their carrier's, and this piece's copy of them is the duplicate (the reinjection).
-                cut = heap[0] - offset
+                cut = first - offset
                 self._deliver(data[:cut], time, subflow)
                 self._drain(time)
                 offset += cut
@@ -173,7 +173,7 @@ class DataStream:
                 if not data:
                     return dup
             self._deliver(data, time, subflow)
-            if heap:
+            if waiting:
                 self._drain(time)
         else:
             self._buffer(_Piece(offset, data, len(data), time, frame, subflow))
@@ -199,7 +199,7 @@ class DataStream:
         self._mark_bad(offset, end)
         if offset == self.next_offset:
             self._deliver(data, time, subflow)
-            if self._heap:
+            if self._waiting:
                 self._drain(time)
         else:
             self._buffer(_Piece(offset, data, len(data), time, frame, subflow, bad=True))
@@ -236,10 +236,10 @@ class DataStream:
                 self._attribute(offset, dup, subflow, time, frame)
             length -= dup
             offset = self.next_offset
-        if offset == self.next_offset and not self._heap:
+        if offset == self.next_offset and not self._waiting:
             self._hole(offset, length, subflow, time, frame)  # the common snaplen case: in order, nothing waiting
             return dup
-        existing = self._pending.get(offset)
+        existing = self._waiting.get(offset)
         if existing is not None and existing.length >= length:
             return dup
         self._buffer(_Piece(offset, None, length, time, frame, subflow), counted=False)
@@ -261,15 +261,14 @@ class DataStream:
 
     def finish(self) -> None:
         """End of capture: whatever still waits behind a gap is delivered after recording the hole."""
-        while self._heap:
-            offset = self._heap[0]
+        while (offset := self._waiting.first()) is not None:
             if offset > self.next_offset:
                 self._hole(self.next_offset, offset - self.next_offset, *self._seen_at(offset))
             self._drain(None)
 
     def _seen_at(self, offset: int) -> tuple[None, float | None, int | None]:
         """(subflow, time, frame) arguments of ``_hole`` for the piece waiting at ``offset``: the data after a gap."""
-        piece = self._pending.get(offset)
+        piece = self._waiting.get(offset)
         return (None, None, None) if piece is None else (None, piece.time, piece.frame)
 
     # ------------------------------------------------------------------ results
@@ -280,7 +279,7 @@ class DataStream:
             self.base_known
             and self.hole_count == 0
             and self.unverified_bad_bytes == 0
-            and not self._pending
+            and not self._waiting
             and self.fin_offset is not None
             and not self.fin_conflict
             and self.next_offset == self.fin_offset
@@ -365,7 +364,8 @@ class DataStream:
         self._recent_start = self.next_offset
 
     def _buffer(self, piece: _Piece, counted: bool = True) -> None:
-        existing = self._pending.get(piece.offset)
+        waiting = self._waiting
+        existing = waiting.get(piece.offset)
         if existing is not None:
             # Two copies waiting at one offset (a re-send cut at other boundaries): the common range is a
             # duplicate, compared byte for byte whichever copy is longer; the longer one stays.
@@ -376,30 +376,24 @@ class DataStream:
             good_over_bad = existing.bad and not piece.bad and piece.data is not None
             if existing.length >= piece.length and not good_over_bad:
                 return
-            self._pending_bytes -= existing.length
-        else:
-            heapq.heappush(self._heap, piece.offset)
-        self._pending[piece.offset] = piece
-        self._pending_bytes += piece.length
+        waiting.put(piece)  # replaces the shorter (or bad) copy
         if counted:
             self.out_of_order += 1
-        while (self._pending_bytes > self.buffer_cap or len(self._pending) > self.piece_cap) and self._heap:
+        while (waiting.bytes > self.buffer_cap or len(waiting) > self.piece_cap) and waiting:
             self.cap_hits += 1
             if self.cap_hit_frame is None:
                 self.cap_hit_frame = piece.frame
-            first = self._heap[0]
+            first = waiting.first()
+            assert first is not None
             self._hole(self.next_offset, first - self.next_offset, *self._seen_at(first))
             self._drain(None)
 
     def _drain(self, now: float | None) -> None:
-        heap, pending = self._heap, self._pending
+        waiting = self._waiting
         longest = 0.0  # the earliest piece waiting behind this gap says how long the head was blocked
-        while heap and heap[0] <= self.next_offset:
-            offset = heapq.heappop(heap)
-            piece = pending.pop(offset, None)
-            if piece is None:
-                continue
-            self._pending_bytes -= piece.length
+        while (first := waiting.first()) is not None and first <= self.next_offset:
+            piece = waiting.pop_first()
+            offset = piece.offset
             end = offset + piece.length
             nxt = self.next_offset
             if end <= nxt:
