@@ -183,6 +183,9 @@ class Subflow:
     join_frames: list[int] = field(default_factory=list)
     join_synack_hmac_ok: bool | None = None
     join_ack_hmac_ok: bool | None = None
+    # the values the keys and nonces give (set with the verdicts, by the tracker; viewers show them, never recompute)
+    join_synack_hmac_expected: int | None = None
+    join_ack_hmac_expected: bytes | None = None
     # how it ended
     end: str | None = None  # "fin" | "rst" | "mp_tcprst" | "fastclose"
     end_detail: str | None = None
@@ -254,6 +257,7 @@ class Announcement:
     port: int | None = None
     hmac: int | None = None
     hmac_ok: bool | None = None
+    hmac_expected: int | None = None  # what the two keys give (set with ``hmac_ok``; not in the JSON)
 
     def to_json(self) -> dict[str, object]:
         return {

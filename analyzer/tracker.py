@@ -823,11 +823,13 @@ class Tracker:
             if sf.join_synack_hmac is not None:
                 expected = crypto.join_synack_truncated_hmac(key_resp, key_init, nonce_resp, nonce_init, version)
                 sf.join_synack_hmac_ok = expected == sf.join_synack_hmac
+                sf.join_synack_hmac_expected = expected
                 frames = tuple(sorted(set(sf.join_frames[:2])))
                 self._publish(JoinSynAckHmacChecked(frames, sf, sf.join_synack_hmac, expected))
             if sf.join_ack_hmac is not None:
                 expected_ack = crypto.join_ack_hmac(key_init, key_resp, nonce_init, nonce_resp, version)
                 sf.join_ack_hmac_ok = expected_ack == sf.join_ack_hmac
+                sf.join_ack_hmac_expected = expected_ack
                 frames = tuple(sorted(set(sf.join_frames)))
                 self._publish(JoinAckHmacChecked(frames, sf, sf.join_ack_hmac, expected_ack))
 
@@ -844,6 +846,7 @@ class Tracker:
                 key_s, key_r, ann.address_ids[0], ipaddress.ip_address(ann.address), ann.port
             )
             ann.hmac_ok = expected == ann.hmac
+            ann.hmac_expected = expected
             self._publish(AddAddrHmacChecked((ann.frame,), None, conn, ann, key_s, key_r, expected))
 
 

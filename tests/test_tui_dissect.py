@@ -100,3 +100,39 @@ def test_every_frame_of_the_samples_dissects() -> None:
                     assert 0 <= node.start <= node.end, (path.name, frame, node.label)
         finally:
             s.close()
+
+
+@pytest.mark.parametrize("fault", ["bad-join-synack-hmac", "bad-join-ack-hmac"])
+def test_join_hmac_verdicts_are_the_trackers(fault: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detail pane shows the value the tracker computed (Subflow.join_*_expected), never its own: with the
+    HMAC functions broken after the load, a wrong HMAC from the simulator's fault is still flagged."""
+    from analyzer.endpoint import faults, sim
+
+    out = tmp_path / f"{fault}.pcap"
+    sim.run(faults.fault_config(fault, out, c2s_bytes=20_000, s2c_bytes=5_000))
+    s = Session(str(out))
+    s.run()
+    try:
+        def broken(*_: object, **__: object) -> object:
+            raise AssertionError("the detail pane recomputed an HMAC")
+
+        monkeypatch.setattr(crypto, "join_synack_truncated_hmac", broken)
+        monkeypatch.setattr(crypto, "join_ack_hmac", broken)
+        monkeypatch.setattr(crypto, "add_addr_hmac", broken)
+        prefix = "Truncated HMAC" if fault == "bad-join-synack-hmac" else "HMAC: "
+        verdicts = []
+        for frame in range(1, s.index.count + 1):
+            nodes = tree(s, frame)
+            node = next((n for n in walk(nodes) if n.label.startswith(prefix) and n.children), None)
+            if node is None or not any(n.label.startswith("Subtype: MP_JOIN") for n in walk(nodes)):
+                continue
+            sf = s.subflow(s.store.packet(frame).row.subflow)
+            assert sf is not None
+            expected = sf.join_synack_hmac_expected if prefix.startswith("Truncated") else sf.join_ack_hmac_expected
+            assert expected is not None
+            shown = f"{expected:016x}" if isinstance(expected, int) else expected.hex()
+            assert node.children[0].label.startswith(f"Expected {shown}")
+            verdicts.append(node.children[0].style)
+        assert "bad" in verdicts  # the fault's join is flagged
+    finally:
+        s.close()

@@ -404,7 +404,8 @@ class MptcpInspector(App[None]):
             return
         session = self.session
         packet = session.store.packet(frame)
-        ctx = Context(session.subflow(packet.row.subflow), session.index.first_ts or 0.0, session.find_mapping)
+        ctx = Context(session.subflow(packet.row.subflow), session.index.first_ts or 0.0, session.find_mapping,
+                      session.anchors.reference)
         detail.show(dissect(packet, ctx), session.findings_by_frame.get(frame))
         seg = packet.segment
         hexview.show(packet.data, seg.payload_offset if seg is not None else -1)

@@ -27,19 +27,78 @@ from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.datalevel import DataLevel, PacketLevels
 from analyzer.mptcp.options import Dss
+from analyzer.seqnum import MASK64
 
 SERIES_CAP = 4000  # points kept per series before decimating
 MAX_INTERVALS = 64  # disjoint DSN ranges remembered per connection side for reinjection marks
 
 
-def expand(value: int, idsn: int | None) -> int:
-    """A 32-bit DSN of a packet read again from the file, as 64 bits near ``idsn`` + 1 (unchanged without one).
+ANCHOR_STEP = 1 << 30  # data-level bytes between two remembered 64-bit DSNs (well inside the 2^31 of a 32-bit window)
+
+
+def expand(value: int, idsn: int | None, reference: int | None = None) -> int:
+    """A 32-bit DSN of a packet read again from the file, as 64 bits (unchanged without an IDSN or reference).
 
     The detail pane re-reads one packet at a time, long after the pass, and no per-packet 64-bit value is
-    stored (memory stays per flow): a level that knows only the IDSN expands it, which is exact for the first
-    2^31 bytes of a connection side. Everything gathered during the pass reads the data levels instead.
+    stored (memory stays per flow): ``reference`` is the 64-bit DSN :class:`DsnAnchors` remembered nearest
+    before the packet (exact at any distance into the stream); without one, near ``idsn`` + 1 (exact for the
+    first 2^31 bytes). Everything gathered during the pass reads the data levels instead.
     """
-    return value if idsn is None else DataLevel(idsn).expand(value)
+    if idsn is None and reference is None:
+        return value
+    level = DataLevel(idsn)
+    if reference is not None:
+        level.note_mapping(reference, 0, False, True)
+    return level.expand(value)
+
+
+class DsnAnchors:
+    """Observer: per connection side, a 64-bit DSN every :data:`ANCHOR_STEP` bytes with the frame that mapped it.
+
+    Why: the detail pane expands a re-read packet's 32-bit DSN or Data ACK near the last anchor before its
+    frame, so a connection past 2 GiB still shows the values the data levels gave during the pass; one entry per
+    GiB of data, nothing per packet. Only anchored values (IDSN or a 64-bit DSN known) are kept.
+    """
+
+    def __init__(self) -> None:
+        self.packet = PacketLevels()
+        self._frames: dict[tuple[int, int], array] = {}  # type: ignore[type-arg]  # (id(conn), side) -> frames
+        self._values: dict[tuple[int, int], list[int]] = {}
+
+    def attach_levels(self, packet: PacketLevels, level: object) -> None:
+        self.packet = packet
+
+    def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None:
+        packet = self.packet
+        conn = subflow.connection
+        if packet.dss is None or packet.frame != seg.frame or conn is None:
+            return
+        if packet.dsn64 is not None and packet.dsn_anchored:
+            self._note((id(conn), direction ^ subflow.reversed), seg.frame, packet.dsn64)
+        if packet.ack64 is not None and packet.ack_anchored:  # acknowledges the other side's data
+            self._note((id(conn), 1 - (direction ^ subflow.reversed)), seg.frame, packet.ack64)
+
+    def _note(self, key: tuple[int, int], frame: int, value: int) -> None:
+        values = self._values.get(key)
+        if values is None:
+            self._frames[key] = array("q", [frame])
+            self._values[key] = [value]
+            return
+        distance = (value - values[-1]) & MASK64
+        if min(distance, (1 << 64) - distance) >= ANCHOR_STEP:
+            self._frames[key].append(frame)
+            values.append(value)
+
+    def finish(self, analysis: Analysis) -> None:
+        """Nothing to hand over: the anchors are read while the inspector shows packets."""
+
+    def reference(self, conn: Connection, side: int, frame: int) -> int | None:
+        """The 64-bit DSN of ``conn``'s ``side`` remembered at or before ``frame`` (None: none yet)."""
+        frames = self._frames.get((id(conn), side))
+        if frames is None:
+            return None
+        at = bisect.bisect_right(frames, frame) - 1
+        return self._values[(id(conn), side)][at] if at >= 0 else None
 
 
 @dataclass(slots=True)

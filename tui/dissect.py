@@ -84,6 +84,8 @@ class Context:
     first_ts: float = 0.0
     # (frame, option) of the latest DSS mapping sent on this subflow direction at or before a frame.
     find_mapping: Callable[[int, int, int], tuple[int, Dss] | None] | None = None
+    # (connection, side, frame) -> the 64-bit DSN the pass saw nearest before that frame (tui.collect.DsnAnchors)
+    dsn_reference: Callable[[Connection, int, int], int | None] | None = None
 
     @property
     def connection(self) -> Connection | None:
@@ -407,14 +409,17 @@ def _mptcp_option(opt: MptcpOption, at: int, seg: Segment, ctx: Context, packet:
         node.add(f"Subtype: MP_JOIN (1), backup: {int(opt.backup)}", at + 2, at + 3)
         node.add(f"Address ID: {opt.address_id}", at + 3, at + 4)
         hmac_node = node.add(f"Truncated HMAC: {opt.truncated_hmac:016x}", at + 4, at + 12)
-        expected = _expected_synack_hmac(ctx, opt.nonce)
+        sf = ctx.subflow
+        # the tracker's verdict covers the SYN/ACK whose nonce it recorded (a copy with another nonce: not checked)
+        expected = sf.join_synack_hmac_expected if sf is not None and sf.join_nonces[1] == opt.nonce else None
         _verdict(hmac_node, expected, opt.truncated_hmac, lambda v: f"{v:016x}")
         node.add(f"Sender's nonce: {opt.nonce:08x}", at + 12, at + 16)
     elif t is MpJoinAck:
         assert isinstance(opt, MpJoinAck)
         node.add("Subtype: MP_JOIN (1)", at + 2, at + 3)
         hmac_node = node.add(f"HMAC: {opt.hmac.hex()}", at + 4, at + 24)
-        _verdict(hmac_node, _expected_ack_hmac(ctx), opt.hmac, lambda v: v.hex())
+        expected_ack = ctx.subflow.join_ack_hmac_expected if ctx.subflow is not None else None
+        _verdict(hmac_node, expected_ack, opt.hmac, lambda v: v.hex())
     elif t is Dss:
         assert isinstance(opt, Dss)
         _dss(node, opt, at, seg, ctx, packet, side)
@@ -430,12 +435,7 @@ def _mptcp_option(opt: MptcpOption, at: int, seg: Segment, ctx: Context, packet:
             pos += 2
         if opt.hmac is not None:
             hmac_node = node.add(f"Truncated HMAC: {opt.hmac:016x}", pos, pos + 8)
-            expected_addr: int | None = None
-            if conn is not None:
-                ks, kr = conn.sides[side].key, conn.sides[1 - side].key
-                if ks is not None and kr is not None:
-                    expected_addr = crypto.add_addr_hmac(ks, kr, opt.address_id, opt.address, opt.port)
-            _verdict(hmac_node, expected_addr, opt.hmac, lambda v: f"{v:016x}")
+            _verdict(hmac_node, _expected_add_addr_hmac(conn, side, opt), opt.hmac, lambda v: f"{v:016x}")
     elif t is RemoveAddr:
         assert isinstance(opt, RemoveAddr)
         node.add("Subtype: REMOVE_ADDR (4)", at + 2, at + 3)
@@ -483,33 +483,21 @@ def _verdict(node: Node, expected: object, seen: object, fmt: Callable[..., str]
         node.add(f"Expected {fmt(expected)} [MISMATCH]", style="bad")
 
 
-def _join_parts(ctx: Context) -> tuple[int, int, int, int, int] | None:
-    """(key initiator, key responder, nonce initiator, nonce responder, version) of a join subflow."""
-    sf, conn = ctx.subflow, ctx.connection
-    if sf is None or conn is None:
+def _expected_add_addr_hmac(conn: Connection | None, side: int, opt: AddAddr) -> int | None:
+    """The HMAC the tracker computed for this announcement (any copy: it depends on the keys, id, address, port)."""
+    if conn is None:
         return None
-    init_side = 1 if sf.reversed else 0
-    key_i, key_r = conn.sides[init_side].key, conn.sides[1 - init_side].key
-    nonce_i, nonce_r = sf.join_nonces
-    if key_i is None or key_r is None or nonce_i is None or nonce_r is None:
-        return None
-    return key_i, key_r, nonce_i, nonce_r, _conn_version(ctx)
+    address = str(opt.address)
+    for ann in conn.announcements:
+        if (ann.kind == "add" and ann.sender == side and ann.address_ids[:1] == (opt.address_id,)
+                and ann.address == address and ann.port == opt.port and ann.hmac_expected is not None):  # fmt: skip
+            return ann.hmac_expected
+    return None
 
 
-def _expected_synack_hmac(ctx: Context, nonce: int) -> int | None:
-    parts = _join_parts(ctx)
-    if parts is None:
-        return None
-    key_i, key_r, nonce_i, _nonce_r, version = parts
-    return crypto.join_synack_truncated_hmac(key_r, key_i, nonce, nonce_i, version)
-
-
-def _expected_ack_hmac(ctx: Context) -> bytes | None:
-    parts = _join_parts(ctx)
-    if parts is None:
-        return None
-    key_i, key_r, nonce_i, nonce_r, version = parts
-    return crypto.join_ack_hmac(key_i, key_r, nonce_i, nonce_r, version)
+def _reference(ctx: Context, side: int, frame: int) -> int | None:
+    conn = ctx.connection
+    return None if conn is None or ctx.dsn_reference is None else ctx.dsn_reference(conn, side, frame)
 
 
 def _idsn(ctx: Context, side: int) -> int | None:
@@ -528,7 +516,7 @@ def _dss(node: Node, opt: Dss, at: int, seg: Segment, ctx: Context, packet: Pack
         size = 8 if opt.ack64 else 4
         ack = node.add(f"Data ACK: {opt.data_ack}", pos, pos + size)
         idsn = _idsn(ctx, 1 - side)
-        ack64 = opt.data_ack if opt.ack64 else expand(opt.data_ack, idsn)
+        ack64 = opt.data_ack if opt.ack64 else expand(opt.data_ack, idsn, _reference(ctx, 1 - side, packet.frame))
         if not opt.ack64:
             ack.add(f"64-bit: {ack64}" + ("" if idsn is not None else " (peer IDSN unknown: not expanded)"))
         if idsn is not None:
@@ -538,7 +526,7 @@ def _dss(node: Node, opt: Dss, at: int, seg: Segment, ctx: Context, packet: Pack
         size = 8 if opt.dsn64 else 4
         dsn_node = node.add(f"Data sequence number: {opt.dsn}", pos, pos + size)
         idsn = _idsn(ctx, side)
-        dsn64 = opt.dsn if opt.dsn64 else expand(opt.dsn, idsn)
+        dsn64 = opt.dsn if opt.dsn64 else expand(opt.dsn, idsn, _reference(ctx, side, packet.frame))
         if not opt.dsn64:
             dsn_node.add(f"64-bit: {dsn64}" + ("" if idsn is not None else " (IDSN unknown: not expanded)"))
         if idsn is not None:
@@ -616,7 +604,7 @@ def _payload(seg: Segment, ctx: Context, packet: Packet) -> Node:
     covered = mapping.ssn <= rel and rel + seg.payload_len <= mapping.ssn + m_len
     side = direction ^ sf.reversed
     idsn = _idsn(ctx, side)
-    dsn64 = mapping.dsn if mapping.dsn64 else expand(mapping.dsn, idsn)
+    dsn64 = mapping.dsn if mapping.dsn64 else expand(mapping.dsn, idsn, _reference(ctx, side, frame))
     text = f"Mapping of frame {frame}: DSN {dsn64} ← SSN {mapping.ssn}, {m_len} bytes"
     if covered:
         start = (dsn64 + rel - mapping.ssn) & MASK64

@@ -27,7 +27,7 @@ from analyzer.ingest.capture import GZIP_MAGIC, CaptureError
 from analyzer.model import Analysis, Connection, Subflow
 from analyzer.mptcp.options import Dss
 from analyzer.pipeline import AnalysisOptions, analyze
-from tui.collect import FollowSpool, PlotCollector
+from tui.collect import DsnAnchors, FollowSpool, PlotCollector
 from tui.filter import FilterContext
 from tui.flows import FlowTree, build_tree, live_tree
 from tui.index import DSS_MAP, META_DIR, IndexObserver, PacketIndex
@@ -71,6 +71,7 @@ class Session:
             self._copy = os.fdopen(fd, "wb")
         self.index = PacketIndex()
         self.plots = PlotCollector()
+        self.anchors = DsnAnchors()  # 64-bit DSNs the detail pane expands near
         self.spool = FollowSpool() if spool_cap is None else FollowSpool(spool_cap)
         self.observer = IndexObserver(self.index, tick=self._tick)
         self.store = PacketStore(self.index, self.data_path, self._flush_copy)
@@ -102,7 +103,7 @@ class Session:
         self._last_report = time.monotonic() - PROGRESS_INTERVAL * 0.6
         started = time.perf_counter()
         options = AnalysisOptions(
-            observers=[self.observer, self.plots],
+            observers=[self.observer, self.plots, self.anchors],
             stream_writer=self.spool.factory,
             progress=self._progress,
             on_record=self.observer.on_record,
