@@ -19,7 +19,7 @@ from textual.strip import Strip
 
 from analyzer.compare.align import Row
 from tui.splitview import both_line, frame_width, one_line
-from tui.widgets.virtual import CURSOR_BINDINGS, set_virtual_size
+from tui.widgets.virtual import CURSOR_BINDINGS, scroll_row_into_view, set_virtual_size
 
 STYLED = ("lost", "modified", "split", "coalesced", "uncaptured", "extra")
 
@@ -74,14 +74,7 @@ class AlignedList(ScrollView, can_focus=True):
 
     def go_to(self, position: int, center: bool = False) -> None:
         self.cursor = position
-        height = max(1, self.scrollable_content_region.height)
-        top = int(self.scroll_offset.y)
-        if center:
-            self.scroll_to(y=max(0, self.cursor - height // 2), animate=False, immediate=True)
-        elif self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+        scroll_row_into_view(self, self.cursor, center)
         self.refresh()
 
     def action_cursor(self, delta: int) -> None:

@@ -26,7 +26,7 @@ from textual.widgets import Static
 
 from tui.describe import row_kind, tcp_flags
 from tui.session import Session
-from tui.widgets.virtual import CURSOR_BINDINGS, set_virtual_size
+from tui.widgets.virtual import CURSOR_BINDINGS, scroll_row_into_view, set_virtual_size
 
 TIME_MODES = ("relative", "absolute", "delta")
 KINDS = ("capable", "join", "dss", "addr", "prio", "reset", "malformed", "control", "tcp", "other")
@@ -187,14 +187,7 @@ class PacketList(ScrollView, can_focus=True):
             self.post_message(self.Highlighted(frame))
 
     def scroll_to_cursor(self, center: bool = False) -> None:
-        height = max(1, self.scrollable_content_region.height)
-        top = int(self.scroll_offset.y)
-        if center:
-            self.scroll_to(y=max(0, self.cursor - height // 2), animate=False, immediate=True)
-        elif self.cursor < top:
-            self.scroll_to(y=self.cursor, animate=False, immediate=True)
-        elif self.cursor >= top + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False, immediate=True)
+        scroll_row_into_view(self, self.cursor, center)
 
     def go_to_position(self, position: int, center: bool = True) -> None:
         self.cursor = position

@@ -18,6 +18,18 @@ CURSOR_BINDINGS: tuple[Binding, ...] = (
 )
 
 
+def scroll_row_into_view(widget: ScrollView, row: int, center: bool = False) -> None:
+    """Scroll a one-line-per-row list so ``row`` is visible (``center``: in the middle), without animation."""
+    height = max(1, widget.scrollable_content_region.height)
+    top = int(widget.scroll_offset.y)
+    if center:
+        widget.scroll_to(y=max(0, row - height // 2), animate=False, immediate=True)
+    elif row < top:
+        widget.scroll_to(y=row, animate=False, immediate=True)
+    elif row >= top + height:
+        widget.scroll_to(y=row - height + 1, animate=False, immediate=True)
+
+
 def set_virtual_size(widget: ScrollView, size: Size) -> None:
     """Set ``widget.virtual_size``; skip the screen-wide layout when no scrollbar appears or goes.
 
