@@ -19,8 +19,16 @@ PACKAGES = ("analyzer", "tui")
 GROUPS: dict[str, tuple[str, ...]] = {
     "mptcp": ("analyzer.mptcp", "analyzer.seqnum", "analyzer.tcp_options"),
     "wire": ("analyzer.ingest",),
-    "observe": ("analyzer.tracker", "analyzer.datalevels", "analyzer.reassembly", "analyzer.stats", "analyzer.export",
-                "analyzer.follow", "analyzer.plot", "analyzer.rwnd"),
+    "observe": (
+        "analyzer.tracker",
+        "analyzer.datalevels",
+        "analyzer.reassembly",
+        "analyzer.stats",
+        "analyzer.export",
+        "analyzer.follow",
+        "analyzer.plot",
+        "analyzer.rwnd",
+    ),
     "facts": ("analyzer.facts",),
     "checker": ("analyzer.checker",),
     "endpoint": ("analyzer.endpoint",),
@@ -127,8 +135,14 @@ def test_a_rule_family_never_imports_another_family() -> None:
     assert not broken, "\n".join(broken)
 
 
-DECODERS = ("analyzer.ingest.decode", "analyzer.ingest.capture", "analyzer.ingest.tunnels", "analyzer.tcp_options",
-            "analyzer.ingest._fastdecode", "analyzer.ingest.speedups")
+DECODERS = (
+    "analyzer.ingest.decode",
+    "analyzer.ingest.capture",
+    "analyzer.ingest.tunnels",
+    "analyzer.tcp_options",
+    "analyzer.ingest._fastdecode",
+    "analyzer.ingest.speedups",
+)
 
 
 def test_rules_never_import_a_decoder() -> None:

@@ -60,13 +60,13 @@ def test_check_assume_fails_on_a_vouched_warning_and_rejects_unknown_names(tmp_p
     """A CI run that knows its capture is complete says so; the warning then fails the check as an error."""
     import json
 
-    from scenario import Scenario
     from test_rules_dss import send_mapped
     from typer.testing import CliRunner
 
     from analyzer.cli import app
+    from analyzer.endpoint.builder import ConnectionBuilder
 
-    sc = Scenario()  # DSS-007: the first mapping seen is 104 bytes late, the capture lost 4 (the H-LOSS case)
+    sc = ConnectionBuilder()  # DSS-007: the first mapping seen is 104 bytes late, the capture lost 4 (the H-LOSS case)
     sf = sc.initial()
     start = sc.side("c").dsn
     sf.send("c", b"lost")

@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 
 import pytest
-from scenario import ACK, RST, SYN, Scenario, SubflowBuilder
 from typer.testing import CliRunner
 
 from analyzer import cli
+from analyzer.endpoint.builder import ACK, RST, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import MpJoinAck, MpJoinSyn, MpJoinSynAck, MpTcpRst
 
@@ -30,7 +30,7 @@ def run(*args: str | Path) -> tuple[int, str]:
 
 def refused_join(directory: Path, after_synack: bool) -> str:
     """One working subflow and a join the responder resets with MP_TCPRST (after the SYN, or after the 3rd ACK)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.send("s", b"world")

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from junitparser import Error, Failure, JUnitXml, Skipped
-from scenario import ACK, SYN, Scenario, SubflowBuilder
 from typer.testing import CliRunner
 
 from analyzer import cli
 from analyzer.ci import check as check_mod
 from analyzer.ci import expect as expect_mod
 from analyzer.ci.rulebook import FAMILY_ORDER
+from analyzer.endpoint.builder import ACK, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import MpJoinAck, MpJoinSyn, MpJoinSynAck
 from analyzer.rules import RULES
@@ -51,7 +51,7 @@ def run_json(*args: str | Path) -> tuple[int, dict[str, Any]]:
 @pytest.fixture(scope="module")
 def bad_join(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, int]:
     """A legal connection plus a join whose third-ACK HMAC is zeroed (JOIN-003 at that frame)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.send("s", b"world")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from helpers import pcapgen as g
 
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.mptcp import crypto
 from analyzer.pipeline import analyze
 
@@ -53,14 +54,14 @@ def assert_input_error(proc: subprocess.CompletedProcess[str], *fragments: str) 
     assert proc.stdout == ""
 
 
-def crafted_capture() -> g.Capture:
-    cap = g.Capture(g.LINKTYPE_ETHERNET)
-    flow = cap.flow(client=("10.0.0.1", 40000), server=("10.0.0.2", 443))
-    flow.mptcp_handshake(CLIENT_KEY, SERVER_KEY)
-    flow.mptcp_send(b"hello")
-    flow.mptcp_send(b"world", from_client=False)
-    flow.mptcp_data_fin(with_fin=True)
-    return cap
+def crafted_capture() -> g.Framed:
+    conn = ConnectionBuilder(client_ip="10.0.0.1", server_ip="10.0.0.2", client_key=CLIENT_KEY,
+                             server_key=SERVER_KEY, server_port=443)  # fmt: skip
+    sf = conn.initial(client_port=40000, syn_options=[g.opt_mss()])
+    sf.send("c", b"hello")
+    sf.send("s", b"world")
+    sf.data_fin("c", with_fin=True)
+    return g.Framed(conn)
 
 
 # ------------------------------------------------------------------------------------------ bad input

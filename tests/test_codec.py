@@ -130,9 +130,7 @@ def test_mp_capable_v0_syn_carries_the_senders_key() -> None:
 
 def test_mp_join_synack_and_ack() -> None:
     synack = roundtrip(h("1e101101 864b40428762fd06 b1b2b3b4"))
-    assert synack == MpJoinSynAck(
-        backup=True, address_id=1, truncated_hmac=0x864B40428762FD06, nonce=0xB1B2B3B4
-    )
+    assert synack == MpJoinSynAck(backup=True, address_id=1, truncated_hmac=0x864B40428762FD06, nonce=0xB1B2B3B4)
     ack = roundtrip(h("1e181000 53037f2899475529844115fd07e665d23d3554fb"))
     assert ack == MpJoinAck(hmac=h("53037f2899475529844115fd07e665d23d3554fb"))
 
@@ -199,9 +197,7 @@ def test_add_addr_v0_layouts() -> None:
     """RFC 6824: the low nibble of byte 2 is IPVer; no echo, no HMAC."""
     assert roundtrip(h("1e083401 0a010202")) == AddAddr(1, IPv4Address("10.1.2.2"), v0=True)
     assert roundtrip(h("1e0a3402 0a010202 1f90")) == AddAddr(2, IPv4Address("10.1.2.2"), port=8080, v0=True)
-    assert roundtrip(h("1e143603 20010db8000000000000000000000001")) == AddAddr(
-        3, IPv6Address("2001:db8::1"), v0=True
-    )
+    assert roundtrip(h("1e143603 20010db8000000000000000000000001")) == AddAddr(3, IPv6Address("2001:db8::1"), v0=True)
     assert roundtrip(h("1e163603 20010db8000000000000000000000001 0050")) == AddAddr(
         3, IPv6Address("2001:db8::1"), port=80, v0=True
     )
@@ -550,9 +546,7 @@ def test_walker_dss_oobr_fuzzer_case() -> None:
     """tcpdump's mptcp-dss-oobr: a DSS of length 3 followed by EOL."""
     opts = walk(h("0204400c 0402 080a2397553400000000 1e0320 00"))
     assert opts.mss == 16396 and opts.sack_permitted and opts.timestamp == (597120308, 0)
-    assert opts.mptcp == [
-        MalformedOption(Subtype.DSS, h("1e0320"), "DSS length 3 leaves no room for the flags byte")
-    ]
+    assert opts.mptcp == [MalformedOption(Subtype.DSS, h("1e0320"), "DSS length 3 leaves no room for the flags byte")]
     assert opts.malformed is None
 
 

@@ -139,9 +139,7 @@ def test_parse_never_raises_and_builds_back_the_input(raw: bytes) -> None:
     end=st.integers(0, 70),
     captured=st.none() | st.integers(0, 80),
 )
-def test_walker_never_raises_on_arbitrary_bytes(
-    buf: bytes, start: int, end: int, captured: int | None
-) -> None:
+def test_walker_never_raises_on_arbitrary_bytes(buf: bytes, start: int, end: int, captured: int | None) -> None:
     opts = walk_tcp_options(buf, start, end, captured)
     assert isinstance(opts, TcpOptions)
     assert all(isinstance(opt, OPTION_TYPES) for opt in opts.mptcp)

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from analyzer import cli
 from analyzer.datalevels import DataLevels
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.ingest.segment import Segment
 from analyzer.model import Subflow
 from analyzer.mptcp.datalevel import DataLevel
@@ -23,7 +24,7 @@ from analyzer.mptcp.options import Dss
 from analyzer.pipeline import AnalysisOptions, analyze
 from analyzer.plot import PlotCollector, figure
 from analyzer.seqnum import MASK64
-from tests.helpers.pcapgen import LINKTYPE_ETHERNET, Capture
+from tests.helpers.pcapgen import Framed
 from tui.collect import PlotCollector as TuiPlotCollector
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -170,15 +171,14 @@ def test_plot_data_acks_agree_with_the_csv_past_two_gibibytes_of_32_bit_dsns(tmp
     once, in capture order.
     """
     step = 3 << 29  # 1.5 GiB: each jump is below 2^31, the total is not
-    cap = Capture(LINKTYPE_ETHERNET)
-    flow = cap.flow(client=("10.0.0.1", 40000), server=("10.0.0.2", 80))
-    flow.mptcp_handshake(client_key=0x1111, server_key=0x2222)
+    conn = ConnectionBuilder(client_ip="10.0.0.1", server_ip="10.0.0.2", client_key=0x1111, server_key=0x2222)
+    sf = conn.initial(client_port=40000)
     for n in range(3):
         if n:
-            flow.next_dsn[0] = (flow.next_dsn[0] + step) & MASK64
-        flow.mptcp_send(b"c" * 100, dsn64=False, ack64=False)
-        flow.mptcp_send(b"s" * 10, from_client=False, dsn64=False, ack64=False)
-    trace = cap.write_pcap(tmp_path / "far.pcap")
+            conn.side("c").dsn = (conn.side("c").dsn + step) & MASK64
+        sf.send("c", b"c" * 100, dsn64=False, ack64=False)
+        sf.send("s", b"s" * 10, dsn64=False, ack64=False)
+    trace = Framed(conn).write_pcap(tmp_path / "far.pcap")
     truth_dsn = [1, step + 101, 2 * step + 201]
     truth_ack = [101, step + 201, 2 * step + 301]
 

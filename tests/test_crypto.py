@@ -142,9 +142,7 @@ def test_join_v1_synack_and_ack_hmacs() -> None:
 def test_join_v0_uses_sha1_and_the_full_digest() -> None:
     assert join_hmac(KEY_B, KEY_A, R_B, R_A, version=0).hex() == "f983baffc3c12488ee5547ded1bab6f7f552859a"
     assert join_synack_truncated_hmac(KEY_B, KEY_A, R_B, R_A, version=0) == 0xF983BAFFC3C12488
-    assert (
-        join_ack_hmac(KEY_A, KEY_B, R_A, R_B, version=0).hex() == "5f9d9b1144766ae5a6402e4bc813bf52fad0199b"
-    )
+    assert join_ack_hmac(KEY_A, KEY_B, R_A, R_B, version=0).hex() == "5f9d9b1144766ae5a6402e4bc813bf52fad0199b"
 
 
 def test_join_hmac_key_order_matters() -> None:
@@ -156,9 +154,7 @@ def test_join_v0_matches_tcpdump_mptcp_v0_trace() -> None:
     key_client, key_server = 0x9C9EABD1E46A33B2, 0x967D2770B6960552
     nonce_client, nonce_server = 0x1B665A18, 0x33ABE9D5
     assert token_from_key(key_server, version=0) == 0xE47F0142  # SYN: join id 0 token 0xe47f0142
-    assert join_synack_truncated_hmac(key_server, key_client, nonce_server, nonce_client, 0) == (
-        0x5AB680C7884AF03D
-    )
+    assert join_synack_truncated_hmac(key_server, key_client, nonce_server, nonce_client, 0) == (0x5AB680C7884AF03D)
     assert join_ack_hmac(key_client, key_server, nonce_client, nonce_server, 0) == bytes.fromhex(
         "cb7b87f5e5f0502f43b535fb70ef6607df2e6c7a"
     )
@@ -178,9 +174,7 @@ def test_join_v0_matches_tcpdump_mptcp_v0_trace() -> None:
         (3, IPv6Address("2001:db8::1"), None, 0x4767F845DC847183),
     ],
 )
-def test_add_addr_hmac(
-    address_id: int, address: IPv4Address | IPv6Address, port: int | None, expected: int
-) -> None:
+def test_add_addr_hmac(address_id: int, address: IPv4Address | IPv6Address, port: int | None, expected: int) -> None:
     assert add_addr_hmac(KEY_A, KEY_B, address_id, address, port) == expected
 
 
@@ -356,9 +350,7 @@ def test_verification_accepts_negative_zero() -> None:
     data_len=st.integers(0, 2**16 - 1),
     pieces=st.lists(st.binary(max_size=37), max_size=8),
 )
-def test_checksum_matches_reference_for_any_split(
-    dsn: int, ssn: int, data_len: int, pieces: list[bytes]
-) -> None:
+def test_checksum_matches_reference_for_any_split(dsn: int, ssn: int, data_len: int, pieces: list[bytes]) -> None:
     expected = _reference_checksum(dsn, ssn, data_len, b"".join(pieces))
     assert dss_checksum(dsn, ssn, data_len, pieces) == expected
     assert dss_checksum(dsn, ssn, data_len, b"".join(pieces)) == expected

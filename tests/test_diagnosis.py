@@ -13,9 +13,9 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from scenario import ACK, CLIENT_KEY, PSH, RST, SERVER_KEY, SYN, Scenario, SubflowBuilder
 
 from analyzer.cli import main
+from analyzer.endpoint.builder import ACK, CLIENT_KEY, PSH, RST, SERVER_KEY, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.model import Analysis, Diagnosis, DiagnosisEvent
 from analyzer.mptcp import crypto
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, AddAddr, Dss, MpFail, MpJoinSyn, MpTcpRst
@@ -95,7 +95,7 @@ def test_lossy_reinjection_named_with_frames() -> None:
 # ---------------------------------------------------------------------- crafted
 
 
-def join_syn(sc: Scenario, client_ip: str = "10.0.3.1", address_id: int = 1) -> SubflowBuilder:
+def join_syn(sc: ConnectionBuilder, client_ip: str = "10.0.3.1", address_id: int = 1) -> SubflowBuilder:
     """Only the SYN of a join (correct token): what the responder does next is the test's."""
     server = sc.side("s")
     sf = SubflowBuilder(sc, (client_ip, 41234), (server.ip, sc.server_port),
@@ -106,7 +106,7 @@ def join_syn(sc: Scenario, client_ip: str = "10.0.3.1", address_id: int = 1) -> 
 
 
 def test_join_refused_with_mp_tcprst_reason(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"x" * 100)
     sf.ack("s")
@@ -121,7 +121,7 @@ def test_join_refused_with_mp_tcprst_reason(tmp_path: Path) -> None:
 
 
 def test_join_without_synack(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sc.initial()
     join_syn(sc)
     d = diagnosis(analyze(sc.write(tmp_path)))
@@ -130,7 +130,7 @@ def test_join_without_synack(tmp_path: Path) -> None:
 
 
 def test_completed_join_is_not_refused(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sc.initial()
     join = sc.join()
     join.send("c", b"data")
@@ -139,7 +139,7 @@ def test_completed_join_is_not_refused(tmp_path: Path) -> None:
 
 
 def test_mp_fail_after_checksum_failure_then_infinite_mapping(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     dsn = sc.side("c").dsn
     good = sc.auto_dss("c", sf.rel("c"), b"hello, checksum")
@@ -162,7 +162,7 @@ def test_mp_fail_after_checksum_failure_then_infinite_mapping(tmp_path: Path) ->
 
 def holed_trace(tmp_path: Path, acked: bool) -> str:
     """Three client segments, the middle one missing from the capture; the server's Data ACK covers it or not."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"a" * 100)
     after_first = sc.side("c").dsn
@@ -189,9 +189,9 @@ def test_hole_never_acknowledged_is_not_called_capture_loss(tmp_path: Path) -> N
     assert "never acknowledged" in event.text and "capture loss" not in event.text
 
 
-def stalled_trace(both_directions: bool = True) -> Scenario:
+def stalled_trace(both_directions: bool = True) -> ConnectionBuilder:
     """Data unacknowledged for 1 s, retransmitted after 0.3 s and again 0.6 s later (the RTO doubled)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"a" * 100)
     sf.ack("s")
@@ -226,7 +226,7 @@ def test_no_stall_without_the_other_direction(tmp_path: Path) -> None:
 
 
 def test_nat_announced_address_differs_from_join_source(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     ip = ipaddress.ip_address("10.0.3.1")
     announce = AddAddr(1, ip, None, hmac=crypto.add_addr_hmac(CLIENT_KEY, SERVER_KEY, 1, ip, None))
@@ -272,7 +272,7 @@ def test_text_report_has_a_diagnosis_section(
 @pytest.mark.parametrize(("wait", "stalled"), [(0.25, False), (0.5, True)])
 def test_a_wait_without_retransmission_needs_twice_the_floor(tmp_path: Path, wait: float, stalled: bool) -> None:
     """A 250 ms wait with no retransmission may be a delayed ACK (Linux: up to 200 ms); 500 ms is a stall."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     for _ in range(40):  # an RTT of 1 ms, so the floor is the minimum RTO
         sf.send("c", b"a" * 100)

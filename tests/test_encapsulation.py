@@ -82,6 +82,7 @@ def ipnet(ip: bytes) -> bytes:
 
 def nflog(ip: bytes, order: str = "<") -> bytes:
     """Header, a prefix TLV (type 10, odd length: padded), a timestamp TLV, then NFULA_PAYLOAD (type 9)."""
+
     def tlv(kind: int, value: bytes) -> bytes:
         raw = struct.pack(order + "HH", 4 + len(value), kind) + value
         return raw.ljust((len(raw) + 3) & ~3, b"\0")
@@ -134,16 +135,15 @@ WRAPS: dict[str, tuple[int, Wrap]] = {
     "cisco-hdlc": (LINK_C_HDLC, lambda ip: b"\x0f\x00" + struct.pack("!H", _ethertype(ip)) + ip),
     "gre": (LINK_ETHERNET, lambda ip: ethernet(ipv4(47, gre(_ethertype(ip), ip)))),
     "gre-over-ipv6": (LINK_ETHERNET, lambda ip: ethernet(ipv6(47, gre(_ethertype(ip), ip, sequence=True)))),
-    "gre-bridged": (
-        LINK_ETHERNET, lambda ip: ethernet(ipv4(47, gre(tunnels.ETH_TRANSPARENT_BRIDGING, ethernet(ip))))
-    ),
+    "gre-bridged": (LINK_ETHERNET, lambda ip: ethernet(ipv4(47, gre(tunnels.ETH_TRANSPARENT_BRIDGING, ethernet(ip))))),
     "ipip": (LINK_ETHERNET, lambda ip: ethernet(ipv4(4 if ip[0] >> 4 == 4 else 41, ip))),
     "vxlan": (LINK_ETHERNET, lambda ip: ethernet(ipv4(17, vxlan(ip)))),
     "geneve": (LINK_ETHERNET, lambda ip: ethernet(ipv6(17, geneve(ip)))),
     "erspan-ii": (LINK_ETHERNET, lambda ip: ethernet(ipv4(47, erspan_ii(ip)))),
     "erspan-iii": (LINK_ETHERNET, lambda ip: ethernet(ipv4(47, erspan_iii(ip)))),
     "vxlan-in-gre-in-mpls": (
-        LINK_ETHERNET, lambda ip: ethernet_of(0x8847, mpls(ipv4(47, gre(0x0800, ipv4(17, vxlan(ip))))))
+        LINK_ETHERNET,
+        lambda ip: ethernet_of(0x8847, mpls(ipv4(47, gre(0x0800, ipv4(17, vxlan(ip)))))),
     ),
 }
 
@@ -220,6 +220,6 @@ def test_udp_that_is_no_tunnel_and_pptp_gre_are_not_tcp() -> None:
 def test_cut_or_damaged_encapsulations_never_raise_and_both_decoders_agree(name: str, cut: int, noise: bytes) -> None:
     link_type, wrap = WRAPS[name]
     frame = wrap(_tcp_over_ipv4())
-    for damaged in (frame[:cut], noise + frame[len(noise):], frame[:cut] + noise):
+    for damaged in (frame[:cut], noise + frame[len(noise) :], frame[:cut] + noise):
         pure = decode_segment_pure(1, 0.0, link_type, damaged)
         assert _fields(decode.decode_segment(1, 0.0, link_type, damaged)) == _fields(pure)

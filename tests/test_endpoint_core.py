@@ -17,8 +17,8 @@ from pathlib import Path
 import dpkt
 import pytest
 from helpers import pcapgen as g
-from scenario import ACK, PSH, Scenario
 
+from analyzer.endpoint.builder import ACK, PSH, ConnectionBuilder
 from analyzer.endpoint.datalevel import DataReceiver
 from analyzer.endpoint.errors import RemoteProtocolError
 from analyzer.endpoint.mapping import MappingTable, RecvMapping
@@ -133,7 +133,7 @@ def test_index_sees_a_conflict_behind_a_shorter_newest_mapping() -> None:
 
 def test_the_mapper_reports_that_conflict_as_dss_002(tmp_path: Path) -> None:
     """Real bytes: 1000 mapped, 10 of them again with the same mapping, the next 10 mapped elsewhere."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     dsn, seq = sc.side("c").dsn, sf.nxt["c"]
     acked = sc.side("c").acked

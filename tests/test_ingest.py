@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 from helpers import pcapgen as g
-from helpers.pcapgen import ACK, PSH, SYN, Capture, Iface, Packet
+from helpers.pcapgen import ACK, PSH, SYN, Framed, Iface, Packet
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from analyzer.endpoint.builder import ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Severity
 from analyzer.ingest import capture as capture_mod
 from analyzer.ingest.capture import CaptureError, open_capture, read_records
@@ -48,17 +49,23 @@ SKIP_TRUNCATED = "headers cut short by the capture"
 SKIP_BAD_TCP = "malformed TCP header"
 
 
+def connection(
+    client: tuple[str, int] = V4[0], server: tuple[str, int] = V4[1]
+) -> tuple[ConnectionBuilder, SubflowBuilder]:
+    """A v1 connection with the MP_CAPABLE handshake sent (MSS 1460 in SYN and SYN-ACK)."""
+    conn = ConnectionBuilder(client_ip=client[0], server_ip=server[0], client_key=CLIENT_KEY, server_key=SERVER_KEY,
+                             server_port=server[1])  # fmt: skip
+    return conn, conn.initial(client_port=client[1], syn_options=[g.opt_mss()])
+
+
 def mptcp_capture(
     linktype: int = g.LINKTYPE_ETHERNET, *, v6: bool = False, encap=None, payload: bytes = b"hello, mptcp"
-) -> tuple[Capture, g.Flow]:
+) -> tuple[Framed, ConnectionBuilder]:
     """v1 handshake + one DSS data segment each way: 5 packets, all MPTCP."""
-    cap = Capture(linktype, encap=encap)
-    client, server = V6 if v6 else V4
-    flow = cap.flow(client=client, server=server)
-    flow.mptcp_handshake(CLIENT_KEY, SERVER_KEY)
-    flow.mptcp_send(payload)
-    flow.mptcp_send(b"reply", from_client=False)
-    return cap, flow
+    conn, sf = connection(*(V6 if v6 else V4))
+    sf.send("c", payload)
+    sf.send("s", b"reply")
+    return Framed(conn, linktype, encap=encap), conn
 
 
 def records(path: Path) -> tuple[list[Record], capture_mod.CaptureInfo]:
@@ -119,11 +126,10 @@ def test_pcap_written_by_dpkt(tmp_path, nano):
 
 
 def test_pcap_snaplen_truncates_payload_but_options_are_parsed(tmp_path):
-    cap = Capture(g.LINKTYPE_ETHERNET)
-    flow = cap.flow()
-    flow.mptcp_handshake(CLIENT_KEY, SERVER_KEY)
-    flow.mptcp_send(b"A" * 1000)
-    flow.mptcp_send(b"B" * 600, from_client=False)
+    conn, sf = connection()
+    sf.send("c", b"A" * 1000)
+    sf.send("s", b"B" * 600)
+    cap = Framed(conn)
     # Ethernet 14 + IP 20 + TCP 20 + DSS (A+a+M+m: 28 bytes) = 82: keep the options, cut the payload.
     snaplen = 14 + 20 + 20 + 28 + 10
     path = cap.write_pcap(tmp_path / "cut.pcap", snaplen=snaplen)
@@ -402,11 +408,10 @@ def _stored_deflate_gzip(payload: bytes, tail: bytes) -> bytes:
 
 def test_gzip_corrupt_deflate_data_mid_file(tmp_path):
     """zlib.error (invalid block type) after ~200 kB: earlier packets count, one error, no exception."""
-    cap = Capture(g.LINKTYPE_ETHERNET)
-    flow = cap.flow()
-    flow.mptcp_handshake(CLIENT_KEY, SERVER_KEY)
+    conn, sf = connection()
     for _ in range(200):
-        flow.mptcp_send(b"z" * 1000)
+        sf.send("c", b"z" * 1000)
+    cap = Framed(conn)
     path = tmp_path / "bad.pcap.gz"
     path.write_bytes(_stored_deflate_gzip(g.pcap_bytes(cap.packets, 1), b"\x07" + b"\x00" * 64))
     analysis = analyze(str(path))
@@ -639,11 +644,10 @@ def test_tso_super_segment_with_zero_ip_length():
 
 @pytest.mark.parametrize("fmt", ["pcap", "pcapng"])
 def test_mptcp_v1_handshake_and_dss_through_the_pipeline(tmp_path, fmt):
-    cap = Capture(g.LINKTYPE_ETHERNET)
-    flow = cap.flow(client=("192.0.2.1", 51000), server=("198.51.100.7", 80))
-    syn, synack, ack = flow.mptcp_handshake(CLIENT_KEY, SERVER_KEY)
-    data = flow.mptcp_send(b"GET / HTTP/1.1\r\n\r\n")
-    assert (syn, synack, ack, data) == (1, 2, 3, 4)
+    built, sf = connection(("192.0.2.1", 51000), ("198.51.100.7", 80))
+    data = sf.send("c", b"GET / HTTP/1.1\r\n\r\n")
+    assert (len(built.packets), data) == (4, 4)
+    cap = Framed(built)
     path = cap.write_pcap(tmp_path / "t.pcap") if fmt == "pcap" else cap.write_pcapng(tmp_path / "t.pcapng")
 
     analysis = analyze(str(path))
@@ -654,11 +658,11 @@ def test_mptcp_v1_handshake_and_dss_through_the_pipeline(tmp_path, fmt):
     assert conn.client_address == "192.0.2.1" and conn.server_address == "198.51.100.7"
     client, server = conn.sides
     assert (client.key, server.key) == (CLIENT_KEY, SERVER_KEY)
-    assert client.token == crypto.token_from_key(CLIENT_KEY) == flow.token(True)
+    assert client.token == crypto.token_from_key(CLIENT_KEY) == built.token("c")
     assert server.token == crypto.token_from_key(SERVER_KEY)
     assert client.idsn == crypto.idsn_from_key(CLIENT_KEY)
     assert server.idsn == crypto.idsn_from_key(SERVER_KEY)
-    assert (server.key_frame, client.key_frame) == (synack, ack)  # frames are 1-based
+    assert (server.key_frame, client.key_frame) == (2, 3)  # frames are 1-based: SYN-ACK, third ACK
     assert conn.first_frame == 1
 
     (sf,) = conn.subflows
@@ -734,12 +738,13 @@ def test_unsupported_link_type_raises_capture_error(tmp_path):
 
 @pytest.mark.parametrize("handshake", [True, False], ids=["syn-synack", "third-ack-only"])
 def test_unknown_mptcp_version_does_not_crash(tmp_path, handshake):
-    cap = Capture(g.LINKTYPE_RAW)
-    flow = cap.flow()
+    conn = ConnectionBuilder()
+    sf = conn.initial(handshake=False)
     if handshake:
-        flow.syn(MpCapable(2, 0x01).build())
-        flow.syn_ack(MpCapable(2, 0x01, sender_key=SERVER_KEY).build())
+        sf.raw("c", SYN, [g.opt_mss(), MpCapable(2, 0x01)])
+        sf.raw("s", SYN | ACK, [g.opt_mss(), MpCapable(2, 0x01, sender_key=SERVER_KEY)])
     else:
-        flow.ack(MpCapable(2, 0x01, sender_key=CLIENT_KEY, receiver_key=SERVER_KEY).build())
+        sf.raw("c", ACK, [MpCapable(2, 0x01, sender_key=CLIENT_KEY, receiver_key=SERVER_KEY)])
+    cap = Framed(conn, g.LINKTYPE_RAW)
     analysis = analyze(str(cap.write_pcap(tmp_path / "v2.pcap")))
     assert analysis.trace.packets == len(cap.packets)

@@ -34,16 +34,42 @@ from analyzer.report.json_out import analysis_to_json
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(REPO), os.environ.get("PYTHONPATH"))))}
 # the names scripts rely on (issue 12's contract); the interop scenarios come with the TUN runner
-CONTRACT = {"single", "two-paths", "add-addr", "remove-addr", "backup", "path-failure", "lossy", "checksum",
-            "fallback", "ipv6", "many-connections", "tfo", "offload-on", "mp-fail", "syncookies", "fullmesh",
-            "add-addr-port", "router", "endpoint-client", "endpoint-server"}
+CONTRACT = {
+    "single",
+    "two-paths",
+    "add-addr",
+    "remove-addr",
+    "backup",
+    "path-failure",
+    "lossy",
+    "checksum",
+    "fallback",
+    "ipv6",
+    "many-connections",
+    "tfo",
+    "offload-on",
+    "mp-fail",
+    "syncookies",
+    "fullmesh",
+    "add-addr-port",
+    "router",
+    "endpoint-client",
+    "endpoint-server",
+}
 MPTCP_KIND, TFO_KIND = 30, 34
 MP_CAPABLE, MP_JOIN, ADD_ADDR, REMOVE_ADDR, MP_PRIO, MP_FAIL, MP_TCPRST = 0, 1, 3, 4, 5, 6, 8
 
 
 def _cli(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "analyzer.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=ENV, cwd=REPO, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "analyzer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=ENV,
+        cwd=REPO,
+        check=False,
+    )
 
 
 def _skip_reason() -> str | None:
@@ -115,9 +141,19 @@ def _read(pcap: Path) -> list[Packet]:
                 continue
             fam = socket.AF_INET6 if isinstance(ip, dpkt.ip6.IP6) else socket.AF_INET
             tcp = ip.data
-            out.append(Packet(socket.inet_ntop(fam, ip.src), socket.inet_ntop(fam, ip.dst), tcp.sport, tcp.dport,
-                              tcp.flags, ip.hlim if fam == socket.AF_INET6 else ip.ttl, len(tcp.data),
-                              list(dpkt.tcp.parse_opts(tcp.opts)), tcp.win))
+            out.append(
+                Packet(
+                    socket.inet_ntop(fam, ip.src),
+                    socket.inet_ntop(fam, ip.dst),
+                    tcp.sport,
+                    tcp.dport,
+                    tcp.flags,
+                    ip.hlim if fam == socket.AF_INET6 else ip.ttl,
+                    len(tcp.data),
+                    list(dpkt.tcp.parse_opts(tcp.opts)),
+                    tcp.win,
+                )
+            )
     return out
 
 
@@ -292,18 +328,33 @@ def _router(run: Run) -> None:
 
 
 def _zero_window(run: Run) -> None:
-    closed = [p for p in run.packets if p.src.endswith(".2") and p.flags & dpkt.tcp.TH_ACK and not p.payload
-              and p.window == 0]
+    closed = [
+        p for p in run.packets if p.src.endswith(".2") and p.flags & dpkt.tcp.TH_ACK and not p.payload and p.window == 0
+    ]
     assert closed, "the paused server advertised a zero window"
     assert any(p.src.endswith(".1") and p.payload == 1 for p in run.packets), "the client probed it with one byte"
 
 
 FEATURES: dict[str, Callable[[Run], None]] = {
-    "single": _single, "two-paths": _two_paths, "add-addr": _add_addr, "remove-addr": _remove_addr,
-    "backup": _backup, "path-failure": _path_failure, "lossy": _lossy, "checksum": _checksum,
-    "fallback": _fallback, "ipv6": _ipv6, "many-connections": _many_connections, "tfo": _tfo,
-    "offload-on": _offload_on, "mp-fail": _mp_fail, "syncookies": _syncookies, "fullmesh": _fullmesh,
-    "add-addr-port": _add_addr_port, "router": _router, "zero-window": _zero_window,
+    "single": _single,
+    "two-paths": _two_paths,
+    "add-addr": _add_addr,
+    "remove-addr": _remove_addr,
+    "backup": _backup,
+    "path-failure": _path_failure,
+    "lossy": _lossy,
+    "checksum": _checksum,
+    "fallback": _fallback,
+    "ipv6": _ipv6,
+    "many-connections": _many_connections,
+    "tfo": _tfo,
+    "offload-on": _offload_on,
+    "mp-fail": _mp_fail,
+    "syncookies": _syncookies,
+    "fullmesh": _fullmesh,
+    "add-addr-port": _add_addr_port,
+    "router": _router,
+    "zero-window": _zero_window,
 }
 # errors the scenario itself puts on the wire (proven by the captured bytes): not analyzer bugs. mp-fail's
 # CSUM-001 is only a warning: the receiver's MP_FAIL names the mapping (a middlebox or the sender, the
@@ -329,8 +380,9 @@ def test_list_is_the_contract() -> None:
     assert set(FEATURES) == set(SCENARIOS), "every kernel-to-kernel scenario has its feature check"
 
 
-def test_not_root_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_not_root_is_one_clear_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from analyzer.cli import main
 
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
@@ -342,10 +394,16 @@ def test_not_root_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert not list(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("args", [["lab", "no-such-scenario", "-o", "x.pcap"], ["lab", "single"],
-                                  ["lab", "single", "-o", "x.pcap", "--rate", "3=1mbit"],
-                                  ["lab", "single", "-o", "x.pcap", "--pm-event", "remove@1"],
-                                  ["lab", "-o", "x.pcap", "--mode", "bogus"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["lab", "no-such-scenario", "-o", "x.pcap"],
+        ["lab", "single"],
+        ["lab", "single", "-o", "x.pcap", "--rate", "3=1mbit"],
+        ["lab", "single", "-o", "x.pcap", "--pm-event", "remove@1"],
+        ["lab", "-o", "x.pcap", "--mode", "bogus"],
+    ],
+)
 def test_bad_options_exit_2_before_any_namespace(args: list[str]) -> None:
     proc = _cli(*args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
@@ -365,7 +423,10 @@ def test_rebuilt_streams_match_the_sidecar(lab_run: Run) -> None:
         for direction in ("c2s", "s2c"):
             got = conn["streams"][direction]
             assert (got["bytes"], got["sha256"], got["complete"]) == (
-                want[direction]["bytes"], want[direction]["sha256"], True), f"{run.name} {want['client']} {direction}"
+                want[direction]["bytes"],
+                want[direction]["sha256"],
+                True,
+            ), f"{run.name} {want['client']} {direction}"
 
 
 @pytest.mark.netns
@@ -374,8 +435,11 @@ def test_rebuilt_streams_match_the_sidecar(lab_run: Run) -> None:
 def test_no_error_finding_on_a_real_kernel_trace(lab_run: Run) -> None:
     run = lab_run
     allowed = EXPECTED_ERRORS.get(run.name, set())
-    errors = [(f["rule"], f["frames"][:4], f["message"]) for f in run.analysis["findings"]
-              if f["severity"] == "error" and f["rule"] not in allowed]
+    errors = [
+        (f["rule"], f["frames"][:4], f["message"])
+        for f in run.analysis["findings"]
+        if f["severity"] == "error" and f["rule"] not in allowed
+    ]
     assert errors == []
 
 
@@ -395,10 +459,14 @@ def test_ctrl_c_tears_everything_down(tmp_path: Path) -> None:
     # where signals are deferred and the run would end normally)
     # SIG_DFL in the child: the run gets SIGINT as from a terminal even when an earlier test left this
     # process ignoring it (children inherit an ignored SIGINT, and Python then installs no handler)
-    proc = subprocess.Popen([sys.executable, "-m", "analyzer.cli", "lab", "path-failure", "-o", str(out),
-                             "--c2s-bytes", "2000000"],
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV, cwd=REPO)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "analyzer.cli", "lab", "path-failure", "-o", str(out), "--c2s-bytes", "2000000"],
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        cwd=REPO,
+    )
     mine = f"ma-cli-{proc.pid}-"
     program = ("analyzer.lab.programs", mine)  # the server or client of this run (their JSON names the lab)
     deadline = time.monotonic() + 30
@@ -431,7 +499,10 @@ def test_endpoint_interop_scenarios_match_their_sidecar(name: str, tmp_path: Pat
     for direction in ("c2s", "s2c"):
         got = conn["streams"][direction]
         assert (got["bytes"], got["sha256"], got["complete"]) == (
-            want[direction]["bytes"], want[direction]["sha256"], True), direction
+            want[direction]["bytes"],
+            want[direction]["sha256"],
+            True,
+        ), direction
     assert [f for f in analysis["findings"] if f["severity"] == "error"] == []
     assert sidecar["failure_counters_moved"] == {}
     assert want["endpoint_role"] == ("client" if name == "endpoint-client" else "server")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from analyzer.endpoint.builder import ACK, SYN, ConnectionBuilder
 from analyzer.limits import Limits
 from analyzer.model import Analysis
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, Dss, MpCapable
 from analyzer.pipeline import AnalysisOptions, analyze
 from tests.helpers.damage import assert_sound
 from tests.helpers.pcapgen import ipv4_tcp
-from tests.scenario import ACK, SYN, Scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = "10.210.255.1"
@@ -31,7 +31,7 @@ def _syn(index: int) -> bytes:
     return ipv4_tcp(src, SERVER, 1024 + port, 443, index * 7919, 0, SYN, MpCapable(1, 0x01, None).build())
 
 
-def _flood(sc: Scenario, count: int, first: int = 0) -> None:
+def _flood(sc: ConnectionBuilder, count: int, first: int = 0) -> None:
     """``count`` SYNs at the scenario's current time (the clock of its own exchange does not move)."""
     for index in range(first, first + count):
         sc.packets.append((sc.time, _syn(index)))
@@ -75,7 +75,7 @@ def test_a_bad_limit_on_the_command_line_is_a_usage_error() -> None:
 
 
 def test_the_limit_reaches_the_command_line_and_is_named_in_the_report(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _flood(sc, 30)
     path = sc.write(tmp_path)
     proc = subprocess.run(
@@ -89,7 +89,7 @@ def test_the_limit_reaches_the_command_line_and_is_named_in_the_report(tmp_path:
 
 # ----------------------------------------------------------------------------------------- many connections
 def test_a_syn_flood_is_summarised_past_max_half_open_and_memory_stays_bounded(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _flood(sc, 4000)
     path = sc.write(tmp_path)
     _run(str(ROOT / "samples/two-subflows.pcap"))  # imports every stage first: only the analysis is measured
@@ -107,7 +107,7 @@ def test_summarising_a_flood_leaves_the_real_connections_analysis_unchanged(tmp_
     """Flood SYNs interleaved with a real exchange: evicting them changes nothing about the real one."""
 
     def build(flood: bool) -> str:
-        sc = Scenario()
+        sc = ConnectionBuilder()
         sf = sc.initial()
         for number in range(40):
             if flood:
@@ -129,7 +129,7 @@ def test_summarising_a_flood_leaves_the_real_connections_analysis_unchanged(tmp_
 
 
 def test_max_connections_stops_new_flows_and_the_tracked_ones_go_on(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     _flood(sc, 300)
     sf.send("c", b"x" * 500)  # the first connection keeps being analysed after the limit
@@ -146,7 +146,7 @@ def test_max_connections_stops_new_flows_and_the_tracked_ones_go_on(tmp_path: Pa
 
 @pytest.mark.skipif(not __import__("os").environ.get("MPTCP_ANALYZE_SLOW"), reason="set MPTCP_ANALYZE_SLOW=1 (minutes)")
 def test_one_hundred_thousand_connections_with_the_default_limits(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _flood(sc, 100_000)
     analysis = _run(sc.write(tmp_path))
     assert len(analysis.connections) + sum(1 for _ in _limit_findings(analysis, "max_half_open")) >= 1
@@ -156,7 +156,7 @@ def test_one_hundred_thousand_connections_with_the_default_limits(tmp_path: Path
 # ----------------------------------------------------------------------------------------- data streams
 def _tiny_out_of_order(tmp_path: Path, pieces: int) -> str:
     """One connection whose first data byte never arrives, then ``pieces`` one-byte mapped segments after it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     client = sc.side("c")
     base_dsn, base_rel = client.dsn, sf.rel("c")
@@ -190,7 +190,7 @@ def test_a_gap_that_never_fills_is_a_hole_not_a_hang(tmp_path: Path) -> None:
 
 
 def test_mappings_announcing_huge_lengths_cost_nothing_extra(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     client = sc.side("c")
     for index in range(150):  # 150 mappings of 65,535 bytes, 10 bytes each actually sent
@@ -212,7 +212,7 @@ def _pcap(records: list[tuple[int, int, int, int, bytes]], snaplen: int = 65535)
 
 
 def _packets(count: int) -> list[bytes]:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     for number in range(count):
         sf.send("c", bytes([number]) * 20)

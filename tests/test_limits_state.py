@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 import analyzer.checker as checker_mod
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.limits import Limits
 from analyzer.pipeline import AnalysisOptions, analyze
 from analyzer.report import json_out
-from tests.scenario import Scenario
 from tests.test_limits import _flood
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def test_no_stage_keeps_state_for_summarised_flows(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(checker_mod.Checker, "__init__", spy)
     sizes = []
     for count in (300, 1500):
-        sc = Scenario()
+        sc = ConnectionBuilder()
         sf = sc.initial()
         _flood(sc, count)
         sf.send("c", b"data" * 50)
@@ -62,7 +62,7 @@ def test_the_streamed_json_document_is_the_one_built_in_memory(trace: Path) -> N
 
 
 def test_the_streamed_json_of_empty_lists(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sc.initial(handshake=False)
     analysis = analyze(sc.write(tmp_path))
     assert not analysis.connections and not analysis.tcp_flows and not analysis.findings
@@ -73,11 +73,11 @@ def test_the_streamed_json_of_empty_lists(tmp_path: Path) -> None:
 
 def test_findings_of_a_summarised_connection_never_name_a_listed_one(tmp_path: Path) -> None:
     """A malformed SYN option gives a finding; when its connection is summarised the finding names no other."""
+    from analyzer.endpoint.builder import SYN
     from analyzer.mptcp.options import MpCapable
     from tests.helpers.pcapgen import ipv4_tcp
-    from tests.scenario import SYN
 
-    sc = Scenario()
+    sc = ConnectionBuilder()
     bad = MpCapable(1, 0x01, None).build()[:3] + b"\x00"  # crypto bits cleared: a finding on the SYN
     sc.packets.append((sc.time, ipv4_tcp("10.9.9.9", "10.210.255.1", 999, 443, 1, 0, SYN, bad)))
     _flood(sc, 50)

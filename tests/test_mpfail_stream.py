@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 from helpers.lab import load_lab
-from scenario import ACK, Scenario, SubflowBuilder
 
+from analyzer.endpoint.builder import ACK, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis, StreamSummary
 from analyzer.mptcp import crypto
@@ -53,7 +53,9 @@ def _c2s(analysis: Analysis) -> StreamSummary:
     return analysis.streams[conn.id][0]
 
 
-def mapped(sc: Scenario, sf: SubflowBuilder, good: bytes, wire: bytes | None = None, dsn: int | None = None) -> int:
+def mapped(
+    sc: ConnectionBuilder, sf: SubflowBuilder, good: bytes, wire: bytes | None = None, dsn: int | None = None
+) -> int:
     """Send ``wire`` (default ``good``) on ``sf`` under a mapping at ``dsn`` (default: the next DSN) whose
     checksum is computed over ``good``, as a sender does before a middlebox changes the bytes."""
     c = sc.side("c")
@@ -70,10 +72,10 @@ def mapped(sc: Scenario, sf: SubflowBuilder, good: bytes, wire: bytes | None = N
 # Crafted: MP_FAIL on the RST, the data again on the other subflow
 
 
-def reset_scenario(split_resend: bool = False) -> tuple[Scenario, int, int]:
+def reset_scenario(split_resend: bool = False) -> tuple[ConnectionBuilder, int, int]:
     """A on the initial subflow, B changed on the way on the join; the server resets the join with MP_FAIL,
     the client sends B again on the initial subflow (in one piece, or cut at other boundaries), then C."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     join = sc.join()
     mapped(sc, sf, A)
@@ -120,7 +122,7 @@ def test_reset_reinjection_counts_agree(tmp_path: Path) -> None:
 
 def test_without_a_reaction_the_failed_copy_stays_out(tmp_path: Path) -> None:
     """No MP_FAIL and no good copy: the failed bytes are a hole, the stream is not complete (never invented)."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     mapped(sc, sf, A)
     mapped(sc, sf, B, wire=BAD_B)
@@ -135,7 +137,7 @@ def test_without_a_reaction_the_failed_copy_stays_out(tmp_path: Path) -> None:
 
 def test_a_mapping_over_several_segments_is_held_until_its_checksum_verifies(tmp_path: Path) -> None:
     """The failed mapping covers two segments and only the second was changed: neither enters the stream."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     join = sc.join()
     mapped(sc, sf, A)
@@ -162,7 +164,7 @@ def test_a_mapping_over_several_segments_is_held_until_its_checksum_verifies(tmp
 def test_a_held_mapping_verifies_when_its_gap_is_filled(tmp_path: Path) -> None:
     """The middle segment of a three-segment mapping is captured last (sent again): the pieces held after
     the gap are summed when it is filled, so the checksum is verified and the bytes enter the stream."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c = sc.side("c")
     payload = A + B + C
@@ -198,10 +200,10 @@ def test_beyond_the_hold_cap_a_failure_withholds_the_sha256(tmp_path: Path, monk
 # Crafted: MP_FAIL on an ACK, fallback with an infinite mapping
 
 
-def fallback_scenario() -> tuple[Scenario, int]:
+def fallback_scenario() -> tuple[ConnectionBuilder, int]:
     """Single subflow: B changed on the way; MP_FAIL on an ACK; C still mapped (in flight), D without any
     option (the fallback point), E with the infinite mapping, then the TCP FINs close the stream."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c, s = sc.side("c"), sc.side("s")
     mapped(sc, sf, A)
@@ -258,7 +260,7 @@ def test_fallback_follow_writes_every_byte_at_its_offset(tmp_path: Path) -> None
 
 def test_fallback_without_the_mp_fail_in_the_capture(tmp_path: Path) -> None:
     """The infinite mapping alone shows the sender fell back: the failed copy was kept."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c = sc.side("c")
     mapped(sc, sf, A)
@@ -359,7 +361,7 @@ def test_data_in_flight_at_an_mp_fail_fallback_on_the_only_subflow_is_no_fallbac
     """Seen on the kernel under load: C was mapped and in flight when the MP_FAIL arrived and the receiver had
     not Data-ACKed it when D (no DSS: the fallback point) went out. On the connection's only subflow that data
     is in sequence and TCP delivers it (§3.7), so there is nothing unacknowledged to warn about."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c, s = sc.side("c"), sc.side("s")
     mapped(sc, sf, A)

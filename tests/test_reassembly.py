@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scenario import ACK, PSH, Scenario
 
+from analyzer.endpoint.builder import ACK, PSH, ConnectionBuilder
 from analyzer.findings import Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -122,7 +122,7 @@ def test_any_arrival_order_with_duplicates_rebuilds_the_same_bytes(data: bytes, 
 
 # ---------------------------------------------------------------------------- crafted traces
 def test_a_mapping_spanning_segments_with_odd_lengths_verifies_its_checksum(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c = sc.side("c")
     payload = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"  # 27 bytes in two odd segments
@@ -143,7 +143,7 @@ def test_a_mapping_spanning_segments_with_odd_lengths_verifies_its_checksum(tmp_
 
 
 def test_a_corrupted_payload_fails_the_checksum(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c = sc.side("c")
     dss = Dss(
@@ -156,7 +156,7 @@ def test_a_corrupted_payload_fails_the_checksum(tmp_path: Path) -> None:
 
 
 def test_mp_capable_with_data_carries_the_first_mapping(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c, s = sc.side("c"), sc.side("s")
     sf.send("c", b"early", options=[MpCapable(1, 0x01, c.key, s.key, data_len=5)])
@@ -170,7 +170,7 @@ def test_mp_capable_with_data_carries_the_first_mapping(tmp_path: Path) -> None:
 
 
 def test_reinjection_on_a_join_is_counted_and_attributed(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     c = sc.side("c")
@@ -189,7 +189,7 @@ def test_reinjection_on_a_join_is_counted_and_attributed(tmp_path: Path) -> None
 
 
 def test_a_reinjection_with_different_bytes_is_reported(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     c = sc.side("c")
@@ -202,7 +202,7 @@ def test_a_reinjection_with_different_bytes_is_reported(tmp_path: Path) -> None:
 
 
 def test_tcp_retransmission_is_not_a_reinjection(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c = sc.side("c")
     dsn, seq = c.dsn, sf.nxt["c"]
@@ -222,7 +222,7 @@ def _pin_idsn(monkeypatch: pytest.MonkeyPatch, idsn: int) -> None:
 
 def test_32_bit_dsns_are_expanded_across_a_2_32_wrap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _pin_idsn(monkeypatch, (7 << 32) + 0xFFFFFFFF - 20)
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c = sc.side("c")
     data = bytes(range(40))
@@ -242,7 +242,7 @@ def test_32_bit_dsns_are_expanded_across_a_2_32_wrap(tmp_path: Path, monkeypatch
 
 def test_64_bit_dsn_space_wraps_at_2_64(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _pin_idsn(monkeypatch, (1 << 64) - 30)
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     data = b"x" * 25 + b"y" * 25
     sf.send("c", data[:25])
@@ -256,7 +256,7 @@ def test_64_bit_dsn_space_wraps_at_2_64(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_data_fin_on_the_last_data_mapping_completes_the_stream(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"last words", dss=sc.auto_dss("c", 1, b"last words", data_fin=True))
     sf.ack("s")
@@ -266,7 +266,7 @@ def test_data_fin_on_the_last_data_mapping_completes_the_stream(tmp_path: Path) 
 
 
 def test_after_an_infinite_mapping_the_stream_continues_by_tcp_sequence(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c = sc.side("c")
     sf.send("c", b"mapped.")
@@ -283,7 +283,7 @@ def test_after_an_infinite_mapping_the_stream_continues_by_tcp_sequence(tmp_path
 
 
 def test_a_connection_that_fell_back_in_the_handshake_is_rebuilt_by_tcp_sequence(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     c, s = sc.side("c"), sc.side("s")
     sf.raw("c", 0x02, [MpCapable(1, 0x01)])
@@ -302,7 +302,7 @@ def test_a_connection_that_fell_back_in_the_handshake_is_rebuilt_by_tcp_sequence
 
 
 def test_payload_cut_by_the_snaplen_leaves_the_stream_incomplete_and_checksums_unverifiable(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"z" * 500)
     sf.ack("s")
@@ -317,7 +317,7 @@ def test_payload_cut_by_the_snaplen_leaves_the_stream_incomplete_and_checksums_u
 
 
 def test_follow_writer_sees_every_byte_in_order(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     sf.send("c", b"one ")
@@ -335,7 +335,7 @@ def test_flag_constant_for_data_fin_is_what_the_builder_uses() -> None:
 
 
 def test_a_retransmission_far_behind_the_newest_mapping_keeps_its_own_mapping(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c = sc.side("c")
     first_dsn, first_seq = c.dsn, sf.nxt["c"]

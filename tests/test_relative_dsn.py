@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
-from scenario import Scenario
 
 from analyzer.cli import main
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.mptcp.options import Dss, MpFail
 from tui.describe import option_summary, relative
 from tui.session import Session
@@ -47,7 +47,7 @@ def test_report_data_acks_relative_by_default_absolute_on_request(
 def test_mp_fail_dsn_relative_in_the_report_absolute_in_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     dsn = sc.side("c").dsn  # IDSN + 1: the first data byte
     sf.send("c", b"hello, checksum")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenario import ACK, PSH, Scenario
 from typer.testing import CliRunner
 
 from analyzer import cli
+from analyzer.endpoint.builder import ACK, PSH, ConnectionBuilder
 from analyzer.pipeline import analyze
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -15,7 +15,7 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 def test_options_stripped_on_the_path(tmp_path: Path) -> None:
     """MP_CAPABLE handshake, then data both ways without any DSS: the options were stripped on the path."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     first = sf.raw("c", ACK | PSH, [], b"hello over plain TCP")
     sf.raw("s", ACK | PSH, [], b"and back")

@@ -12,10 +12,10 @@ import json
 from pathlib import Path
 
 import pytest
-from scenario import ACK, Scenario
 from typer.testing import CliRunner
 
 from analyzer import cli
+from analyzer.endpoint.builder import ACK, ConnectionBuilder
 from analyzer.findings import MASK64, FindingSink, dsn_ref
 from analyzer.pipeline import analyze
 
@@ -26,7 +26,7 @@ runner = CliRunner()
 
 def dss_016(tmp_path: Path) -> str:
     """Data mapped after the client's DATA_FIN (DSS-016, an error): 6 bytes, the DATA_FIN, 5 more bytes."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"before")
     sf.raw("c", ACK, [sc.auto_dss("c", 0, b"", data_fin=True)])

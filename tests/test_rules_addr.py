@@ -11,8 +11,8 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from scenario import ACK, CLIENT_KEY, SERVER_KEY, SYN, Scenario, SubflowBuilder
 
+from analyzer.endpoint.builder import ACK, CLIENT_KEY, SERVER_KEY, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -42,8 +42,8 @@ def echo(address: str = ADDRESS, address_id: int = 1, port: int | None = None) -
     return AddAddr(address_id, ipaddress.ip_address(address), port, echo=True)
 
 
-def established(version: int = 1) -> tuple[Scenario, SubflowBuilder]:
-    sc = Scenario(version=version)
+def established(version: int = 1) -> tuple[ConnectionBuilder, SubflowBuilder]:
+    sc = ConnectionBuilder(version=version)
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")
@@ -136,7 +136,7 @@ def test_addr_003_each_version_with_its_own_layout(tmp_path: Path) -> None:
 
 def test_addr_003_unknown_version_is_only_noted(tmp_path: Path) -> None:
     """H-MID: without the handshake the version is unknown and either layout is accepted."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     sf.nxt["c"], sf.nxt["s"] = 1001, 5001
     sf.send("c", b"hello")
@@ -348,7 +348,7 @@ def test_addr_009_ids_from_add_addr_mp_join_and_the_initial_subflow_are_known(tm
 
 def test_addr_009_not_judged_without_the_handshake(tmp_path: Path) -> None:
     """H-MID: the ID may have been announced before the capture started."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     sf.nxt["c"], sf.nxt["s"] = 1001, 5001
     sf.send("c", b"hello")
@@ -389,7 +389,7 @@ def test_addr_010_subflow_closed_after_the_removal(tmp_path: Path) -> None:
 
 def test_addr_011_add_addr_on_a_syn(tmp_path: Path) -> None:
     """§3.4: address signalling needs an established connection; never on a SYN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     frame = sf.raw("c", SYN, [MpCapable(1, 0x01), echo()])
     analysis = analyze(sc.write(tmp_path))
@@ -398,7 +398,7 @@ def test_addr_011_add_addr_on_a_syn(tmp_path: Path) -> None:
 
 
 def test_addr_011_remove_addr_on_a_syn_ack(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
     frame = sf.raw("s", SYN | ACK, [MpCapable(1, 0x01, SERVER_KEY), RemoveAddr((1,))])

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenario import ACK, FIN, Scenario, SubflowBuilder
-
+from analyzer.endpoint.builder import ACK, FIN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DATA_FIN, DSS_DSN64, DSS_MAPPING, Dss
@@ -31,12 +30,12 @@ def one(analysis: Analysis, rule: str) -> Finding:
     return finding
 
 
-def data_fin(sc: Scenario, sf: SubflowBuilder, side: str, flags: int = ACK) -> int:
+def data_fin(sc: ConnectionBuilder, sf: SubflowBuilder, side: str, flags: int = ACK) -> int:
     """A DATA_FIN-only mapping (SSN 0, length 1, DSN = the DATA_FIN's) at the side's next DSN."""
     return sf.raw(side, flags, [sc.auto_dss(side, 0, b"", data_fin=True)])
 
 
-def fins(sc: Scenario) -> list[int]:
+def fins(sc: ConnectionBuilder) -> list[int]:
     """FIN both ways on every subflow, with the final ACK; returns the FIN frames."""
     frames = []
     for sf in sc.subflows:
@@ -45,8 +44,8 @@ def fins(sc: Scenario) -> list[int]:
     return frames
 
 
-def established() -> tuple[Scenario, SubflowBuilder]:
-    sc = Scenario()
+def established() -> tuple[ConnectionBuilder, SubflowBuilder]:
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"request")
     sf.ack("s")
@@ -195,7 +194,7 @@ def test_close_004_connection_ended_by_reset(tmp_path: Path) -> None:
 
 def test_close_005_last_subflow_closed_before_the_data_was_acknowledged(tmp_path: Path) -> None:
     """§3.3.3: a host must not close all its subflows while its data is not data-acknowledged."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"unacknowledged")
     fin = sf.fin("c", options=[Dss(DSS_ACK | DSS_ACK64, data_ack=sc.side("c").acked)])
@@ -207,7 +206,7 @@ def test_close_005_last_subflow_closed_before_the_data_was_acknowledged(tmp_path
 
 
 def test_close_005_one_subflow_closed_while_another_remains(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     sf.send("c", b"unacknowledged")
@@ -220,7 +219,7 @@ def test_close_005_one_subflow_closed_while_another_remains(tmp_path: Path) -> N
 
 def test_close_005_only_the_data_fin_outstanding(tmp_path: Path) -> None:
     """§3.3.3: closing is safe once only the DATA_FIN is unacknowledged."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"acknowledged")
     sf.ack("s")
@@ -231,7 +230,7 @@ def test_close_005_only_the_data_fin_outstanding(tmp_path: Path) -> None:
 
 def test_close_005_data_ack_captured_a_moment_after_the_fin(tmp_path: Path) -> None:
     """H-REORD: the Data ACK that made the close safe shows up 1 ms after the FIN in the capture."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     join.send("c", b"data")
@@ -245,10 +244,10 @@ def test_close_005_data_ack_captured_a_moment_after_the_fin(tmp_path: Path) -> N
 # CLOSE-006 ---------------------------------------------------------------------------------------
 
 
-def hole_before_data_fin(lost_by_the_capture: int = 0) -> tuple[Scenario, int, int]:
+def hole_before_data_fin(lost_by_the_capture: int = 0) -> tuple[ConnectionBuilder, int, int]:
     """The client maps 5 bytes, 10 later bytes are never mapped (or partly lost by the capture), then its
     DATA_FIN; the server acknowledges the DATA_FIN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c = sc.side("c")
     sf.send("c", b"12345")
@@ -319,7 +318,7 @@ def test_close_007_one_data_fin_unacknowledged(tmp_path: Path) -> None:
 
 def test_data_fin_on_another_subflow_than_the_data(tmp_path: Path) -> None:
     """§3.3.3: the DATA_FIN and its Data ACK may use any subflow."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     join.send("c", b"on the join")

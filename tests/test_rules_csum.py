@@ -11,8 +11,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from scenario import ACK, PSH, Scenario, SubflowBuilder
-
+from analyzer.endpoint.builder import ACK, PSH, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -32,7 +31,7 @@ def one(analysis: Analysis, rule: str) -> Finding:
     return finding
 
 
-def send(sc: Scenario, sf: SubflowBuilder, payload: bytes, checksum: int | None, side: str = "c") -> int:
+def send(sc: ConnectionBuilder, sf: SubflowBuilder, payload: bytes, checksum: int | None, side: str = "c") -> int:
     """``payload`` with a mapping that carries exactly this checksum field (None: no field)."""
     me = sc.side(side)
     dss = Dss(MAP64, data_ack=me.acked, dsn=me.dsn, ssn=sf.rel(side), data_len=len(payload), checksum=checksum)
@@ -42,11 +41,11 @@ def send(sc: Scenario, sf: SubflowBuilder, payload: bytes, checksum: int | None,
     return frame
 
 
-def good_checksum(sc: Scenario, sf: SubflowBuilder, payload: bytes, side: str = "c") -> int:
+def good_checksum(sc: ConnectionBuilder, sf: SubflowBuilder, payload: bytes, side: str = "c") -> int:
     return crypto.dss_checksum(sc.side(side).dsn, sf.rel(side), len(payload), payload)
 
 
-def write_with_snaplen(sc: Scenario, directory: Path, snaplen: int) -> str:
+def write_with_snaplen(sc: ConnectionBuilder, directory: Path, snaplen: int) -> str:
     """The scenario as a pcap whose records keep only ``snaplen`` bytes of each packet (H-SNAP)."""
     path = directory / "snaplen.pcap"
     with path.open("wb") as f:
@@ -63,7 +62,7 @@ def write_with_snaplen(sc: Scenario, directory: Path, snaplen: int) -> str:
 
 def test_csum_001_checksum_does_not_verify(tmp_path: Path) -> None:
     """§3.3.1: the checksum covers the pseudo-header and the mapping's bytes."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     frame = send(sc, sf, b"corrupted?", good_checksum(sc, sf, b"corrupted!"))
     analysis = analyze(sc.write(tmp_path))
@@ -72,7 +71,7 @@ def test_csum_001_checksum_does_not_verify(tmp_path: Path) -> None:
 
 
 def test_csum_001_checksum_verifies(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"all good")
     analysis = analyze(sc.write(tmp_path))
@@ -81,7 +80,7 @@ def test_csum_001_checksum_verifies(tmp_path: Path) -> None:
 
 def test_csum_001_payload_cut_by_the_snaplen_is_not_verifiable(tmp_path: Path) -> None:
     """H-SNAP: with 20 payload bytes missing from the capture the checksum cannot be judged."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     payload = b"p" * 100
     send(sc, sf, payload, good_checksum(sc, sf, payload) ^ 0x1234)
@@ -96,7 +95,7 @@ def test_csum_001_payload_cut_by_the_snaplen_is_not_verifiable(tmp_path: Path) -
 
 def test_csum_002_checksum_missing_although_negotiated(tmp_path: Path) -> None:
     """§3.3: with A set in the handshake, every mapping carries a checksum."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"with")
     frame = send(sc, sf, b"without", None)
@@ -107,7 +106,7 @@ def test_csum_002_checksum_missing_although_negotiated(tmp_path: Path) -> None:
 
 def test_csum_002_mp_capable_with_data_without_checksum(tmp_path: Path) -> None:
     """§3.3: MP_CAPABLE with data of length 22 (no checksum) on a checksum connection."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c, s = sc.side("c"), sc.side("s")
     frame = sf.send("c", b"first", options=[MpCapable(1, 0x81, c.key, s.key, data_len=5)])
@@ -117,7 +116,7 @@ def test_csum_002_mp_capable_with_data_without_checksum(tmp_path: Path) -> None:
 
 
 def test_csum_002_every_mapping_carries_a_checksum(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"with")
     sf.send("c", b"with too")
@@ -133,7 +132,7 @@ def test_csum_002_every_mapping_carries_a_checksum(tmp_path: Path) -> None:
 
 def test_csum_003_checksum_present_although_not_negotiated(tmp_path: Path) -> None:
     """§3.3: with A clear on both SYNs, mappings carry no checksum (length 20/28 instead of 18/26)."""
-    sc = Scenario(checksum=False)
+    sc = ConnectionBuilder(checksum=False)
     sf = sc.initial()
     sf.send("c", b"without")
     frame = send(sc, sf, b"with", good_checksum(sc, sf, b"with"))
@@ -143,7 +142,7 @@ def test_csum_003_checksum_present_although_not_negotiated(tmp_path: Path) -> No
 
 
 def test_csum_003_mp_capable_with_data_and_checksum(tmp_path: Path) -> None:
-    sc = Scenario(checksum=False)
+    sc = ConnectionBuilder(checksum=False)
     sf = sc.initial()
     c, s = sc.side("c"), sc.side("s")
     checksum = crypto.dss_checksum(c.dsn, 1, 5, b"first")
@@ -154,7 +153,7 @@ def test_csum_003_mp_capable_with_data_and_checksum(tmp_path: Path) -> None:
 
 
 def test_csum_003_no_mapping_carries_a_checksum(tmp_path: Path) -> None:
-    sc = Scenario(checksum=False)
+    sc = ConnectionBuilder(checksum=False)
     sf = sc.initial()
     c, s = sc.side("c"), sc.side("s")
     sf.send("c", b"first", options=[MpCapable(1, 0x01, c.key, s.key, data_len=5)])
@@ -168,8 +167,8 @@ def test_csum_003_no_mapping_carries_a_checksum(tmp_path: Path) -> None:
 # CSUM-004 ----------------------------------------------------------------------------------------
 
 
-def infinite_mapping(checksum: int) -> tuple[Scenario, int]:
-    sc = Scenario(checksum=True)
+def infinite_mapping(checksum: int) -> tuple[ConnectionBuilder, int]:
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"mapped")
     sf.ack("s")
@@ -196,9 +195,9 @@ def test_csum_004_infinite_mapping_with_checksum_zero(tmp_path: Path) -> None:
 # CSUM-005 ----------------------------------------------------------------------------------------
 
 
-def corrupted_then(reaction: str, wait: float = 2.0) -> tuple[Scenario, int]:
+def corrupted_then(reaction: str, wait: float = 2.0) -> tuple[ConnectionBuilder, int]:
     """A client mapping fails its checksum; the server then reacts (or not); returns the mapping's frame."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     dsn = sc.side("c").dsn
     frame = send(sc, sf, b"bits flipped", good_checksum(sc, sf, b"bits flippeD"))
@@ -235,9 +234,9 @@ def test_csum_005_capture_ends_before_a_reaction_could_come(tmp_path: Path) -> N
 # CSUM-006 ----------------------------------------------------------------------------------------
 
 
-def mid_connection(checksums: list[bool]) -> tuple[Scenario, list[int]]:
+def mid_connection(checksums: list[bool]) -> tuple[ConnectionBuilder, list[int]]:
     """The capture starts at the MP_CAPABLE third ACK: the negotiation itself is not in the capture."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial(handshake=False)
     sf.nxt = {"c": 1001, "s": 5001}
     c, s = sc.side("c"), sc.side("s")
@@ -266,7 +265,7 @@ def test_csum_006_checksum_on_every_mapping(tmp_path: Path) -> None:
 
 def test_data_fin_only_mapping_carries_a_checksum_too(tmp_path: Path) -> None:
     """§3.3.1: a DATA_FIN-only mapping (no payload, length 1) has a checksum over the pseudo-header."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"data")
     sf.ack("s")
@@ -277,7 +276,7 @@ def test_data_fin_only_mapping_carries_a_checksum_too(tmp_path: Path) -> None:
 
 def test_multi_segment_mapping_with_checksum(tmp_path: Path) -> None:
     """§3.3.1: one checksum over a mapping that spans two segments (an odd-length first piece)."""
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     c = sc.side("c")
     payload = b"odd first piece" + b" and the second"

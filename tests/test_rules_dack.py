@@ -11,8 +11,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from scenario import ACK, SYN, Scenario, SubflowBuilder
-
+from analyzer.endpoint.builder import ACK, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -47,9 +46,9 @@ def data_ack(sf: SubflowBuilder, side: str, value: int) -> int:
     return sf.send(side, options=[Dss(DSS_ACK | DSS_ACK64, data_ack=value & MASK64)], flags=ACK)
 
 
-def client_sent(data: bytes = b"hello") -> tuple[Scenario, SubflowBuilder, int]:
+def client_sent(data: bytes = b"hello") -> tuple[ConnectionBuilder, SubflowBuilder, int]:
     """A connection where the client sent ``data``; returns the DSN just after it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", data)
     return sc, sf, sc.side("c").dsn
@@ -76,7 +75,7 @@ def test_dack_001_data_ack_of_exactly_what_was_sent(tmp_path: Path) -> None:
 
 def test_dack_001_data_ack_captured_just_before_the_data(tmp_path: Path) -> None:
     """H-REORD: two subflows, an "any" capture puts the ACK a moment before the data it acknowledges."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     start = sc.side("c").dsn
@@ -172,7 +171,7 @@ def test_dack_004_data_ack_below_idsn_plus_1(tmp_path: Path) -> None:
 def test_dack_004_first_data_ack_is_not_idsn_plus_1(tmp_path: Path) -> None:
     """§3.3.2: before the client sent data, the server's first Data ACK must be IDSN(client) + 1; a server
     deriving the IDSN wrongly sends another value (here: the SHA-1 IDSN of a v1 key)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     wrong = (crypto.idsn_from_key(sc.side("c").key, 0) + 1) & MASK64
     frame = data_ack(sf, "s", wrong)
@@ -183,7 +182,7 @@ def test_dack_004_first_data_ack_is_not_idsn_plus_1(tmp_path: Path) -> None:
 
 
 def test_dack_004_first_data_ack_is_idsn_plus_1(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.ack("s")
     sf.send("c", b"now data")
@@ -195,9 +194,9 @@ def test_dack_004_first_data_ack_is_idsn_plus_1(tmp_path: Path) -> None:
 # DACK-005 ----------------------------------------------------------------------------------------
 
 
-def server_never_acks(with_one_ack: bool) -> Scenario:
+def server_never_acks(with_one_ack: bool) -> ConnectionBuilder:
     """The client sends 3 kB over 2 s; the server answers with data mappings only (no 'A' flag)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     server = sc.side("s")
     for _ in range(3):
@@ -229,7 +228,7 @@ def test_dack_005_receiver_sends_one_data_ack(tmp_path: Path) -> None:
 # DACK-006 ----------------------------------------------------------------------------------------
 
 
-def client_data_fin() -> tuple[Scenario, SubflowBuilder, int, int]:
+def client_data_fin() -> tuple[ConnectionBuilder, SubflowBuilder, int, int]:
     """The client sent data and a DATA_FIN-only mapping; returns (DATA_FIN DSN, its frame)."""
     sc, sf, fin_dsn = client_sent()
     frame = sf.raw("c", ACK, [sc.auto_dss("c", 0, b"", data_fin=True)])
@@ -256,9 +255,9 @@ def test_dack_006_data_ack_of_the_data_fin(tmp_path: Path) -> None:
 # DACK-007 ----------------------------------------------------------------------------------------
 
 
-def mp_capable_handshake(server_acks_first: bool) -> tuple[Scenario, int, int]:
+def mp_capable_handshake(server_acks_first: bool) -> tuple[ConnectionBuilder, int, int]:
     """v1: the server learns the client's key from the third ACK; returns (Data ACK frame, third ACK frame)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     c, s = sc.side("c"), sc.side("s")
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
@@ -286,7 +285,7 @@ def test_dack_007_data_ack_after_the_third_ack(tmp_path: Path) -> None:
     assert findings(analysis, "DACK-007") == []
 
 
-def join_handshake(sc: Scenario, responder_acks_first: bool) -> tuple[int, int]:
+def join_handshake(sc: ConnectionBuilder, responder_acks_first: bool) -> tuple[int, int]:
     """An MP_JOIN handshake (correct HMACs); returns (the responder's Data ACK frame, third ACK frame)."""
     c, s = sc.side("c"), sc.side("s")
     sf = SubflowBuilder(sc, ("10.0.3.1", 41000), (s.ip, sc.server_port), isn={"c": 70000, "s": 90000},
@@ -323,7 +322,7 @@ def test_dack_007_data_ack_on_a_join_after_its_third_ack(tmp_path: Path) -> None
 
 def test_dack_007_v0_server_knows_the_key_from_the_syn(tmp_path: Path) -> None:
     """RFC 6824 sends the client's key in the SYN, so an early Data ACK is possible."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial(handshake=False)
     c, s = sc.side("c"), sc.side("s")
     sf.raw("c", SYN, [MpCapable(0, 0x01, c.key)])
@@ -348,7 +347,7 @@ def test_32_bit_data_acks_are_expanded_before_judging(tmp_path: Path) -> None:
 
 def test_dack_001_mapping_cut_by_the_snaplen_is_unknown_not_missing(tmp_path: Path) -> None:
     """H-SNAP: the capture kept 10 option bytes of the client's data segment: its mapping is unknown."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     data = sf.send("c", b"hello")
     frame = data_ack(sf, "s", sc.side("c").dsn)
@@ -365,7 +364,7 @@ def test_dack_001_mapping_cut_by_the_snaplen_is_unknown_not_missing(tmp_path: Pa
 
 def test_dack_001_data_on_the_syn_is_not_judged(tmp_path: Path) -> None:
     """H-TFO: TCP Fast Open data rides on the SYN before any mapping; a Data ACK may cover it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     c, s = sc.side("c"), sc.side("s")
     sf.raw("c", SYN, [MpCapable(1, 0x01)], b"fast open")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario import ACK, FIN, PSH, RST, Scenario, SubflowBuilder, ipv4_tcp
 
+from analyzer.endpoint.builder import ACK, FIN, PSH, RST, ConnectionBuilder, SubflowBuilder, ip_tcp
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -41,7 +41,7 @@ def errors(analysis: Analysis) -> list[Finding]:
 
 
 def send_mapped(
-    sc: Scenario, sf: SubflowBuilder, payload: bytes, *, dsn: int | None = None, ssn: int | None = None,
+    sc: ConnectionBuilder, sf: SubflowBuilder, payload: bytes, *, dsn: int | None = None, ssn: int | None = None,
     data_len: int | None = None, flags: int = MAP64, side: str = "c", advance: bool = True,
 ) -> int:  # fmt: skip
     """``payload`` with an explicit mapping (defaults: the next DSN, this segment's SSN, its length)."""
@@ -57,18 +57,18 @@ def send_mapped(
     return frame
 
 
-def drop_last(sc: Scenario) -> None:
+def drop_last(sc: ConnectionBuilder) -> None:
     """The capture misses the packet just sent (H-LOSS); later frame numbers stay right."""
     sc.packets.pop()
 
 
-def window_ack(sc: Scenario, sf: SubflowBuilder, side: str, window: int) -> int:
+def window_ack(sc: ConnectionBuilder, sf: SubflowBuilder, side: str, window: int) -> int:
     """A pure ACK with a Data ACK and an explicit TCP window (the scenario sends 65535)."""
     me = sc.side(side)
     src, dst = (sf.client, sf.server) if side == "c" else (sf.server, sf.client)
     other = "s" if side == "c" else "c"
     options = Dss(DSS_ACK | DSS_ACK64, data_ack=me.acked).build()
-    packet = ipv4_tcp(src[0], dst[0], src[1], dst[1], sf.nxt[side], sf.nxt[other], ACK, options, window=window)
+    packet = ip_tcp(src[0], dst[0], src[1], dst[1], sf.nxt[side], sf.nxt[other], ACK, options, window=window)
     return sc.emit(packet)
 
 
@@ -77,7 +77,7 @@ def window_ack(sc: Scenario, sf: SubflowBuilder, side: str, window: int) -> int:
 
 def test_dss_001_length_disagrees_with_the_flags(tmp_path: Path) -> None:
     """§3.3: a Data ACK-only DSS (A, 4-byte ack) is 8 bytes; here it claims 10."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.send("s", options=[bytes((30, 10, 0x20, DSS_ACK, 0, 0, 0, 1, 0, 0))], flags=ACK)
     analysis = analyze(sc.write(tmp_path))
@@ -86,7 +86,7 @@ def test_dss_001_length_disagrees_with_the_flags(tmp_path: Path) -> None:
 
 
 def test_dss_001_length_that_matches_the_flags(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("s", options=[bytes((30, 8, 0x20, DSS_ACK, 0, 0, 0, 1))], flags=ACK)
     analysis = analyze(sc.write(tmp_path))
@@ -98,7 +98,7 @@ def test_dss_001_length_that_matches_the_flags(tmp_path: Path) -> None:
 
 def test_dss_002_the_same_subflow_bytes_mapped_to_two_dsns(tmp_path: Path) -> None:
     """§3.3.1: a subflow byte has one DSN; a retransmission may only repeat the mapping."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     dsn, seq = sc.side("c").dsn, sf.nxt["c"]
     first = sf.send("c", b"abcdef")
@@ -110,7 +110,7 @@ def test_dss_002_the_same_subflow_bytes_mapped_to_two_dsns(tmp_path: Path) -> No
 
 
 def test_dss_002_an_identical_retransmitted_mapping(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     dsn, seq = sc.side("c").dsn, sf.nxt["c"]
     sf.send("c", b"abcdef")
@@ -127,7 +127,7 @@ def test_dss_002_an_identical_retransmitted_mapping(tmp_path: Path) -> None:
 
 def test_dss_003_a_reinjection_with_different_bytes(tmp_path: Path) -> None:
     """§3.3.1: a DSN carries one byte, whichever subflow carries it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     dsn = sc.side("c").dsn
@@ -139,7 +139,7 @@ def test_dss_003_a_reinjection_with_different_bytes(tmp_path: Path) -> None:
 
 
 def test_dss_003_a_reinjection_with_the_same_bytes_is_dss_012(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     dsn = sc.side("c").dsn
@@ -158,7 +158,7 @@ def test_dss_003_a_reinjection_with_the_same_bytes_is_dss_012(tmp_path: Path) ->
 
 def test_dss_004_payload_with_no_mapping(tmp_path: Path) -> None:
     """§3.3.1: every payload byte of an MPTCP subflow is covered by a mapping."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"mapped")
     frame = sf.send("c", b"unmapped", dss=sc.ack_only_dss("c"))
@@ -169,7 +169,7 @@ def test_dss_004_payload_with_no_mapping(tmp_path: Path) -> None:
 
 
 def test_dss_004_a_mapping_that_spans_two_segments(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     send_mapped(sc, sf, b"first half ", data_len=22)
     sf.send("c", b"second half", dss=sc.ack_only_dss("c"))
@@ -183,7 +183,7 @@ def test_dss_004_a_mapping_that_spans_two_segments(tmp_path: Path) -> None:
 
 def test_dss_005_mapping_arrives_after_the_bytes_it_maps(tmp_path: Path) -> None:
     """§3.3.1: RFC 8684 lets a receiver wait for a late mapping; Linux drops such data (portability)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     ssn = sf.rel("c")
     early = sf.send("c", b"early", dss=sc.ack_only_dss("c"))
@@ -194,7 +194,7 @@ def test_dss_005_mapping_arrives_after_the_bytes_it_maps(tmp_path: Path) -> None
 
 
 def test_dss_005_mapping_sent_before_the_bytes_it_maps(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     send_mapped(sc, sf, b"early", data_len=10)
     sf.send("c", b"-late", dss=sc.ack_only_dss("c"))
@@ -205,9 +205,9 @@ def test_dss_005_mapping_sent_before_the_bytes_it_maps(tmp_path: Path) -> None:
 # DSS-006 -----------------------------------------------------------------------------------------
 
 
-def reset_join_with_unsent_mapped_bytes(reinject: bool) -> tuple[Scenario, int]:
+def reset_join_with_unsent_mapped_bytes(reinject: bool) -> tuple[ConnectionBuilder, int]:
     """The join maps 8 bytes but sends 4, then is reset; the initial subflow carries on."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     dsn = sc.side("c").dsn
@@ -241,7 +241,7 @@ def test_dss_006_unsent_bytes_reinjected_on_the_other_subflow(tmp_path: Path) ->
 
 def test_dss_007_first_mapping_above_idsn_plus_1(tmp_path: Path) -> None:
     """§3.1, §3.3.1: a host's data starts at IDSN + 1, derived from its key."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = send_mapped(sc, sf, b"late start", dsn=sc.side("c").dsn + 100)
     analysis = analyze(sc.write(tmp_path))
@@ -250,7 +250,7 @@ def test_dss_007_first_mapping_above_idsn_plus_1(tmp_path: Path) -> None:
 
 
 def test_dss_007_first_mapping_below_idsn_plus_1(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = send_mapped(sc, sf, b"early start", dsn=sc.side("c").dsn - 1)
     analysis = analyze(sc.write(tmp_path))
@@ -259,7 +259,7 @@ def test_dss_007_first_mapping_below_idsn_plus_1(tmp_path: Path) -> None:
 
 
 def test_dss_007_first_mapping_at_idsn_plus_1(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"right start")
     analysis = analyze(sc.write(tmp_path))
@@ -269,7 +269,7 @@ def test_dss_007_first_mapping_at_idsn_plus_1(tmp_path: Path) -> None:
 def test_dss_007_first_data_lost_by_the_capture(tmp_path: Path) -> None:
     """H-LOSS: the first data segment is missing from the capture (the next one's sequence number jumps by as
     many bytes as the first mapping is late): the loss explains it, nothing is reported."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"lost by the capture")
     drop_last(sc)
@@ -280,7 +280,7 @@ def test_dss_007_first_data_lost_by_the_capture(tmp_path: Path) -> None:
 
 def test_dss_007_is_a_warning_when_the_capture_lost_less_than_the_offset(tmp_path: Path) -> None:
     """H-LOSS: 4 bytes were lost by the capture, but the first mapping seen is 104 bytes late."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     start = sc.side("c").dsn
     sf.send("c", b"lost")
@@ -297,7 +297,7 @@ def test_dss_007_is_a_warning_when_the_capture_lost_less_than_the_offset(tmp_pat
 
 def test_dss_008_data_mapped_at_relative_sequence_0(tmp_path: Path) -> None:
     """§3.3.1: relative subflow sequence 0 is the SYN; data starts at 1."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = send_mapped(sc, sf, b"zero", ssn=0)
     analysis = analyze(sc.write(tmp_path))
@@ -306,7 +306,7 @@ def test_dss_008_data_mapped_at_relative_sequence_0(tmp_path: Path) -> None:
 
 
 def test_dss_008_a_data_fin_only_mapping_uses_relative_sequence_0(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"data")
     sf.ack("s")
@@ -329,7 +329,7 @@ def test_dss_008_a_data_fin_only_mapping_uses_relative_sequence_0(tmp_path: Path
 )
 def test_dss_009_width_flag_without_its_field(tmp_path: Path, flags: int, fields: dict[str, int]) -> None:
     """§3.3: 'a' sizes the Data ACK, 'm' the DSN; neither means anything without the field."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.send("s", options=[Dss(flags, **fields)], flags=ACK)
     analysis = analyze(sc.write(tmp_path))
@@ -338,7 +338,7 @@ def test_dss_009_width_flag_without_its_field(tmp_path: Path, flags: int, fields
 
 
 def test_dss_009_width_flags_with_their_fields(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"sixty-four bits")
     sf.ack("s")
@@ -348,7 +348,7 @@ def test_dss_009_width_flags_with_their_fields(tmp_path: Path) -> None:
 
 def test_dss_010_dss_with_neither_data_ack_nor_mapping(tmp_path: Path) -> None:
     """§3.3: a DSS without A and M carries nothing."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.send("s", options=[Dss(0)], flags=ACK)
     analysis = analyze(sc.write(tmp_path))
@@ -357,7 +357,7 @@ def test_dss_010_dss_with_neither_data_ack_nor_mapping(tmp_path: Path) -> None:
 
 
 def test_dss_010_data_ack_only(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.ack("s")
     analysis = analyze(sc.write(tmp_path))
@@ -369,7 +369,7 @@ def test_dss_010_data_ack_only(tmp_path: Path) -> None:
 
 def test_dss_011_segment_starts_before_its_mapping(tmp_path: Path) -> None:
     """§3.3.1: the first 3 bytes of the segment are covered by no mapping, this or an earlier one."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"mapped")
     frame = send_mapped(sc, sf, b"XYZabc", ssn=sf.rel("c") + 3, data_len=3)
@@ -379,7 +379,7 @@ def test_dss_011_segment_starts_before_its_mapping(tmp_path: Path) -> None:
 
 
 def test_dss_011_segment_starts_inside_an_earlier_mapping(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     send_mapped(sc, sf, b"mapped", data_len=9)  # also covers the next segment's first 3 bytes
     send_mapped(sc, sf, b"XYZabc", ssn=sf.rel("c") + 3, data_len=3)
@@ -389,7 +389,7 @@ def test_dss_011_segment_starts_inside_an_earlier_mapping(tmp_path: Path) -> Non
 
 def test_dss_011_is_a_warning_after_a_capture_loss(tmp_path: Path) -> None:
     """H-LOSS: a lost segment before this one may have carried a mapping reaching into it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"mapped")
     sf.send("c", b"lost")
@@ -402,7 +402,7 @@ def test_dss_011_is_a_warning_after_a_capture_loss(tmp_path: Path) -> None:
 
 def test_dss_011_mapping_beyond_the_subflow_fin(tmp_path: Path) -> None:
     """§3.3.1: a mapping covers 6 subflow bytes, but the subflow's FIN comes after 3."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     send_mapped(sc, sf, b"abc", data_len=6)
     fin = sf.fin("c")
@@ -412,7 +412,7 @@ def test_dss_011_mapping_beyond_the_subflow_fin(tmp_path: Path) -> None:
 
 
 def test_dss_011_mapping_up_to_the_subflow_fin(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     send_mapped(sc, sf, b"abc")
     sf.fin("c")
@@ -425,7 +425,7 @@ def test_dss_011_mapping_up_to_the_subflow_fin(tmp_path: Path) -> None:
 
 def test_dss_012_reinjection_on_another_subflow(tmp_path: Path) -> None:
     """§3.3.1: sending a DSN range again on another subflow is legal and worth knowing."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     dsn = sc.side("c").dsn
@@ -438,7 +438,7 @@ def test_dss_012_reinjection_on_another_subflow(tmp_path: Path) -> None:
 
 
 def test_dss_012_every_dsn_sent_once(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     sf.send("c", b"first")
@@ -452,7 +452,7 @@ def test_dss_012_every_dsn_sent_once(tmp_path: Path) -> None:
 
 def test_dss_013_32_bit_dsn_half_the_space_away(tmp_path: Path) -> None:
     """§3.3: a 4-byte DSN 2^31 - 10 away from where the data stands cannot be expanded reliably."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"anchor")
     far = (sc.side("c").dsn + (1 << 31) - 10) & MASK64
@@ -463,7 +463,7 @@ def test_dss_013_32_bit_dsn_half_the_space_away(tmp_path: Path) -> None:
 
 
 def test_dss_013_32_bit_data_ack_half_the_space_away(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"anchor")
     far = (sc.side("s").acked + (1 << 30) + 5) & MASK32
@@ -475,7 +475,7 @@ def test_dss_013_32_bit_data_ack_half_the_space_away(tmp_path: Path) -> None:
 
 def test_dss_013_32_bit_dsns_on_a_connection_that_moves_2_31_bytes_within_the_msl(tmp_path: Path) -> None:
     """§3.3.1: when 2^31 bytes pass within the 2-minute MSL, 4-byte DSNs repeat: 8 bytes are required."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     base = sc.side("c").dsn
     frames = [send_mapped(sc, sf, b"x", dsn=base + step * (1 << 29), flags=MAP32) for step in range(5)]
@@ -485,7 +485,7 @@ def test_dss_013_32_bit_dsns_on_a_connection_that_moves_2_31_bytes_within_the_ms
 
 
 def test_dss_013_64_bit_dsns_on_the_same_fast_connection(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     base = sc.side("c").dsn
     for step in range(5):
@@ -498,7 +498,7 @@ def test_32_bit_dsns_expand_across_the_2_32_wrap(tmp_path: Path) -> None:
     """§3.3.1: the client's IDSN + 1 lies 447 bytes below a multiple of 2^32 (a searched key); its 4-byte
     DSNs and the server's 4-byte Data ACKs wrap to small values and expand to the next 2^32 block."""
     assert (1 << 32) - ((crypto.idsn_from_key(KEY_NEAR_2_32) + 1) & MASK32) == 447
-    sc = Scenario(client_key=KEY_NEAR_2_32)
+    sc = ConnectionBuilder(client_key=KEY_NEAR_2_32)
     sf = sc.initial()
     data = bytes(range(256)) * 4
     for start in range(0, len(data), 200):
@@ -518,7 +518,7 @@ def test_32_bit_dsns_expand_across_the_2_32_wrap(tmp_path: Path) -> None:
 
 def test_dss_014_data_mapped_beyond_the_receive_window(tmp_path: Path) -> None:
     """§3.3.4: the server's window is 100 bytes from its Data ACK; the client maps 200."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     window_ack(sc, sf, "s", 100)
     frame = sf.send("c", b"w" * 200)
@@ -530,7 +530,7 @@ def test_dss_014_data_mapped_beyond_the_receive_window(tmp_path: Path) -> None:
 
 
 def test_dss_014_data_up_to_the_window_edge_and_a_1_byte_probe(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     window_ack(sc, sf, "s", 100)
     sf.send("c", b"w" * 100)
@@ -545,7 +545,7 @@ def test_dss_014_data_up_to_the_window_edge_and_a_1_byte_probe(tmp_path: Path) -
 
 def test_dss_014_a_window_update_captured_just_after_the_data(tmp_path: Path) -> None:
     """H-REORD: the update that opened the window travelled on another path and was captured 1 ms late."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     window_ack(sc, sf, "s", 100)
@@ -567,7 +567,7 @@ def pin_idsn(monkeypatch: pytest.MonkeyPatch, idsn: int) -> None:
 def test_dss_015_data_stream_crosses_2_64(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """§3.3.1: IDSN = 2^64 - 30: the client's second mapping crosses 2^64; data and DATA_FIN continue from 0."""
     pin_idsn(monkeypatch, (1 << 64) - 30)
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"x" * 25)
     frame = sf.send("c", b"y" * 25)
@@ -582,7 +582,7 @@ def test_dss_015_data_stream_crosses_2_64(tmp_path: Path, monkeypatch: pytest.Mo
 
 def test_dss_015_stream_ending_right_at_2_64(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pin_idsn(monkeypatch, (1 << 64) - 30)
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"x" * 29)  # DSN 2^64 - 29 ... 2^64 - 1
     sf.ack("s")
@@ -593,7 +593,7 @@ def test_dss_015_stream_ending_right_at_2_64(tmp_path: Path, monkeypatch: pytest
 def test_capture_started_at_the_third_ack_judges_no_first_mapping(tmp_path: Path) -> None:
     """H-MID: without the SYN the capture may have missed data, so DSS-007 is not judged at all, and the
     coverage rules (which need the ISN) stay quiet."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     sf.nxt = {"c": 1001, "s": 5001}
     c, s = sc.side("c"), sc.side("s")
@@ -609,14 +609,14 @@ def test_capture_started_at_the_third_ack_judges_no_first_mapping(tmp_path: Path
 # DSS-016 -----------------------------------------------------------------------------------------
 
 
-def data_fin(sc: Scenario, sf: SubflowBuilder, side: str = "c") -> int:
+def data_fin(sc: ConnectionBuilder, sf: SubflowBuilder, side: str = "c") -> int:
     """A DATA_FIN-only mapping (SSN 0, length 1) at the next DSN."""
     return sf.raw(side, ACK, [sc.auto_dss(side, 0, b"", data_fin=True)])
 
 
 def test_dss_016_data_mapped_after_the_data_fin(tmp_path: Path) -> None:
     """§3.3.3: the DATA_FIN is the last unit of the host's data sequence space."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"before")
     fin = data_fin(sc, sf)
@@ -627,7 +627,7 @@ def test_dss_016_data_mapped_after_the_data_fin(tmp_path: Path) -> None:
 
 
 def test_dss_016_data_fin_below_data_already_mapped(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     dsn = sc.side("c").dsn
     sf.send("c", b"0123456789")
@@ -639,7 +639,7 @@ def test_dss_016_data_fin_below_data_already_mapped(tmp_path: Path) -> None:
 
 
 def test_dss_016_retransmission_below_the_data_fin(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     dsn, seq = sc.side("c").dsn, sf.nxt["c"]
     sf.send("c", b"before")
@@ -654,7 +654,7 @@ def test_dss_016_retransmission_below_the_data_fin(tmp_path: Path) -> None:
 
 def test_after_an_infinite_mapping_unmapped_data_and_its_data_acks_are_fine(tmp_path: Path) -> None:
     """§3.7: an infinite mapping maps the rest of the subflow one to one; no mapping rule applies after it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     c = sc.side("c")
     sf.send("c", b"mapped.")
@@ -673,7 +673,7 @@ def test_after_an_infinite_mapping_unmapped_data_and_its_data_acks_are_fine(tmp_
 
 def test_a_subflow_reset_is_not_a_mapping_problem(tmp_path: Path) -> None:
     """A RST ends the subflow; everything it mapped was sent and acknowledged."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     join = sc.join()
     join.send("c", b"on the join")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario import Scenario, SubflowBuilder
 
+from analyzer.endpoint.builder import ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, Dss, MpFail, MpTcpRst
@@ -30,16 +30,16 @@ def one(analysis: Analysis, rule: str) -> Finding:
     return finding
 
 
-def failed_mapping(checksum: bool = True) -> tuple[Scenario, SubflowBuilder, int]:
+def failed_mapping(checksum: bool = True) -> tuple[ConnectionBuilder, SubflowBuilder, int]:
     """A connection whose client data the server will declare failed; returns the mapping's DSN."""
-    sc = Scenario(checksum=checksum)
+    sc = ConnectionBuilder(checksum=checksum)
     sf = sc.initial()
     dsn = sc.side("c").dsn
     sf.send("c", b"hello, checksum")
     return sc, sf, dsn
 
 
-def send_infinite(sc: Scenario, sf: SubflowBuilder, side: str, payload: bytes) -> int:
+def send_infinite(sc: ConnectionBuilder, sf: SubflowBuilder, side: str, payload: bytes) -> int:
     me = sc.side(side)
     dss = Dss(DSS_ACK | DSS_ACK64 | DSS_MAPPING | DSS_DSN64, data_ack=me.acked, dsn=me.dsn, ssn=sf.rel(side),
               data_len=0, checksum=0 if sc.checksum else None)  # fmt: skip
@@ -119,7 +119,7 @@ def test_fail_003_dsn_at_the_mapping_start(tmp_path: Path) -> None:
 # FAIL-004 ---------------------------------------------------------------------------------------
 
 
-def two_subflows_with_failure() -> tuple[Scenario, SubflowBuilder, int]:
+def two_subflows_with_failure() -> tuple[ConnectionBuilder, SubflowBuilder, int]:
     sc, sf, dsn = failed_mapping()
     join = sc.join()
     join.send("c", b"second path")

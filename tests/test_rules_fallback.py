@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario import ACK, PSH, SYN, Scenario, SubflowBuilder
 
+from analyzer.endpoint.builder import ACK, PSH, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, Dss, MpCapable
@@ -28,27 +28,27 @@ def one(analysis: Analysis, rule: str) -> Finding:
     return finding
 
 
-def mapping(sc: Scenario, sf: SubflowBuilder, side: str, data_len: int, dsn_shift: int = 0) -> Dss:
+def mapping(sc: ConnectionBuilder, sf: SubflowBuilder, side: str, data_len: int, dsn_shift: int = 0) -> Dss:
     """A DSS mapping of the next ``data_len`` bytes of ``side`` (0 = an infinite mapping), advancing the builder."""
     me = sc.side(side)
     return Dss(MAPPING_FLAGS, data_ack=me.acked, dsn=(me.dsn + dsn_shift) & MASK64, ssn=sf.rel(side),
                data_len=data_len)  # fmt: skip
 
 
-def send_infinite(sc: Scenario, sf: SubflowBuilder, side: str, payload: bytes, dsn_shift: int = 0) -> int:
+def send_infinite(sc: ConnectionBuilder, sf: SubflowBuilder, side: str, payload: bytes, dsn_shift: int = 0) -> int:
     """Fall back: the next data goes out with an infinite mapping (data-level length 0)."""
     frame = sf.send(side, payload, dss=mapping(sc, sf, side, 0, dsn_shift))
     advance(sc, side, len(payload))
     return frame
 
 
-def advance(sc: Scenario, side: str, length: int) -> None:
+def advance(sc: ConnectionBuilder, side: str, length: int) -> None:
     me = sc.side(side)
     me.dsn = (me.dsn + length) & MASK64
     sc.side("s" if side == "c" else "c").acked = me.dsn
 
 
-def fallback_handshake(sc: Scenario) -> tuple[SubflowBuilder, int]:
+def fallback_handshake(sc: ConnectionBuilder) -> tuple[SubflowBuilder, int]:
     """SYN with MP_CAPABLE, SYN/ACK without: the connection is plain TCP (returns the SYN/ACK frame)."""
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
@@ -57,8 +57,8 @@ def fallback_handshake(sc: Scenario) -> tuple[SubflowBuilder, int]:
     return sf, synack
 
 
-def established(data: bytes = b"hello") -> tuple[Scenario, SubflowBuilder]:
-    sc = Scenario()
+def established(data: bytes = b"hello") -> tuple[ConnectionBuilder, SubflowBuilder]:
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", data)
     sf.ack("s")
@@ -70,7 +70,7 @@ def established(data: bytes = b"hello") -> tuple[Scenario, SubflowBuilder]:
 
 def test_fallback_001_syn_ack_without_mp_capable(tmp_path: Path) -> None:
     """§3.1: a responder that does not answer MP_CAPABLE makes the connection plain TCP."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, synack = fallback_handshake(sc)
     sf.send("c", b"plain tcp", options=[])
     analysis = analyze(sc.write(tmp_path))
@@ -90,7 +90,7 @@ def test_fallback_001_syn_ack_with_mp_capable_is_mptcp(tmp_path: Path) -> None:
 
 def test_fallback_002_client_sends_dss_after_a_syn_ack_without_mp_capable(tmp_path: Path) -> None:
     """§3.7: once the handshake fell back, the client sends no MPTCP options."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, synack = fallback_handshake(sc)
     data = sf.send("c", b"hello")  # with a DSS mapping
     analysis = analyze(sc.write(tmp_path))
@@ -100,7 +100,7 @@ def test_fallback_002_client_sends_dss_after_a_syn_ack_without_mp_capable(tmp_pa
 
 
 def test_fallback_002_plain_data_after_a_fallen_back_handshake_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = fallback_handshake(sc)
     sf.send("c", b"hello", options=[])
     sf.send("s", b"world", options=[])
@@ -110,7 +110,7 @@ def test_fallback_002_plain_data_after_a_fallen_back_handshake_is_fine(tmp_path:
 
 def test_fallback_002_server_options_after_its_plain_syn_ack_are_only_a_warning(tmp_path: Path) -> None:
     """H-MBOX: a middlebox may have stripped MP_CAPABLE from the SYN/ACK after the server sent it."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, synack = fallback_handshake(sc)
     sf.send("c", b"hello", options=[])
     reply = sf.send("s", b"world")  # with a DSS mapping
@@ -167,7 +167,7 @@ def test_fallback_002_infinite_mapping_without_payload_gives_the_receiver_a_roun
 
 def test_fallback_002_receiver_of_first_data_without_mptcp_keeps_using_dss(tmp_path: Path) -> None:
     """§3.7: the first data of the initial subflow without any MPTCP option makes its receiver fall back."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     data = sf.send("c", b"hello", options=[])
     ack = sf.ack("s")
@@ -187,7 +187,7 @@ def test_fallback_002_first_data_with_a_mapping_keeps_mptcp(tmp_path: Path) -> N
 # FALLBACK-003 ---------------------------------------------------------------------------------
 
 
-def two_subflows() -> tuple[Scenario, SubflowBuilder, SubflowBuilder]:
+def two_subflows() -> tuple[ConnectionBuilder, SubflowBuilder, SubflowBuilder]:
     sc, sf = established()
     join = sc.join()
     join.send("c", b"more")
@@ -195,7 +195,7 @@ def two_subflows() -> tuple[Scenario, SubflowBuilder, SubflowBuilder]:
     return sc, sf, join
 
 
-def close_subflow(sc: Scenario, sf: SubflowBuilder) -> None:
+def close_subflow(sc: ConnectionBuilder, sf: SubflowBuilder) -> None:
     sf.fin("c")
     sf.fin("s")
     sf.raw("c", ACK, [sc.ack_only_dss("c")])
@@ -247,7 +247,7 @@ def test_fallback_004_infinite_mapping_on_the_initial_subflow_is_allowed(tmp_pat
 
 def test_fallback_005_options_vanish_from_a_data_direction(tmp_path: Path) -> None:
     """§3.7, §6: data past every mapping and without any MPTCP option suggests options stripped on the path."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     mapped = sf.send("c", b"hello")
     sf.ack("s")
@@ -259,7 +259,7 @@ def test_fallback_005_options_vanish_from_a_data_direction(tmp_path: Path) -> No
 
 def test_fallback_005_segment_covered_by_an_earlier_mapping_is_fine(tmp_path: Path) -> None:
     """H-TSO/H-GRO: one mapping may cover several segments, and the later ones need no DSS."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello", dss=mapping(sc, sf, "c", 10))
     advance(sc, "c", 10)
@@ -272,7 +272,7 @@ def test_fallback_005_segment_covered_by_an_earlier_mapping_is_fine(tmp_path: Pa
 
 def test_fallback_005_data_after_a_capture_gap_is_not_judged(tmp_path: Path) -> None:
     """H-LOSS: the segment carrying the next mapping may be the one the capture lost."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.send("c", b"lost", dss=mapping(sc, sf, "c", 9))
@@ -289,7 +289,7 @@ def test_fallback_005_data_after_a_capture_gap_is_not_judged(tmp_path: Path) -> 
 
 def test_fallback_006_infinite_mapping_with_data_still_unacknowledged(tmp_path: Path) -> None:
     """§3.7: falling back is only safe when the data before the fallback point was acknowledged."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     unacked_ack = sc.side("s").acked
     sf.send("c", b"hello")
@@ -332,7 +332,7 @@ def test_fallback_007_ordinary_mappings_are_no_fallback(tmp_path: Path) -> None:
 # FALLBACK-008 ---------------------------------------------------------------------------------
 
 
-def handshake_without_third_ack(sc: Scenario) -> SubflowBuilder:
+def handshake_without_third_ack(sc: ConnectionBuilder) -> SubflowBuilder:
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
     sf.raw("s", SYN | ACK, [MpCapable(1, 0x01, sc.side("s").key)])
@@ -341,7 +341,7 @@ def handshake_without_third_ack(sc: Scenario) -> SubflowBuilder:
 
 def test_fallback_008_dss_after_first_data_without_mptcp_and_no_third_ack(tmp_path: Path) -> None:
     """§3.1: without the third ACK and without MP_CAPABLE on the first data, the responder lacks the key."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = handshake_without_third_ack(sc)
     data = sf.send("c", b"hello", options=[])
     ack = sf.ack("s")
@@ -352,7 +352,7 @@ def test_fallback_008_dss_after_first_data_without_mptcp_and_no_third_ack(tmp_pa
 
 
 def test_fallback_008_mp_capable_with_data_replaces_the_lost_third_ack(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = handshake_without_third_ack(sc)
     c, s = sc.side("c"), sc.side("s")
     sf.send("c", b"hello", options=[MpCapable(1, 0x01, c.key, s.key, data_len=5)])
@@ -368,7 +368,7 @@ def test_fallback_008_mp_capable_with_data_replaces_the_lost_third_ack(tmp_path:
 
 def test_fallback_009_infinite_mapping_does_not_continue_the_mappings(tmp_path: Path) -> None:
     """§3.7: the infinite mapping's DSN is the data-level position of its subflow bytes."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     mapped = sf.send("c", b"hello")
     sf.ack("s")
@@ -379,7 +379,7 @@ def test_fallback_009_infinite_mapping_does_not_continue_the_mappings(tmp_path: 
 
 
 def test_fallback_009_infinite_mapping_that_continues_the_mappings(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")

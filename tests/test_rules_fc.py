@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario import ACK, CLIENT_KEY, SERVER_KEY, SYN, Scenario, SubflowBuilder
 
+from analyzer.endpoint.builder import ACK, CLIENT_KEY, SERVER_KEY, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import MpCapable, MpFastclose, MpTcpRst
@@ -25,8 +25,8 @@ def one(analysis: Analysis, rule: str) -> Finding:
     return finding
 
 
-def established(version: int = 1) -> tuple[Scenario, SubflowBuilder]:
-    sc = Scenario(version=version)
+def established(version: int = 1) -> tuple[ConnectionBuilder, SubflowBuilder]:
+    sc = ConnectionBuilder(version=version)
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")
@@ -35,7 +35,7 @@ def established(version: int = 1) -> tuple[Scenario, SubflowBuilder]:
     return sc, sf
 
 
-def fastclose_on_ack(sc: Scenario, sf: SubflowBuilder, key: int = SERVER_KEY) -> int:
+def fastclose_on_ack(sc: ConnectionBuilder, sf: SubflowBuilder, key: int = SERVER_KEY) -> int:
     """The client fast-closes on an ACK, carrying (by default) the server's key, as it should."""
     return sf.raw("c", ACK, [MpFastclose(key)])
 
@@ -237,7 +237,7 @@ def test_fc_005_no_fastclose_no_method(tmp_path: Path) -> None:
 
 def test_fc_006_fastclose_on_a_syn(tmp_path: Path) -> None:
     """§3.5: MP_FASTCLOSE closes an established connection; a SYN has nothing to close."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     frame = sf.raw("c", SYN, [MpCapable(1, 0x01), MpFastclose(SERVER_KEY)])
     analysis = analyze(sc.write(tmp_path))

@@ -11,9 +11,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scenario import ACK, PSH, SYN, Scenario, SubflowBuilder
-
 from analyzer.checker.join import JoinRules
+from analyzer.endpoint.builder import ACK, PSH, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -36,7 +35,7 @@ from analyzer.rules import RULES
 NONCE_C, NONCE_S = 0xA1A2A3A4, 0xB1B2B3B4
 
 
-def run(sc: Scenario, tmp_path: Path) -> Analysis:
+def run(sc: ConnectionBuilder, tmp_path: Path) -> Analysis:
     return analyze(sc.write(tmp_path))
 
 
@@ -56,7 +55,7 @@ class Join:
 
 
 def join(
-    sc: Scenario,
+    sc: ConnectionBuilder,
     *,
     client_ip: str = "10.0.3.1",
     server: tuple[str, int] | None = None,
@@ -97,7 +96,7 @@ def join(
     return j
 
 
-def infinite_mapping(sc: Scenario, sf: SubflowBuilder, side: str) -> int:
+def infinite_mapping(sc: ConnectionBuilder, sf: SubflowBuilder, side: str) -> int:
     """A DSS with data-level length 0: the sender falls back to TCP (§3.7)."""
     me = sc.side(side)
     dss = Dss(
@@ -106,7 +105,7 @@ def infinite_mapping(sc: Scenario, sf: SubflowBuilder, side: str) -> int:
     return sf.raw(side, ACK, [dss])
 
 
-def established(sc: Scenario) -> SubflowBuilder:
+def established(sc: ConnectionBuilder) -> SubflowBuilder:
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")
@@ -116,7 +115,7 @@ def established(sc: Scenario) -> SubflowBuilder:
 # ---------------------------------------------------------------------------------------- JOIN-001
 def test_join_001_accepted_join_whose_token_belongs_to_no_captured_connection_is_info(tmp_path: Path) -> None:
     """H-MID: the connection's MP_CAPABLE handshake is simply not in the capture, so nothing can be judged."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     j = join(sc)
     (finding,) = of(run(sc, tmp_path), "JOIN-001")
     assert (finding.severity, finding.frames) == (Severity.INFO, [j.frames["syn"], j.frames["synack"]])
@@ -124,7 +123,7 @@ def test_join_001_accepted_join_whose_token_belongs_to_no_captured_connection_is
 
 def test_join_001_accepted_join_with_a_wrong_token_whose_hmac_proves_the_connection(tmp_path: Path) -> None:
     """§3.2: a responder refuses a join whose token it does not know; this one accepted a wrong token."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     right = crypto.token_from_key(sc.side("s").key)
     j = join(sc, token=right ^ 0xFFFF)
@@ -133,7 +132,7 @@ def test_join_001_accepted_join_with_a_wrong_token_whose_hmac_proves_the_connect
 
 
 def test_join_001_a_join_with_the_right_token_is_quiet(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     join(sc)
     assert of(run(sc, tmp_path), "JOIN-001") == []
@@ -142,7 +141,7 @@ def test_join_001_a_join_with_the_right_token_is_quiet(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- JOIN-002 / 003
 def test_join_002_wrong_syn_ack_hmac(tmp_path: Path) -> None:
     """§3.2: the SYN/ACK carries the leftmost 64 bits of HMAC(Key-B‖Key-A, R-B‖R-A) (tracker)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, bad_synack_hmac=True, third_ack=False)
     (finding,) = of(run(sc, tmp_path), "JOIN-002")
@@ -150,7 +149,7 @@ def test_join_002_wrong_syn_ack_hmac(tmp_path: Path) -> None:
 
 
 def test_join_003_wrong_third_ack_hmac(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, bad_ack_hmac=True, fourth_ack=False)
     (finding,) = of(run(sc, tmp_path), "JOIN-003")
@@ -158,7 +157,7 @@ def test_join_003_wrong_third_ack_hmac(tmp_path: Path) -> None:
 
 
 def test_join_002_and_003_are_quiet_with_correct_hmacs(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     join(sc)
     analysis = run(sc, tmp_path)
@@ -168,7 +167,7 @@ def test_join_002_and_003_are_quiet_with_correct_hmacs(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- JOIN-004
 def test_join_004_initiator_completes_the_handshake_after_a_bad_syn_ack_hmac(tmp_path: Path) -> None:
     """§3.2: after a wrong SYN/ACK HMAC the initiator resets the subflow instead of sending the third ACK."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, bad_synack_hmac=True, fourth_ack=False)
     (finding,) = of(run(sc, tmp_path), "JOIN-004")
@@ -176,7 +175,7 @@ def test_join_004_initiator_completes_the_handshake_after_a_bad_syn_ack_hmac(tmp
 
 
 def test_join_004_initiator_resets_after_a_bad_syn_ack_hmac(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, bad_synack_hmac=True, third_ack=False)
     j.sf.rst("c", [MpTcpRst(0, 0x01)])
@@ -185,7 +184,7 @@ def test_join_004_initiator_resets_after_a_bad_syn_ack_hmac(tmp_path: Path) -> N
 
 
 def test_join_004_responder_acknowledges_a_bad_third_ack_hmac(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, bad_ack_hmac=True)
     (finding,) = of(run(sc, tmp_path), "JOIN-004")
@@ -193,7 +192,7 @@ def test_join_004_responder_acknowledges_a_bad_third_ack_hmac(tmp_path: Path) ->
 
 
 def test_join_004_responder_resets_after_a_bad_third_ack_hmac(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, bad_ack_hmac=True, fourth_ack=False)
     j.sf.rst("s", [MpTcpRst(0, 0x01)])
@@ -207,7 +206,7 @@ def test_join_005_initiator_sends_data_before_the_fourth_ack(tmp_path: Path) -> 
     The fourth ACK shows up after the data (it does not acknowledge it): wherever the capture ran, the data
     left the initiator before the fourth ACK reached it.
     """
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, fourth_ack=False)
     data = j.sf.send("c", b"early")
@@ -218,7 +217,7 @@ def test_join_005_initiator_sends_data_before_the_fourth_ack(tmp_path: Path) -> 
 
 def test_join_005_is_only_a_warning_when_the_fourth_ack_may_have_been_lost_by_the_capture(tmp_path: Path) -> None:
     """H-LOSS: the responder's first captured ACK already covers the data, so a fourth ACK may be missing."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, fourth_ack=False)
     data = j.sf.send("c", b"early")
@@ -228,7 +227,7 @@ def test_join_005_is_only_a_warning_when_the_fourth_ack_may_have_been_lost_by_th
 
 
 def test_join_005_third_ack_carrying_data(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, third_ack=False)
     c, s = sc.side("c"), sc.side("s")
@@ -238,7 +237,7 @@ def test_join_005_third_ack_carrying_data(tmp_path: Path) -> None:
 
 
 def test_join_005_data_after_the_fourth_ack_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc)
     j.sf.send("c", b"on time")
@@ -248,7 +247,7 @@ def test_join_005_data_after_the_fourth_ack_is_fine(tmp_path: Path) -> None:
 
 def test_join_005_a_newer_timestamp_echo_shows_the_fourth_ack_was_only_lost_by_the_capture(tmp_path: Path) -> None:
     """H-LOSS: the initiator echoes a TSval newer than the SYN/ACK's, so it received a later responder segment."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, fourth_ack=False, synack_ts=100)
     j.sf.send("c", b"data", extra=[timestamp(500, 105)])
@@ -258,7 +257,7 @@ def test_join_005_a_newer_timestamp_echo_shows_the_fourth_ack_was_only_lost_by_t
 # ---------------------------------------------------------------------------------------- JOIN-006
 def test_join_006_data_without_dss_after_a_syn_ack_without_mp_join(tmp_path: Path) -> None:
     """§3.2, §3.7: a join subflow never falls back to TCP; without MP_JOIN it must be reset."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, synack=False)
     synack = j.sf.raw("s", SYN | ACK)
@@ -269,7 +268,7 @@ def test_join_006_data_without_dss_after_a_syn_ack_without_mp_join(tmp_path: Pat
 
 
 def test_join_006_data_without_dss_after_a_third_ack_without_mp_join(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, third_ack=False)
     bare = j.sf.raw("c", ACK)
@@ -279,7 +278,7 @@ def test_join_006_data_without_dss_after_a_third_ack_without_mp_join(tmp_path: P
 
 
 def test_join_006_resetting_the_join_instead_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, synack=False)
     j.sf.raw("s", SYN | ACK)
@@ -290,7 +289,7 @@ def test_join_006_resetting_the_join_instead_is_fine(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- JOIN-007
 def test_join_007_join_accepted_after_an_infinite_mapping(tmp_path: Path) -> None:
     """§3.7: a connection that fell back to TCP opens and accepts no new subflows."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     fallback = infinite_mapping(sc, sf, "s")
     sc.wait(2.0)
@@ -302,7 +301,7 @@ def test_join_007_join_accepted_after_an_infinite_mapping(tmp_path: Path) -> Non
 
 
 def test_join_007_only_sending_the_syn_after_the_fallback_is_a_warning(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     fallback = infinite_mapping(sc, sf, "c")
     j = join(sc, synack=False)
@@ -312,7 +311,7 @@ def test_join_007_only_sending_the_syn_after_the_fallback_is_a_warning(tmp_path:
 
 
 def test_join_007_a_join_before_the_fallback_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     join(sc)
     infinite_mapping(sc, sf, "s")
@@ -321,7 +320,7 @@ def test_join_007_a_join_before_the_fallback_is_fine(tmp_path: Path) -> None:
 
 def test_join_007_a_fallback_the_initiator_may_not_have_received_yet_is_not_judged(tmp_path: Path) -> None:
     """H-REORD: the server's infinite mapping was still in flight when the client sent the join SYN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     infinite_mapping(sc, sf, "s")
     j = join(sc, synack=False)
@@ -332,7 +331,7 @@ def test_join_007_a_fallback_the_initiator_may_not_have_received_yet_is_not_judg
 def test_join_007_accepting_a_join_right_after_the_peers_fallback_is_not_judged(tmp_path: Path) -> None:
     """H-REORD: the client fell back and opened a join at once (a warning for the client); the server may
     not have received the infinite mapping when it accepted the join, so the acceptance is no error."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     fallback = infinite_mapping(sc, sf, "c")
     j = join(sc)
@@ -341,7 +340,7 @@ def test_join_007_accepting_a_join_right_after_the_peers_fallback_is_not_judged(
 
 
 # ---------------------------------------------------------------------------------------- JOIN-008
-def c_flag_handshake(sc: Scenario) -> tuple[SubflowBuilder, int]:
+def c_flag_handshake(sc: ConnectionBuilder) -> tuple[SubflowBuilder, int]:
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
@@ -353,7 +352,7 @@ def c_flag_handshake(sc: Scenario) -> tuple[SubflowBuilder, int]:
 
 def test_join_008_join_to_the_address_the_server_flagged_with_c(tmp_path: Path) -> None:
     """§3.1: C = 1 means the sender accepts no further subflows to the packet's source address and port."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, synack = c_flag_handshake(sc)
     j = join(sc)
     (finding,) = of(run(sc, tmp_path), "JOIN-008")
@@ -361,7 +360,7 @@ def test_join_008_join_to_the_address_the_server_flagged_with_c(tmp_path: Path) 
 
 
 def test_join_008_join_to_another_server_address_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c_flag_handshake(sc)
     join(sc, server=("10.0.2.2", 80))
     assert of(run(sc, tmp_path), "JOIN-008") == []
@@ -370,7 +369,7 @@ def test_join_008_join_to_another_server_address_is_fine(tmp_path: Path) -> None
 # ---------------------------------------------------------------------------------------- JOIN-009
 def test_join_009_one_address_id_for_two_addresses_at_the_same_time(tmp_path: Path) -> None:
     """§3.4: an address ID names one address; two live joins give ID 1 to two different addresses."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     first = join(sc, client_ip="10.0.3.1", client_id=1)
     second = join(sc, client_ip="10.0.4.1", client_id=1)
@@ -380,7 +379,7 @@ def test_join_009_one_address_id_for_two_addresses_at_the_same_time(tmp_path: Pa
 
 
 def test_join_009_reusing_an_id_after_the_first_subflow_closed_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     first = join(sc, client_ip="10.0.3.1", client_id=1)
     first.sf.fin("c")
@@ -393,7 +392,7 @@ def test_join_009_reusing_an_id_after_the_first_subflow_closed_is_fine(tmp_path:
 # ---------------------------------------------------------------------------------------- JOIN-010
 def test_join_010_join_before_the_connection_is_fully_established(tmp_path: Path) -> None:
     """§3.2 (Linux): a join waits until the initiator's key was delivered or the responder sent a DSS."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
@@ -407,7 +406,7 @@ def test_join_010_join_before_the_connection_is_fully_established(tmp_path: Path
 
 def test_join_010_a_third_ack_overtaken_on_another_path_is_fine(tmp_path: Path) -> None:
     """H-REORD: the third ACK shows up within one RTT of the join SYN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
@@ -420,7 +419,7 @@ def test_join_010_a_third_ack_overtaken_on_another_path_is_fine(tmp_path: Path) 
 
 def test_join_010_is_not_judged_when_the_third_ack_was_never_captured(tmp_path: Path) -> None:
     """H-END, H-LOSS: the third ACK may have been sent before the join but missed by the capture."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     s = sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01)])
@@ -430,7 +429,7 @@ def test_join_010_is_not_judged_when_the_third_ack_was_never_captured(tmp_path: 
 
 
 def test_join_010_join_after_the_third_ack_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sc.initial()
     join(sc)
     assert of(run(sc, tmp_path), "JOIN-010") == []
@@ -438,7 +437,7 @@ def test_join_010_join_after_the_third_ack_is_fine(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- JOIN-011
 def test_join_011_backup_join_is_recorded(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, backup=(True, False))
     (finding,) = of(run(sc, tmp_path), "JOIN-011")
@@ -446,7 +445,7 @@ def test_join_011_backup_join_is_recorded(tmp_path: Path) -> None:
 
 
 def test_join_011_regular_join_is_not_reported(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     join(sc)
     assert of(run(sc, tmp_path), "JOIN-011") == []
@@ -455,7 +454,7 @@ def test_join_011_regular_join_is_not_reported(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- JOIN-012
 def test_join_012_join_answered_by_a_plain_syn_ack(tmp_path: Path) -> None:
     """§3.2: a refused join gets a RST, not a SYN/ACK without MP_JOIN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, synack=False)
     synack = j.sf.raw("s", SYN | ACK)
@@ -465,7 +464,7 @@ def test_join_012_join_answered_by_a_plain_syn_ack(tmp_path: Path) -> None:
 
 def test_join_012_a_syn_ack_whose_options_the_capture_cut_is_not_judged(tmp_path: Path) -> None:
     """H-SNAP: the SYN/ACK carried MP_JOIN, but the snaplen kept only the first two option bytes."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, third_ack=False)
     path = tmp_path / "cut.pcap"
@@ -479,7 +478,7 @@ def test_join_012_a_syn_ack_whose_options_the_capture_cut_is_not_judged(tmp_path
 
 
 def test_join_012_join_refused_with_a_rst_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, synack=False)
     j.sf.rst("s", [MpTcpRst(0, 0x01)])
@@ -488,7 +487,7 @@ def test_join_012_join_refused_with_a_rst_is_fine(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- JOIN-013
 def test_join_013_join_to_a_port_that_was_never_announced(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc, server=(sc.side("s").ip, 8080))
     (finding,) = of(run(sc, tmp_path), "JOIN-013")
@@ -496,7 +495,7 @@ def test_join_013_join_to_a_port_that_was_never_announced(tmp_path: Path) -> Non
 
 
 def test_join_013_join_to_an_announced_port_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     c, s = sc.side("c"), sc.side("s")
     address = ipaddress.IPv4Address(s.ip)
@@ -508,7 +507,7 @@ def test_join_013_join_to_an_announced_port_is_fine(tmp_path: Path) -> None:
 
 
 def test_join_rules_stay_quiet_on_a_clean_two_subflow_connection(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     j = join(sc)
     j.sf.send("c", b"world")

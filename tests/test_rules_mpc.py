@@ -9,9 +9,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from scenario import ACK, PSH, SYN, Scenario, SubflowBuilder
-
 from analyzer.checker.mpc import MpCapableRules
+from analyzer.endpoint.builder import ACK, PSH, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import MpCapable
@@ -21,7 +20,7 @@ from analyzer.rules import RULES
 H, A, B, C = 0x01, 0x80, 0x40, 0x20  # MP_CAPABLE flags: HMAC-SHA256, checksum, extensibility, no-join-to-source
 
 
-def run(sc: Scenario, tmp_path: Path) -> Analysis:
+def run(sc: ConnectionBuilder, tmp_path: Path) -> Analysis:
     return analyze(sc.write(tmp_path))
 
 
@@ -30,7 +29,7 @@ def of(analysis: Analysis, rule: str) -> list[Finding]:
 
 
 def handshake(
-    sc: Scenario, syn: int = H, synack: int = H, ack: int | None = H, version: tuple[int, int, int] = (1, 1, 1)
+    sc: ConnectionBuilder, syn: int = H, synack: int = H, ack: int | None = H, version: tuple[int, int, int] = (1, 1, 1)
 ) -> tuple[SubflowBuilder, list[int]]:
     """The initial subflow's three handshake packets with the given flag bytes (``ack=None``: no third ACK)."""
     c, s = sc.side("c"), sc.side("s")
@@ -45,7 +44,7 @@ def handshake(
 
 
 def mpc_data(
-    sc: Scenario, sf: SubflowBuilder, payload: bytes, data_len: int | None = None, seq: int | None = None
+    sc: ConnectionBuilder, sf: SubflowBuilder, payload: bytes, data_len: int | None = None, seq: int | None = None
 ) -> int:
     """The initiator's first data with MP_CAPABLE (v1 implied mapping), keeping the scenario's DSNs in step."""
     c, s = sc.side("c"), sc.side("s")
@@ -58,7 +57,7 @@ def mpc_data(
     return frame
 
 
-def plain_packet_long_before(sc: Scenario, seconds: float = 10.0) -> None:
+def plain_packet_long_before(sc: ConnectionBuilder, seconds: float = 10.0) -> None:
     """An unrelated packet, then a pause: the capture was running well before the next SYN."""
     other = SubflowBuilder(sc, ("10.9.9.9", 5555), ("10.9.9.8", 22), isn={"c": 1, "s": 1}, nxt={"c": 1, "s": 1})
     other.raw("c", SYN)
@@ -68,7 +67,7 @@ def plain_packet_long_before(sc: Scenario, seconds: float = 10.0) -> None:
 # ---------------------------------------------------------------------------------------- MPC-001
 def test_mpc_001_syn_ack_selects_a_higher_version_than_offered(tmp_path: Path) -> None:
     """§3.1: the responder answers with the proposed version or a lower one, never a higher one."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, version=(0, 1, 1))
     (finding,) = of(run(sc, tmp_path), "MPC-001")
     assert (finding.severity, finding.frames) == (Severity.ERROR, frames[:2])
@@ -76,21 +75,21 @@ def test_mpc_001_syn_ack_selects_a_higher_version_than_offered(tmp_path: Path) -
 
 def test_mpc_001_answering_a_higher_proposal_with_v1_is_fine(tmp_path: Path) -> None:
     """Linux answers a SYN with a version above 1 with v1."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc, version=(2, 1, 1))
     assert of(run(sc, tmp_path), "MPC-001") == []
 
 
 # ---------------------------------------------------------------------------------------- MPC-002
 def test_mpc_002_third_ack_uses_another_version(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, version=(1, 1, 0))
     (finding,) = of(run(sc, tmp_path), "MPC-002")
     assert (finding.severity, finding.frames) == (Severity.ERROR, frames[1:])
 
 
 def test_mpc_002_matching_versions_are_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc)
     assert of(run(sc, tmp_path), "MPC-002") == []
 
@@ -98,7 +97,7 @@ def test_mpc_002_matching_versions_are_fine(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- MPC-003
 def test_mpc_003_syn_ack_with_mp_capable_answers_a_plain_syn(tmp_path: Path) -> None:
     """§3.1: a responder only accepts MPTCP that the SYN proposed."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     plain_packet_long_before(sc)
     s = sc.side("s")
     sf = sc.initial(handshake=False)
@@ -110,7 +109,7 @@ def test_mpc_003_syn_ack_with_mp_capable_answers_a_plain_syn(tmp_path: Path) -> 
 
 def test_mpc_003_is_only_a_warning_when_an_earlier_syn_may_predate_the_capture(tmp_path: Path) -> None:
     """H-LOSS: the capture began just before this SYN; an MP_CAPABLE SYN with the same ISN may have been missed."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     s = sc.side("s")
     sf = sc.initial(handshake=False)
     syn = sf.raw("c", SYN)
@@ -122,7 +121,7 @@ def test_mpc_003_is_only_a_warning_when_an_earlier_syn_may_predate_the_capture(t
 
 def test_mpc_003_answering_an_earlier_mp_capable_syn_with_the_same_isn_is_fine(tmp_path: Path) -> None:
     """Linux drops MP_CAPABLE from the third SYN but keeps the ISN; the SYN/ACK may answer an earlier SYN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     plain_packet_long_before(sc)
     s = sc.side("s")
     sf = sc.initial(handshake=False)
@@ -137,7 +136,7 @@ def test_mpc_003_answering_an_earlier_mp_capable_syn_with_the_same_isn_is_fine(t
 # ---------------------------------------------------------------------------------------- MPC-004 / MPC-005
 def test_mpc_004_third_ack_echoes_another_server_key(tmp_path: Path) -> None:
     """§3.1: the third ACK echoes the key the SYN/ACK carried (reported by the tracker)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, H)])
@@ -148,7 +147,7 @@ def test_mpc_004_third_ack_echoes_another_server_key(tmp_path: Path) -> None:
 
 
 def test_mpc_005_the_client_key_changes_between_third_ack_and_first_data(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf, frames = handshake(sc)
     data = sf.raw("c", ACK | PSH, [MpCapable(1, H, c.key ^ 1, s.key, 5)], b"hello")
@@ -157,7 +156,7 @@ def test_mpc_005_the_client_key_changes_between_third_ack_and_first_data(tmp_pat
 
 
 def test_mpc_004_and_005_stay_quiet_when_the_keys_are_consistent(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
     analysis = run(sc, tmp_path)
@@ -167,7 +166,7 @@ def test_mpc_004_and_005_stay_quiet_when_the_keys_are_consistent(tmp_path: Path)
 # ---------------------------------------------------------------------------------------- MPC-006
 def test_mpc_006_third_ack_without_both_keys(tmp_path: Path) -> None:
     """§3.1: the initiator's MP_CAPABLE after the SYN/ACK carries both keys."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c = sc.side("c")
     sf, _ = handshake(sc, ack=None)
     frame = sf.raw("c", ACK, [MpCapable(1, H, c.key)])
@@ -176,7 +175,7 @@ def test_mpc_006_third_ack_without_both_keys(tmp_path: Path) -> None:
 
 
 def test_mpc_006_third_ack_with_both_keys_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc)
     assert of(run(sc, tmp_path), "MPC-006") == []
 
@@ -184,28 +183,28 @@ def test_mpc_006_third_ack_with_both_keys_is_fine(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- MPC-007
 def test_mpc_007_syn_without_any_crypto_algorithm(tmp_path: Path) -> None:
     """§3.1: an MP_CAPABLE names at least one crypto algorithm (v1: H = HMAC-SHA256)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, syn=0x00)
     (finding,) = of(run(sc, tmp_path), "MPC-007")
     assert (finding.severity, finding.frames) == (Severity.ERROR, [frames[0]])
 
 
 def test_mpc_007_syn_ack_selects_more_than_one_algorithm(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, syn=H | 0x02, synack=H | 0x02)
     (finding,) = of(run(sc, tmp_path), "MPC-007")
     assert (finding.severity, finding.frames) == (Severity.ERROR, [frames[1]])
 
 
 def test_mpc_007_syn_ack_selects_an_algorithm_the_syn_did_not_offer(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, syn=H, synack=0x02, ack=0x02)
     (finding,) = of(run(sc, tmp_path), "MPC-007")
     assert (finding.severity, finding.frames) == (Severity.ERROR, frames[:2])
 
 
 def test_mpc_007_selecting_one_of_the_offered_algorithms_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc, syn=H | 0x02, synack=H, ack=H)
     assert of(run(sc, tmp_path), "MPC-007") == []
 
@@ -213,14 +212,14 @@ def test_mpc_007_selecting_one_of_the_offered_algorithms_is_fine(tmp_path: Path)
 # ---------------------------------------------------------------------------------------- MPC-008
 def test_mpc_008_extensibility_bit_set(tmp_path: Path) -> None:
     """§3.1: B must be 0 in v1; a peer that does not know it ignores the option."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, syn=H | B)
     (finding,) = of(run(sc, tmp_path), "MPC-008")
     assert (finding.severity, finding.frames) == (Severity.WARNING, [frames[0]])
 
 
 def test_mpc_008_assigned_flags_checksum_and_c_are_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc, syn=H | A | C, synack=H | A | C, ack=H | A | C)
     assert of(run(sc, tmp_path), "MPC-008") == []
 
@@ -228,14 +227,14 @@ def test_mpc_008_assigned_flags_checksum_and_c_are_fine(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- MPC-009
 def test_mpc_009_third_ack_contradicts_the_checksum_decision(tmp_path: Path) -> None:
     """§3.1: checksums are on when either side set A; the third ACK carries that decision."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _, frames = handshake(sc, syn=H | A, synack=H, ack=H)
     (finding,) = of(run(sc, tmp_path), "MPC-009")
     assert (finding.severity, finding.frames) == (Severity.ERROR, frames)
 
 
 def test_mpc_009_third_ack_with_the_negotiated_checksum_flag_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc, syn=H | A, synack=H, ack=H | A)
     assert of(run(sc, tmp_path), "MPC-009") == []
 
@@ -243,7 +242,7 @@ def test_mpc_009_third_ack_with_the_negotiated_checksum_flag_is_fine(tmp_path: P
 # ---------------------------------------------------------------------------------------- MPC-010
 def test_mpc_010_mp_capable_on_a_later_data_segment(tmp_path: Path) -> None:
     """§3.1: only the third ACK and the first data (relative sequence 1) carry MP_CAPABLE."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
     frame = mpc_data(sc, sf, b"again")
@@ -252,7 +251,7 @@ def test_mpc_010_mp_capable_on_a_later_data_segment(tmp_path: Path) -> None:
 
 
 def test_mpc_010_mp_capable_long_after_the_responders_data_ack(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
     established = sf.ack("s")
@@ -267,7 +266,7 @@ def timestamp(tsval: int, tsecr: int) -> bytes:
 
 
 def test_mpc_010_timestamps_show_the_initiator_had_received_later_responder_segments(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
@@ -282,7 +281,7 @@ def test_mpc_010_timestamps_show_the_initiator_had_received_later_responder_segm
 
 def test_mpc_010_a_data_ack_lost_on_the_path_keeps_the_initiator_repeating_mp_capable(tmp_path: Path) -> None:
     """The initiator's timestamp echo shows it never received the responder's DSS: its repeats are legal."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
@@ -295,7 +294,7 @@ def test_mpc_010_a_data_ack_lost_on_the_path_keeps_the_initiator_repeating_mp_ca
 
 def test_mpc_010_retransmitting_the_first_data_before_the_data_ack_is_fine(tmp_path: Path) -> None:
     """H-RTX, H-REORD: the first data may be repeated until a Data ACK arrives (and one in flight is allowed)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
     sc.wait(0.5)
@@ -308,7 +307,7 @@ def test_mpc_010_retransmitting_the_first_data_before_the_data_ack_is_fine(tmp_p
 # ---------------------------------------------------------------------------------------- MPC-011
 def test_mpc_011_third_ack_without_mp_capable_then_mptcp_options(tmp_path: Path) -> None:
     """§3.1: an initiator whose third ACK lacks MP_CAPABLE has fallen back and sends no MPTCP options."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, frames = handshake(sc, ack=None)
     bare = sf.raw("c", ACK)
     dss = sf.send("c", b"hello")
@@ -317,7 +316,7 @@ def test_mpc_011_third_ack_without_mp_capable_then_mptcp_options(tmp_path: Path)
 
 
 def test_mpc_011_mp_capable_with_data_can_stand_in_for_the_third_ack(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc, ack=None)
     sf.raw("c", ACK)
     mpc_data(sc, sf, b"hello")
@@ -329,7 +328,7 @@ def test_mpc_011_mp_capable_with_data_can_stand_in_for_the_third_ack(tmp_path: P
 # ---------------------------------------------------------------------------------------- MPC-012
 def test_mpc_012_data_level_length_shorter_than_the_payload(tmp_path: Path) -> None:
     """§3.1: the implied mapping of MP_CAPABLE with data covers at least the segment's payload."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     frame = mpc_data(sc, sf, b"hello", data_len=3)
     (finding,) = of(run(sc, tmp_path), "MPC-012")
@@ -337,7 +336,7 @@ def test_mpc_012_data_level_length_shorter_than_the_payload(tmp_path: Path) -> N
 
 
 def test_mpc_012_a_longer_data_level_length_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello", data_len=8)
     assert of(run(sc, tmp_path), "MPC-012") == []
@@ -345,14 +344,14 @@ def test_mpc_012_a_longer_data_level_length_is_fine(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------- MPC-013
 def test_mpc_013_a_zero_key(tmp_path: Path) -> None:
-    sc = Scenario(server_key=0)
+    sc = ConnectionBuilder(server_key=0)
     _, frames = handshake(sc)
     (finding,) = of(run(sc, tmp_path), "MPC-013")
     assert (finding.severity, finding.frames) == (Severity.WARNING, [frames[1]])
 
 
 def test_mpc_013_nonzero_keys_are_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     handshake(sc)
     assert of(run(sc, tmp_path), "MPC-013") == []
 
@@ -360,7 +359,7 @@ def test_mpc_013_nonzero_keys_are_fine(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- MPC-014
 def test_mpc_014_syn_retried_without_mp_capable(tmp_path: Path) -> None:
     """§3.1 (Linux): after two unanswered MP_CAPABLE SYNs the client retries without MPTCP."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     first = sf.raw("c", SYN, [MpCapable(1, H)], seq=1000)
     sf.raw("c", SYN, [MpCapable(1, H)], seq=1000)
@@ -370,7 +369,7 @@ def test_mpc_014_syn_retried_without_mp_capable(tmp_path: Path) -> None:
 
 
 def test_mpc_014_retransmitting_the_mp_capable_syn_is_quiet(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     for _ in range(3):
         sf.raw("c", SYN, [MpCapable(1, H)], seq=1000)
@@ -380,7 +379,7 @@ def test_mpc_014_retransmitting_the_mp_capable_syn_is_quiet(tmp_path: Path) -> N
 # ---------------------------------------------------------------------------------------- MPC-015
 def test_mpc_015_responder_sends_mp_capable_after_its_syn_ack(tmp_path: Path) -> None:
     """§3.1: the responder's only MP_CAPABLE is on its SYN/ACK."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf, _ = handshake(sc)
     frame = sf.raw("s", ACK, [MpCapable(1, H, s.key, c.key)])
@@ -389,7 +388,7 @@ def test_mpc_015_responder_sends_mp_capable_after_its_syn_ack(tmp_path: Path) ->
 
 
 def test_mpc_015_syn_ack_mp_capable_of_the_wrong_length(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, H)])
@@ -400,7 +399,7 @@ def test_mpc_015_syn_ack_mp_capable_of_the_wrong_length(tmp_path: Path) -> None:
 
 def test_mpc_015_retransmitted_syn_ack_is_fine(tmp_path: Path) -> None:
     """H-RTX."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     s = sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, H)])
@@ -410,7 +409,7 @@ def test_mpc_015_retransmitted_syn_ack_is_fine(tmp_path: Path) -> None:
 
 
 def test_mpc_rules_stay_quiet_on_a_kernel_like_connection(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, _ = handshake(sc)
     mpc_data(sc, sf, b"hello")
     sf.ack("s")

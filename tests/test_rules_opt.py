@@ -9,9 +9,8 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from scenario import ACK, LINKTYPE_RAW, PSH, SYN, Scenario, SubflowBuilder
-
 from analyzer.checker.opt import OptionFormatRules
+from analyzer.endpoint.builder import ACK, LINKTYPE_RAW, PSH, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -30,7 +29,7 @@ from analyzer.pipeline import analyze
 from analyzer.rules import RULES
 
 
-def run(sc: Scenario, tmp_path: Path) -> Analysis:
+def run(sc: ConnectionBuilder, tmp_path: Path) -> Analysis:
     return analyze(sc.write(tmp_path))
 
 
@@ -38,7 +37,7 @@ def of(analysis: Analysis, rule: str) -> list[Finding]:
     return [f for f in analysis.findings if f.rule == rule]
 
 
-def write_with_snaplen(sc: Scenario, directory: Path, caplen: dict[int, int], snaplen: int = 65535) -> str:
+def write_with_snaplen(sc: ConnectionBuilder, directory: Path, caplen: dict[int, int], snaplen: int = 65535) -> str:
     """Write the scenario as pcap, cutting the frames named in ``caplen`` (or all, to ``snaplen``) short."""
     path = directory / "snap.pcap"
     with path.open("wb") as f:
@@ -50,7 +49,7 @@ def write_with_snaplen(sc: Scenario, directory: Path, caplen: dict[int, int], sn
     return str(path)
 
 
-def manual_join(sc: Scenario, client_ip: str = "10.0.3.1") -> SubflowBuilder:
+def manual_join(sc: ConnectionBuilder, client_ip: str = "10.0.3.1") -> SubflowBuilder:
     """An empty join subflow whose packets the test writes itself."""
     c, s = sc.side("c"), sc.side("s")
     sf = SubflowBuilder(sc, (client_ip, 41000), (s.ip, sc.server_port), isn={"c": 7000, "s": 9000},
@@ -61,7 +60,7 @@ def manual_join(sc: Scenario, client_ip: str = "10.0.3.1") -> SubflowBuilder:
 
 
 def join_options(
-    sc: Scenario, nonce_c: int = 0xA1A2A3A4, nonce_s: int = 0xB1B2B3B4
+    sc: ConnectionBuilder, nonce_c: int = 0xA1A2A3A4, nonce_s: int = 0xB1B2B3B4
 ) -> tuple[MpJoinSyn, MpJoinSynAck, MpJoinAck]:
     c, s = sc.side("c"), sc.side("s")
     token = crypto.token_from_key(s.key, sc.version)
@@ -76,7 +75,7 @@ def join_options(
 # ---------------------------------------------------------------------------------------- OPT-001
 def test_opt_001_an_mptcp_option_running_past_the_tcp_header_is_malformed(tmp_path: Path) -> None:
     """§3: an option whose length runs past the data offset makes the option list malformed."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.raw("c", ACK, [b"\x1e\x10\x50\x00"])  # MP_PRIO claiming 16 bytes in a 4-byte option area
     (finding,) = of(run(sc, tmp_path), "OPT-001")
@@ -85,7 +84,7 @@ def test_opt_001_an_mptcp_option_running_past_the_tcp_header_is_malformed(tmp_pa
 
 def test_opt_001_an_mptcp_option_too_short_for_its_subtype_byte_is_malformed(tmp_path: Path) -> None:
     """§3: an MPTCP option needs at least 3 bytes (kind, length, subtype)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.raw("c", ACK, [sc.ack_only_dss("c"), b"\x1e\x02"])
     (finding,) = of(run(sc, tmp_path), "OPT-001")
@@ -94,7 +93,7 @@ def test_opt_001_an_mptcp_option_too_short_for_its_subtype_byte_is_malformed(tmp
 
 def test_opt_001_an_option_cut_by_the_snaplen_is_not_malformed(tmp_path: Path) -> None:
     """H-SNAP: the capture kept only part of the header; the option was whole on the wire."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.send("c", b"data")
     path = write_with_snaplen(sc, tmp_path, {frame: 20 + 20 + 6})  # IP + TCP header + 6 option bytes
@@ -106,7 +105,7 @@ def test_opt_001_an_option_cut_by_the_snaplen_is_not_malformed(tmp_path: Path) -
 # ---------------------------------------------------------------------------------------- OPT-002
 def test_opt_002_a_v1_syn_carrying_a_key_has_the_wrong_length(tmp_path: Path) -> None:
     """§3.1: the v1 SYN's MP_CAPABLE is 4 bytes; the 12-byte (keyed) form belongs to v0."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     frame = sf.raw("c", SYN, [MpCapable(1, 0x01, sc.side("c").key)])
     (finding,) = of(run(sc, tmp_path), "OPT-002")
@@ -115,7 +114,7 @@ def test_opt_002_a_v1_syn_carrying_a_key_has_the_wrong_length(tmp_path: Path) ->
 
 def test_opt_002_v0_and_v1_syns_with_their_own_lengths_are_fine(tmp_path: Path) -> None:
     for version in (0, 1):
-        sc = Scenario(version=version)
+        sc = ConnectionBuilder(version=version)
         sf = sc.initial()
         sf.send("c", b"x")
         directory = tmp_path / f"v{version}"
@@ -125,7 +124,7 @@ def test_opt_002_v0_and_v1_syns_with_their_own_lengths_are_fine(tmp_path: Path) 
 
 def test_opt_002_mp_capable_without_data_length_on_the_first_data(tmp_path: Path) -> None:
     """§3.1: in v1 the initiator's first data carries MP_CAPABLE with the data-level length (22/24 bytes)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial()
     frame = sf.send("c", b"hello", options=[MpCapable(1, 0x01, c.key, s.key)])
@@ -134,7 +133,7 @@ def test_opt_002_mp_capable_without_data_length_on_the_first_data(tmp_path: Path
 
 
 def test_opt_002_mp_capable_with_data_length_on_a_pure_ack(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial()
     frame = sf.raw("c", ACK, [MpCapable(1, 0x01, c.key, s.key, 5)])
@@ -143,7 +142,7 @@ def test_opt_002_mp_capable_with_data_length_on_a_pure_ack(tmp_path: Path) -> No
 
 
 def test_opt_002_mp_capable_with_data_on_the_first_data_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial()
     sf.send("c", b"hello", options=[MpCapable(1, 0x01, c.key, s.key, 5)])
@@ -153,7 +152,7 @@ def test_opt_002_mp_capable_with_data_on_the_first_data_is_fine(tmp_path: Path) 
 
 def test_opt_002_v0_has_no_mp_capable_with_data(tmp_path: Path) -> None:
     """RFC 6824 §3.1: v0 sends data with a DSS; its MP_CAPABLE after the SYN/ACK is always 20 bytes."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial()
     frame = sf.send("c", b"hello", options=[MpCapable(0, 0x01, c.key, s.key, 5)])
@@ -163,7 +162,7 @@ def test_opt_002_v0_has_no_mp_capable_with_data(tmp_path: Path) -> None:
 
 def test_opt_002_join_syn_form_on_a_syn_ack(tmp_path: Path) -> None:
     """§3.2: the SYN/ACK of a join carries the 16-byte form; the 12-byte form is the SYN's."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sc.initial()
     join = manual_join(sc)
     syn, _, _ = join_options(sc)
@@ -174,7 +173,7 @@ def test_opt_002_join_syn_form_on_a_syn_ack(tmp_path: Path) -> None:
 
 
 def test_opt_002_a_length_no_layout_defines_is_reported_by_the_tracker(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.raw("c", ACK, [b"\x1e\x0d\x01\x01" + bytes(9)])  # MP_CAPABLE of 13 bytes
     (finding,) = of(run(sc, tmp_path), "OPT-002")
@@ -183,7 +182,7 @@ def test_opt_002_a_length_no_layout_defines_is_reported_by_the_tracker(tmp_path:
 
 # ---------------------------------------------------------------------------------------- OPT-003
 def test_opt_003_unassigned_subtype_is_a_warning_and_experimental_is_info(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     unassigned = sf.raw("c", ACK, [sc.ack_only_dss("c"), b"\x1e\x04\x90\x00"])
     experimental = sf.raw("c", ACK, [sc.ack_only_dss("c"), b"\x1e\x04\xf0\x00"])
@@ -194,7 +193,7 @@ def test_opt_003_unassigned_subtype_is_a_warning_and_experimental_is_info(tmp_pa
 
 
 def test_opt_003_assigned_subtypes_are_quiet(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"x")
     assert of(run(sc, tmp_path), "OPT-003") == []
@@ -203,7 +202,7 @@ def test_opt_003_assigned_subtypes_are_quiet(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- OPT-004
 def test_opt_004_two_dss_options_in_one_segment(tmp_path: Path) -> None:
     """§3: one segment carries at most one option of each subtype."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     frame = sf.send("c", b"x", extra=[sc.ack_only_dss("c")])
     (finding,) = of(run(sc, tmp_path), "OPT-004")
@@ -212,7 +211,7 @@ def test_opt_004_two_dss_options_in_one_segment(tmp_path: Path) -> None:
 
 
 def test_opt_004_different_subtypes_together_are_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"x", extra=[MpPrio(False)])
     assert of(run(sc, tmp_path), "OPT-004") == []
@@ -221,7 +220,7 @@ def test_opt_004_different_subtypes_together_are_fine(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- OPT-005
 def test_opt_005_reserved_bits_in_dss_join_and_mp_fail(tmp_path: Path) -> None:
     """§3.3, §3.2, §3.7: reserved bits are sent as zero."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     s = sc.side("s")
     dss_frame = sf.raw("c", ACK, [Dss(DSS_ACK | DSS_ACK64 | 0x20, data_ack=sc.side("c").acked)])
@@ -236,7 +235,7 @@ def test_opt_005_reserved_bits_in_dss_join_and_mp_fail(tmp_path: Path) -> None:
 
 
 def test_opt_005_clean_options_are_quiet(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"x")
     sc.join().send("c", b"y")
@@ -247,7 +246,7 @@ def test_opt_005_clean_options_are_quiet(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------- OPT-006
 def test_opt_006_dss_on_a_syn(tmp_path: Path) -> None:
     """§3.3: a DSS never rides on a SYN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     frame = sf.raw("c", SYN, [MpCapable(1, 0x01), Dss(DSS_ACK, data_ack=1)])
     (finding,) = of(run(sc, tmp_path), "OPT-006")
@@ -256,7 +255,7 @@ def test_opt_006_dss_on_a_syn(tmp_path: Path) -> None:
 
 def test_opt_006_dss_on_a_fast_open_syn_ack_is_only_a_warning(tmp_path: Path) -> None:
     """H-TFO: with data on the SYN the MPTCP mapping rules are not settled."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     s = sc.side("s")
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN, [MpCapable(1, 0x01), b"\x22\x02"], payload=b"GET /")
@@ -266,7 +265,7 @@ def test_opt_006_dss_on_a_fast_open_syn_ack_is_only_a_warning(tmp_path: Path) ->
 
 
 def test_opt_006_mp_capable_and_mp_join_together_on_a_syn(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     syn, _, _ = join_options(sc)
     frame = sf.raw("c", SYN, [MpCapable(1, 0x01), syn])
@@ -276,7 +275,7 @@ def test_opt_006_mp_capable_and_mp_join_together_on_a_syn(tmp_path: Path) -> Non
 
 def test_opt_006_join_third_ack_option_sent_by_the_responder(tmp_path: Path) -> None:
     """§3.2: only the initiator sends the third-ACK form of MP_JOIN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sc.initial()
     join = manual_join(sc)
     syn, synack, ack = join_options(sc)
@@ -289,7 +288,7 @@ def test_opt_006_join_third_ack_option_sent_by_the_responder(tmp_path: Path) -> 
 
 
 def test_opt_006_mp_capable_on_a_join_subflow(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sc.initial()
     join = sc.join()
@@ -300,7 +299,7 @@ def test_opt_006_mp_capable_on_a_join_subflow(tmp_path: Path) -> None:
 
 def test_opt_006_retransmitted_third_acks_may_repeat_the_handshake_options(tmp_path: Path) -> None:
     """H-RTX: a retransmitted third ACK has the same sequence number and repeats MP_CAPABLE / MP_JOIN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial()
     sf.raw("c", ACK, [MpCapable(1, 0x01, c.key, s.key)])
@@ -317,7 +316,7 @@ def test_opt_006_retransmitted_third_acks_may_repeat_the_handshake_options(tmp_p
 # ---------------------------------------------------------------------------------------- OPT-007
 def test_opt_007_mptcp_options_after_a_plain_tcp_handshake(tmp_path: Path) -> None:
     """§3.1: MPTCP options only make sense on a connection whose SYN negotiated MPTCP."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     syn = sf.raw("c", SYN)
     sf.raw("s", SYN | ACK)
@@ -329,7 +328,7 @@ def test_opt_007_mptcp_options_after_a_plain_tcp_handshake(tmp_path: Path) -> No
 
 def test_opt_007_is_not_judged_when_the_snaplen_may_have_cut_the_syn_options(tmp_path: Path) -> None:
     """H-SNAP: with a short snaplen an MP_CAPABLE on the SYN may not have been captured."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     sf.raw("c", SYN)
     sf.raw("s", SYN | ACK)
@@ -340,7 +339,7 @@ def test_opt_007_is_not_judged_when_the_snaplen_may_have_cut_the_syn_options(tmp
 
 def test_opt_007_without_the_syn_the_negotiation_is_unknown(tmp_path: Path) -> None:
     """H-MID: a capture that starts after the handshake cannot tell whether MPTCP was negotiated."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial(handshake=False)
     sf.nxt = {"c": 1001, "s": 5001}
     sf.send("c", b"hello")
@@ -349,7 +348,7 @@ def test_opt_007_without_the_syn_the_negotiation_is_unknown(tmp_path: Path) -> N
 
 
 def test_opt_rules_stay_quiet_on_a_clean_connection_with_a_join(tmp_path: Path) -> None:
-    sc = Scenario(checksum=True)
+    sc = ConnectionBuilder(checksum=True)
     sf = sc.initial()
     sf.send("c", b"hello", options=[MpCapable(1, 0x81, sc.side("c").key, sc.side("s").key, 5,
                                               crypto.dss_checksum(sc.side("c").dsn, 1, 5, b"hello"))])  # fmt: skip

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenario import ACK, SYN, Scenario, SubflowBuilder
-
 from analyzer.checker.prio import PriorityRules
+from analyzer.endpoint.builder import ACK, SYN, ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp import crypto
@@ -19,7 +18,7 @@ from analyzer.pipeline import analyze
 from analyzer.rules import RULES
 
 
-def run(sc: Scenario, tmp_path: Path) -> Analysis:
+def run(sc: ConnectionBuilder, tmp_path: Path) -> Analysis:
     return analyze(sc.write(tmp_path))
 
 
@@ -27,7 +26,7 @@ def of(analysis: Analysis, rule: str) -> list[Finding]:
     return [f for f in analysis.findings if f.rule == rule]
 
 
-def established(sc: Scenario) -> SubflowBuilder:
+def established(sc: ConnectionBuilder) -> SubflowBuilder:
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")
@@ -37,7 +36,7 @@ def established(sc: Scenario) -> SubflowBuilder:
 # ---------------------------------------------------------------------------------------- PRIO-001
 def test_prio_001_four_byte_mp_prio_in_a_v1_connection(tmp_path: Path) -> None:
     """§3.3.8: v1 MP_PRIO is 3 bytes and applies to its own subflow; the v0 address-ID form is gone."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     frame = sf.ack("c", extra=[MpPrio(True, address_id=0)])
     (finding,) = of(run(sc, tmp_path), "PRIO-001")
@@ -45,7 +44,7 @@ def test_prio_001_four_byte_mp_prio_in_a_v1_connection(tmp_path: Path) -> None:
 
 
 def test_prio_001_a_length_no_version_defines_is_reported_by_the_tracker(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     frame = sf.ack("c", extra=[b"\x1e\x05\x51\x00\x00"])
     (finding,) = of(run(sc, tmp_path), "PRIO-001")
@@ -55,7 +54,7 @@ def test_prio_001_a_length_no_version_defines_is_reported_by_the_tracker(tmp_pat
 def test_prio_001_four_byte_mp_prio_is_valid_in_v0_and_three_bytes_in_v1(tmp_path: Path) -> None:
     """H-V0: RFC 6824 allowed the address ID."""
     for version, option in ((0, MpPrio(True, address_id=0)), (1, MpPrio(True))):
-        sc = Scenario(version=version)
+        sc = ConnectionBuilder(version=version)
         established(sc).ack("c", extra=[option])
         directory = tmp_path / f"v{version}"
         directory.mkdir()
@@ -65,7 +64,7 @@ def test_prio_001_four_byte_mp_prio_is_valid_in_v0_and_three_bytes_in_v1(tmp_pat
 # ---------------------------------------------------------------------------------------- PRIO-002
 def test_prio_002_mp_prio_on_a_join_syn(tmp_path: Path) -> None:
     """§3.3.8: the initial priority of a join is its B bit; MP_PRIO has no place on a SYN."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc)
     s = sc.side("s")
     join = SubflowBuilder(sc, ("10.0.3.1", 41000), (s.ip, 80), isn={"c": 1, "s": 1}, nxt={"c": 1, "s": 1})
@@ -75,7 +74,7 @@ def test_prio_002_mp_prio_on_a_join_syn(tmp_path: Path) -> None:
 
 
 def test_prio_002_mp_prio_together_with_mp_capable(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     c, s = sc.side("c"), sc.side("s")
     sf = sc.initial()
     frame = sf.raw("c", ACK, [MpCapable(1, 0x01, c.key, s.key), MpPrio(True)])
@@ -84,13 +83,13 @@ def test_prio_002_mp_prio_together_with_mp_capable(tmp_path: Path) -> None:
 
 
 def test_prio_002_mp_prio_on_an_established_subflow_is_fine(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     established(sc).ack("c", extra=[MpPrio(True)])
     assert of(run(sc, tmp_path), "PRIO-002") == []
 
 
 # ---------------------------------------------------------------------------------------- PRIO-003
-def backup_join(sc: Scenario) -> tuple[SubflowBuilder, SubflowBuilder, int]:
+def backup_join(sc: ConnectionBuilder) -> tuple[SubflowBuilder, SubflowBuilder, int]:
     """An established connection with a second subflow the client marked as backup (MP_PRIO B=1)."""
     sf = established(sc)
     join = sc.join()
@@ -100,7 +99,7 @@ def backup_join(sc: Scenario) -> tuple[SubflowBuilder, SubflowBuilder, int]:
 
 def test_prio_003_priority_change_and_new_data_on_the_backup_subflow(tmp_path: Path) -> None:
     """§3.3.8: a backup subflow carries data only when no regular subflow is usable (observation, not error)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, join, prio = backup_join(sc)
     sf.send("s", b"regular")
     data = join.send("s", b"on the backup path")
@@ -110,7 +109,7 @@ def test_prio_003_priority_change_and_new_data_on_the_backup_subflow(tmp_path: P
 
 def test_prio_003_new_data_on_a_subflow_joined_as_backup(tmp_path: Path) -> None:
     """The MP_JOIN B bit sets the initial priority (JOIN-011 records it)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = established(sc)
     syn = len(sc.packets) + 1
     join = sc.join(backup=True)
@@ -121,7 +120,7 @@ def test_prio_003_new_data_on_a_subflow_joined_as_backup(tmp_path: Path) -> None
 
 
 def test_prio_003_data_on_the_backup_subflow_after_the_regular_one_closed_is_not_reported(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, join, prio = backup_join(sc)
     sf.fin("c")
     sf.fin("s")
@@ -132,7 +131,7 @@ def test_prio_003_data_on_the_backup_subflow_after_the_regular_one_closed_is_not
 
 def test_prio_003_reinjecting_old_data_on_the_backup_subflow_is_not_reported(tmp_path: Path) -> None:
     """H-RTX: reinjection onto a backup subflow after loss is normal."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf, join, prio = backup_join(sc)
     s = sc.side("s")
     old = s.dsn
@@ -148,21 +147,21 @@ def test_prio_003_reinjecting_old_data_on_the_backup_subflow_is_not_reported(tmp
 # ---------------------------------------------------------------------------------------- PRIO-004
 def test_prio_004_v0_mp_prio_names_an_unknown_address_id(tmp_path: Path) -> None:
     """RFC 6824 §3.3.8: the address ID names an address of the connection."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     frame = established(sc).ack("c", extra=[MpPrio(True, address_id=7)])
     (finding,) = of(run(sc, tmp_path), "PRIO-004")
     assert (finding.severity, finding.frames) == (Severity.WARNING, [frame])
 
 
 def test_prio_004_v0_mp_prio_naming_the_initial_address_is_fine(tmp_path: Path) -> None:
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     established(sc).ack("c", extra=[MpPrio(True, address_id=0)])
     assert of(run(sc, tmp_path), "PRIO-004") == []
 
 
 def test_prio_004_is_not_judged_without_the_handshake(tmp_path: Path) -> None:
     """H-MID: address IDs may have been assigned before the capture started."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial(handshake=False)
     sf.nxt = {"c": 1001, "s": 5001}
     sf.send("c", b"hello")

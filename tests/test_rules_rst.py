@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario import ACK, Scenario
 
+from analyzer.endpoint.builder import ACK, ConnectionBuilder
 from analyzer.findings import Finding, Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import MpTcpRst
@@ -32,7 +32,7 @@ def reset_trace(
     tmp_path: Path, version: int = 1, options: list[MpTcpRst] | None = None, on_rst: bool = True
 ) -> tuple[Analysis, int]:
     """A connection with a little data whose server resets the subflow with ``options``."""
-    sc = Scenario(version=version)
+    sc = ConnectionBuilder(version=version)
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")
@@ -117,7 +117,7 @@ def test_rst_005_reset_reason_and_transient_flag_are_reported(tmp_path: Path) ->
 
 def test_rst_005_says_whether_a_transient_reset_was_retried(tmp_path: Path) -> None:
     """Catalogue RST-005: the summary tells whether the same address pair is tried again after a transient reset."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     sf.ack("s")

@@ -19,8 +19,7 @@ from helpers.lab import load_lab
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
-REQUIRED_SAMPLES = {"single-subflow", "two-subflows", "add-addr", "ipv6", "fallback", "checksum",
-                    "multi-conn"}
+REQUIRED_SAMPLES = {"single-subflow", "two-subflows", "add-addr", "ipv6", "fallback", "checksum", "multi-conn"}
 TOP_KEYS = {"name", "description", "command", "kernel", "link_type", "connections", "capture"}
 CONN_KEYS = {"client", "server", "mptcp", "subflows", "c2s", "s2c"}
 LINKTYPES = {"EN10MB": 1, "LINUX_SLL": 113, "LINUX_SLL2": 276}
@@ -145,8 +144,16 @@ def test_fresh_two_subflow_trace(tmp_path: Path) -> None:
     if reason:
         pytest.skip(f"netns lab unavailable: {reason}")
     lab = _load_lab()
-    cfg = lab.LabConfig(name="fresh", out_dir=tmp_path, mode="subflow", c2s_bytes=70_000,
-                        s2c_bytes=30_000, seed=4242, rate={1: "50mbit", 2: "50mbit"}, timeout=20.0)
+    cfg = lab.LabConfig(
+        name="fresh",
+        out_dir=tmp_path,
+        mode="subflow",
+        c2s_bytes=70_000,
+        s2c_bytes=30_000,
+        seed=4242,
+        rate={1: "50mbit", 2: "50mbit"},
+        timeout=20.0,
+    )
     meta = lab.run_lab(cfg)
 
     assert json.loads((tmp_path / "fresh.json").read_text()) == meta

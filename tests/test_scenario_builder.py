@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenario import Scenario
-
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.findings import Severity
 from analyzer.pipeline import analyze
 
 
 def test_a_clean_two_subflow_scenario_has_no_warnings_and_rebuilds_both_streams(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello ")
     sf.ack("s")
@@ -32,7 +31,7 @@ def test_a_clean_two_subflow_scenario_has_no_warnings_and_rebuilds_both_streams(
 
 
 def test_v0_with_checksums(tmp_path: Path) -> None:
-    sc = Scenario(version=0, checksum=True)
+    sc = ConnectionBuilder(version=0, checksum=True)
     sf = sc.initial()
     sf.send("c", b"abc")
     sf.ack("s")

@@ -172,15 +172,27 @@ U64 = st.integers(0, (1 << 64) - 1)
 M32, M64 = 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF
 dss_option = st.builds(
     lambda flags, csum, res, a, d, s, n, c: _dss_bytes(
-        flags, csum, res, [a & (M64 if flags & 2 else M32), d & (M64 if flags & 8 else M32), s & M32, n & 0xFFFF,
-                           c & 0xFFFF]),
-    st.integers(0, 255), st.booleans(), st.integers(0, 15), U64, U64, U64, U64, U64,
+        flags,
+        csum,
+        res,
+        [a & (M64 if flags & 2 else M32), d & (M64 if flags & 8 else M32), s & M32, n & 0xFFFF, c & 0xFFFF],
+    ),
+    st.integers(0, 255),
+    st.booleans(),
+    st.integers(0, 15),
+    U64,
+    U64,
+    U64,
+    U64,
+    U64,
 )
-other_mptcp = st.sampled_from([
-    MpCapable(version=1, flags=0x81, sender_key=0x0102030405060708).build(),
-    MpJoinSyn(backup=True, address_id=2, token=0xDEADBEEF, nonce=0x12345678).build(),
-    Dss(flags=0x01, data_ack=7).build(),
-])
+other_mptcp = st.sampled_from(
+    [
+        MpCapable(version=1, flags=0x81, sender_key=0x0102030405060708).build(),
+        MpJoinSyn(backup=True, address_id=2, token=0xDEADBEEF, nonce=0x12345678).build(),
+        Dss(flags=0x01, data_ack=7).build(),
+    ]
+)
 tcp_option = st.one_of(
     dss_option,
     other_mptcp,
@@ -190,8 +202,10 @@ tcp_option = st.one_of(
     st.builds(lambda v: struct.pack("!BBH", 2, 4, v), st.integers(0, 65535)),
     st.builds(lambda v: bytes((3, 3, v)), st.integers(0, 255)),
     st.just(b"\x04\x02"),
-    st.builds(lambda e: bytes((5, 2 + 4 * len(e))) + b"".join(struct.pack("!I", x) for x in e),
-              st.lists(st.integers(0, 2**32 - 1), max_size=8)),
+    st.builds(
+        lambda e: bytes((5, 2 + 4 * len(e))) + b"".join(struct.pack("!I", x) for x in e),
+        st.lists(st.integers(0, 2**32 - 1), max_size=8),
+    ),
     st.builds(lambda c: bytes((34, 2 + len(c))) + c, st.binary(max_size=16)),
     st.builds(lambda k, b: bytes((k, len(b) + 2)) + b, st.integers(6, 40), st.binary(max_size=8)),
     st.binary(min_size=1, max_size=6),  # anything, malformed included
@@ -295,8 +309,9 @@ class _ChunkedFast:
         return FAST.pcap_records(*args, chunk=self.chunk)  # type: ignore[no-any-return]
 
 
-record = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 999_999_999), st.binary(max_size=80),
-                   st.integers(0, 2**32 - 1))
+record = st.tuples(
+    st.integers(0, 2**32 - 1), st.integers(0, 999_999_999), st.binary(max_size=80), st.integers(0, 2**32 - 1)
+)
 
 
 @needs_fast
@@ -310,8 +325,12 @@ record = st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 999_999_999), st.bi
     chunk=st.sampled_from([1, 7, 16, 100, 1 << 20]),
 )
 def test_record_loop_matches_on_damaged_files(
-    records: list[tuple[int, int, bytes, int]], little: bool, nanos: bool, cut: int,
-    corrupt: tuple[int, int] | None, chunk: int,
+    records: list[tuple[int, int, bytes, int]],
+    little: bool,
+    nanos: bool,
+    cut: int,
+    corrupt: tuple[int, int] | None,
+    chunk: int,
 ) -> None:
     """Records (frame numbers and file offsets too), error messages and bytes read agree, whole files and
     cut or corrupted ones; every offset reads back the record's bytes."""
@@ -334,7 +353,10 @@ def test_verbose_says_once_when_the_pure_path_runs() -> None:
     env = {**os.environ, speedups.PURE_ENV: "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-m", "analyzer.cli", "--json", "-v", str(REPO / "samples" / "two-subflows.pcap")],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("hot path: pure Python") == 1

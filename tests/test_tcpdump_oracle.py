@@ -212,9 +212,7 @@ def compare_join(rest: str, opt: MptcpOption) -> int:
 
 def compare_dss(rest: str, opt: MptcpOption) -> int:
     assert isinstance(opt, Dss)
-    m = _fullmatch(
-        r"( fin)?(?: ack (\d+))?(?: seq (\d+) subseq (\d+) len (\d+)(?: csum 0x([0-9a-f]+))?)?", rest
-    )
+    m = _fullmatch(r"( fin)?(?: ack (\d+))?(?: seq (\d+) subseq (\d+) len (\d+)(?: csum 0x([0-9a-f]+))?)?", rest)
     assert bool(m[1]) == opt.data_fin
     assert (int(m[2]) if m[2] else None) == opt.data_ack
     assert (int(m[3]) if m[3] else None) == opt.dsn

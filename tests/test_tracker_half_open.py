@@ -13,10 +13,10 @@ import pytest
 
 import analyzer.pipeline as pipeline
 import analyzer.tracker as tracker_mod
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.limits import Limits
 from analyzer.pipeline import AnalysisOptions, analyze
 from analyzer.report import json_out
-from tests.scenario import Scenario
 from tests.test_limits import _flood
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +51,7 @@ def test_a_tracked_half_open_syn_costs_well_under_a_kilobyte(tmp_path: Path, mon
     """What each further half-open flow of a flood adds (the first HOLD_AFTER_HALF_OPEN are modelled fully)."""
     totals = {}
     for count in (1000, 3000):
-        sc = Scenario()
+        sc = ConnectionBuilder()
         _flood(sc, count)
         totals[count] = _bytes_per_half_open(sc.write(tmp_path, f"flood-{count}.pcap"), count, monkeypatch) * count
     per_flow = (totals[3000] - totals[1000]) / 2000
@@ -60,7 +60,7 @@ def test_a_tracked_half_open_syn_costs_well_under_a_kilobyte(tmp_path: Path, mon
 
 def _mixed(tmp_path: Path, name: str) -> str:
     """Real connections whose SYNs wait behind flood SYNs, a SYN retransmitted, a flow answered late."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     first = sc.initial()
     _flood(sc, 30)
     second = sc.initial(client_port=40001)
@@ -97,7 +97,7 @@ def test_held_syns_past_the_limit_are_counted_and_the_newest_listed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(tracker_mod, "HOLD_AFTER_HALF_OPEN", 0)
-    sc = Scenario()
+    sc = ConnectionBuilder()
     _flood(sc, 500)
     analysis = analyze(sc.write(tmp_path), AnalysisOptions(limits=Limits(max_half_open=50)))
     assert [c.subflows[0].id for c in analysis.connections] == list(range(451, 501))  # ids as numbered on arrival

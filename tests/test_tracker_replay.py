@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from analyzer.endpoint.builder import SYN, ConnectionBuilder, ip_tcp
 from analyzer.limits import Limits
 from analyzer.model import Grouping
 from analyzer.mptcp.options import MpFail, MpJoinSyn
 from analyzer.pipeline import AnalysisOptions, analyze
-from tests.scenario import SYN, Scenario, ipv4_tcp
 
 
 def _second_subflow_without_handshake(tmp_path: Path) -> tuple[str, int]:
     """A connection with its handshake, and a second subflow captured without one that sends MP_FAIL on an
     ordinary ACK while both subflows run (FAIL-004: with several subflows the failing one must be reset)."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     first = sc.initial()
     first.send("c", b"a" * 100)
     first.ack("s")
@@ -48,7 +48,7 @@ def test_past_the_bound_a_handshake_less_subflow_is_grouped_at_once(tmp_path: Pa
 
 
 def test_a_join_whose_token_stays_unknown_past_the_bound_is_passed_on_and_said(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     join = sc.join()  # its connection's MP_CAPABLE was never captured: grouped by token at the end
     for index in range(6):
         join.send("c", bytes([index]) * 10)
@@ -64,9 +64,9 @@ def test_a_join_whose_token_stays_unknown_past_the_bound_is_passed_on_and_said(t
 
 
 def test_a_summarised_waiting_join_leaves_nothing_held(tmp_path: Path) -> None:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     for index in range(30):  # joins naming unknown tokens that never get an answer
-        sc.packets.append((sc.time, ipv4_tcp("10.0.3.1", "10.0.0.2", 20000 + index, 80, index, 0, SYN,
+        sc.packets.append((sc.time, ip_tcp("10.0.3.1", "10.0.0.2", 20000 + index, 80, index, 0, SYN,
                                              MpJoinSyn(False, 1, 0x1000 + index, index).build())))  # fmt: skip
     analysis = analyze(sc.write(tmp_path), AnalysisOptions(limits=Limits(max_half_open=5)))
     assert len(analysis.connections) == 5

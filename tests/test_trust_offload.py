@@ -13,8 +13,8 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
-from scenario import Scenario
 
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.findings import Severity
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, Dss
 from analyzer.pipeline import analyze
@@ -40,7 +40,7 @@ HEAD = b"head" * 25  # 100 bytes before the super-segment (the "waiting" case se
 
 
 def _trace(tmp_path: Path, how: str, changed: bool) -> str:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     client = sc.side("c")
     start, head_ssn = client.dsn, sf.rel("c")

@@ -15,8 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from scenario import ACK, FIN, Scenario
 
+from analyzer.endpoint.builder import ACK, FIN, ConnectionBuilder
 from analyzer.findings import Severity
 from analyzer.mptcp.options import DSS_ACK, DSS_DATA_FIN, DSS_MAPPING, Dss
 from analyzer.pipeline import analyze
@@ -30,7 +30,7 @@ RESPONSE = bytes((i * 31) & 0xFF for i in range(5000))
 def _trace(tmp_path: Path, handshake: bool, moved: int = 0) -> tuple[str, list[int]]:
     """A v0 request/response; the server's DATA_FIN rides on its last data, then goes again on a pure ACK
     (meta retransmission) and on a second subflow (reinjected). ``moved``: the last copy is that far off."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial(handshake=handshake)
     if not handshake:  # the uncaptured SYNs took relative sequence number 0: data starts at 1, as on the wire
         sf.nxt["c"] = (sf.nxt["c"] + 1) & MASK32

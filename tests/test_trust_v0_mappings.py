@@ -15,8 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from scenario import Scenario, SubflowBuilder
-
+from analyzer.endpoint.builder import ConnectionBuilder, SubflowBuilder
 from analyzer.findings import Severity
 from analyzer.model import Analysis
 from analyzer.mptcp.options import DSS_ACK, DSS_MAPPING, Dss
@@ -27,18 +26,18 @@ V0 = DSS_ACK | DSS_MAPPING  # what the v0 kernel sends: 32-bit Data ACK, 32-bit 
 DATA = bytes((i * 13 + 5) & 0xFF for i in range(6000))
 
 
-def _ack_only(sc: Scenario, side: str = "c") -> Dss:
+def _ack_only(sc: ConnectionBuilder, side: str = "c") -> Dss:
     return Dss(DSS_ACK, data_ack=sc.side(side).acked & MASK32)
 
 
-def _mapping(sc: Scenario, rel_ssn: int, offset: int, length: int) -> Dss:
+def _mapping(sc: ConnectionBuilder, rel_ssn: int, offset: int, length: int) -> Dss:
     """A v0 mapping of the client's stream bytes [offset, offset + length) at relative subflow ``rel_ssn``."""
     base = sc.side("c").dsn
     return Dss(V0, data_ack=sc.side("c").acked & MASK32, dsn=(base + offset) & MASK32, ssn=rel_ssn,
                data_len=length)  # fmt: skip
 
 
-def _finish(sc: Scenario, sf: SubflowBuilder, total: int, close: bool = True) -> None:
+def _finish(sc: ConnectionBuilder, sf: SubflowBuilder, total: int, close: bool = True) -> None:
     client = sc.side("c")
     client.dsn = sc.side("s").acked = client.dsn + total
     sf.ack("s")
@@ -57,7 +56,7 @@ def _stream_ok(analysis: Analysis, data: bytes) -> None:
 
 
 def test_mapping_ahead_of_its_data_on_a_pure_ack(tmp_path: Path) -> None:
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial()
     sf.send("c", b"", dss=_mapping(sc, sf.rel("c"), 0, 3000))  # the mapping alone, on a pure ACK
     for at in range(0, 3000, 1000):
@@ -70,7 +69,7 @@ def test_mapping_ahead_of_its_data_on_a_pure_ack(tmp_path: Path) -> None:
 
 def test_mapping_after_its_data(tmp_path: Path) -> None:
     """The first two segments go without a mapping; the third carries one covering all three."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial()
     start = sf.rel("c")
     sf.send("c", DATA[:1000], dss=_ack_only(sc))
@@ -84,7 +83,7 @@ def test_mapping_after_its_data(tmp_path: Path) -> None:
 
 def test_mapping_resent_with_a_retransmission(tmp_path: Path) -> None:
     """Data without its mapping, then the TCP retransmission of it that carries the mapping."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial()
     start = sf.rel("c")
     sf.send("c", DATA[:1000], dss=_ack_only(sc))
@@ -97,7 +96,7 @@ def test_mapping_resent_with_a_retransmission(tmp_path: Path) -> None:
 
 def test_never_mapped_bytes_on_a_subflow_seen_to_its_end_are_an_error(tmp_path: Path) -> None:
     """The illegal twin of the above: no mapping ever comes, and the capture saw the subflow close."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial()
     sf.send("c", DATA[:1000], dss=_mapping(sc, sf.rel("c"), 0, 1000))
     frame = sf.send("c", DATA[1000:2000], dss=_ack_only(sc))
@@ -109,7 +108,7 @@ def test_never_mapped_bytes_on_a_subflow_seen_to_its_end_are_an_error(tmp_path: 
 
 def test_never_mapped_bytes_before_the_capture_ends_are_a_warning(tmp_path: Path) -> None:
     """The same bytes, but the capture stops before the subflow ends: a mapping may still follow."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial()
     sf.send("c", DATA[:1000], dss=_mapping(sc, sf.rel("c"), 0, 1000))
     sf.send("c", DATA[1000:2000], dss=_ack_only(sc))
@@ -121,7 +120,7 @@ def test_never_mapped_bytes_before_the_capture_ends_are_a_warning(tmp_path: Path
 
 def _lost_mapping(tmp_path: Path, retransmitted: bool) -> Analysis:
     """Segment A carries the mapping of A + B; the capture loses A (B arrives: a TCP-level gap)."""
-    sc = Scenario(version=1)
+    sc = ConnectionBuilder(version=1)
     sf = sc.initial()
     start = sf.rel("c")
     client = sc.side("c")
@@ -153,7 +152,7 @@ def test_capture_loss_of_the_mapping_never_retransmitted_is_a_warning(tmp_path: 
 
 def test_waiting_bytes_are_bounded_and_all_counted(tmp_path: Path) -> None:
     """400 kB that no mapping ever covers: past the bound the oldest are unmapped at once, none is lost."""
-    sc = Scenario(version=0)
+    sc = ConnectionBuilder(version=0)
     sf = sc.initial()
     sf.send("c", DATA[:1000], dss=_mapping(sc, sf.rel("c"), 0, 1000))
     for _ in range(400):

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from scenario import ACK, Scenario, SubflowBuilder, ipv4_tcp
-
+from analyzer.endpoint.builder import ACK, ConnectionBuilder, SubflowBuilder, ip_tcp
 from analyzer.findings import Severity
 from analyzer.mptcp.options import DSS_ACK, DSS_ACK64, DSS_DSN64, DSS_MAPPING, Dss
 from analyzer.pipeline import analyze
@@ -22,16 +21,16 @@ MAP64 = DSS_ACK | DSS_ACK64 | DSS_MAPPING | DSS_DSN64
 DATA = bytes(range(256)) * 16  # 4096 bytes, every byte differs from its neighbour
 
 
-def _server_ack(sc: Scenario, sf: SubflowBuilder, window: int) -> None:
+def _server_ack(sc: ConnectionBuilder, sf: SubflowBuilder, window: int) -> None:
     """The server's pure ACK with its Data ACK and an explicit TCP window (0: closed)."""
     dss = sc.ack_only_dss("s")
-    packet = ipv4_tcp(sf.server[0], sf.client[0], sf.server[1], sf.client[1], sf.nxt["s"], sf.nxt["c"], ACK,
+    packet = ip_tcp(sf.server[0], sf.client[0], sf.server[1], sf.client[1], sf.nxt["s"], sf.nxt["c"], ACK,
                       dss.build(), b"", window=window)  # fmt: skip
     sc.emit(packet)
 
 
 def _trace(tmp_path: Path, zero_window: bool) -> str:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     half = len(DATA) // 2
     for at in range(0, half, 1024):

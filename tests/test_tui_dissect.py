@@ -113,6 +113,7 @@ def test_join_hmac_verdicts_are_the_trackers(fault: str, tmp_path: Path, monkeyp
     s = Session(str(out))
     s.run()
     try:
+
         def broken(*_: object, **__: object) -> object:
             raise AssertionError("the detail pane recomputed an HMAC")
 

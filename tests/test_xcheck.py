@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from scenario import ACK, MASK32, MASK64, Scenario
 from typer.testing import CliRunner
 
 from analyzer import cli
 from analyzer.ci import xcheck as xc
+from analyzer.endpoint.builder import ACK, MASK32, MASK64, ConnectionBuilder
 from analyzer.ingest.segment import Segment
 from analyzer.model import Analysis, Subflow
 from analyzer.mptcp import crypto
@@ -93,7 +93,7 @@ def test_two_pass_corruption_on_joined_subflows_is_explained() -> None:
 
 def _width_scenario(tmp_path: Path) -> tuple[str, int, int, int]:
     """DSS mappings whose DSN width (m) differs from their Data ACK width (a), both ways round."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     server, client = sc.side("s"), sc.side("c")
@@ -133,7 +133,7 @@ def test_dsn_width_flag_bug_is_explained(tmp_path: Path) -> None:
 @needs_tshark
 def test_every_option_kind_is_compared(tmp_path: Path) -> None:
     """ADD_ADDR (v4, v6, port, echo, HMAC), REMOVE_ADDR, MP_PRIO, MP_FAIL, MP_FASTCLOSE, MP_TCPRST."""
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     c, s = sc.side("c"), sc.side("s")
@@ -230,7 +230,7 @@ def _compare(path: str, packets: list[xc.WsPacket], monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def scenario_trace(tmp_path: Path) -> str:
-    sc = Scenario()
+    sc = ConnectionBuilder()
     sf = sc.initial()
     sf.send("c", b"hello")
     sc.join()

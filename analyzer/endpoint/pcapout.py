@@ -22,8 +22,10 @@ class CaptureFormat(enum.Enum):
 class CaptureWriter:
     """Writes raw IP packets at virtual times (seconds since the start of the simulation)."""
 
-    def __init__(self, path: Path, fmt: CaptureFormat = CaptureFormat.PCAP) -> None:
+    def __init__(self, path: Path, fmt: CaptureFormat = CaptureFormat.PCAP, *, epoch: float = EPOCH) -> None:
+        """``epoch`` is the capture time of virtual time 0 (0.0: the times given are already absolute)."""
         self.path = path
+        self._epoch = epoch
         self._file: BinaryIO = path.open("wb")
         self._writer: dpkt.pcap.Writer | dpkt.pcapng.Writer
         if fmt is CaptureFormat.PCAPNG:
@@ -33,7 +35,7 @@ class CaptureWriter:
         self.packets = 0
 
     def write(self, time: float, packet: bytes) -> None:
-        self._writer.writepkt(packet, ts=round(EPOCH + time, 6))
+        self._writer.writepkt(packet, ts=round(self._epoch + time, 6))
         self.packets += 1
 
     def close(self) -> None:

@@ -140,9 +140,9 @@ class SimResult:
         return self.c2s.intact and self.s2c.intact
 
 
-def address_pairs(paths: int, ipv6: bool, v4_net: str = "10.0", v6_net: str = "fd00:0") -> tuple[
-    list[Address], list[Address]
-]:
+def address_pairs(
+    paths: int, ipv6: bool, v4_net: str = "10.0", v6_net: str = "fd00:0"
+) -> tuple[list[Address], list[Address]]:
     """One address pair per path: (``.1`` side, ``.2`` side) of ``V4_NET.i.0/24`` or ``V6_NET:i::/64``."""
     first: list[Address] = []
     second: list[Address] = []

@@ -15,16 +15,14 @@ Three layers, each usable on its own:
   interfaces, or ``struct``), :func:`pcapng_section` and the block builders to assemble odd files
   (several sections, simple packet blocks, cut blocks), :func:`gzip_file`.
 
-On top, :class:`Capture` collects packets with increasing timestamps and 1-based frame numbers,
-and :class:`Flow` plays a TCP connection (seq/ack tracking, handshake, data, FIN/RST) with
-optional MPTCP state (MP_CAPABLE keys, a DSS mapping per data segment)::
+Traffic comes from the package's trace builder (:mod:`analyzer.endpoint.builder`); :class:`Framed`
+wraps its packets for a link type::
 
-    cap = Capture(LINKTYPE_ETHERNET)
-    flow = cap.flow(client=("10.0.0.1", 40000), server=("10.0.0.2", 80))
-    flow.mptcp_handshake(client_key=0x1111, server_key=0x2222)
-    frame = flow.mptcp_send(b"hello")            # DSS with Data ACK + mapping
-    flow.mptcp_send(b"world", from_client=False)
-    path = cap.write_pcap(tmp_path / "t.pcap")
+    conn = ConnectionBuilder(client_ip="10.0.0.1", server_ip="10.0.0.2")
+    sf = conn.initial(client_port=40000, syn_options=[opt_mss()])
+    sf.send("c", b"hello")                       # DSS with Data ACK + mapping
+    sf.send("s", b"world")
+    path = Framed(conn, LINKTYPE_ETHERNET).write_pcap(tmp_path / "t.pcap")
 
 Timestamps: a :class:`Packet`'s ``ts`` is either a float (seconds) or an exact
 ``(seconds, fraction)`` pair whose fraction is in the file's (or pcapng interface's) resolution.
@@ -37,13 +35,13 @@ import ipaddress
 import struct
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import dpkt
 from dpkt import pcapng as dpkt_pcapng
 
-from analyzer.mptcp import Dss, MpCapable, crypto
+from analyzer.endpoint.builder import ConnectionBuilder
 from analyzer.mptcp.crypto import internet_checksum
 from analyzer.mptcp.packet import ipv4_header, ipv6_header, tcp_header, with_tcp_checksum
 
@@ -638,209 +636,30 @@ def gzip_file(path: str | Path, dest: str | Path | None = None) -> Path:
     return dest
 
 
-# ----------------------------------------------------------------------------------------- flows
+# ----------------------------------------------------------------------------------------- traces
 
 
-class Capture:
-    """Packets in capture order with increasing timestamps; :meth:`add` returns the 1-based frame."""
+class Framed:
+    """A crafted trace's raw IP packets (:class:`~analyzer.endpoint.builder.ConnectionBuilder`) wrapped
+    for one link type, ready for the file writers above: the traffic comes from the package's one
+    trace builder, the link layer and the file format from here."""
 
     def __init__(
-        self,
-        linktype: int = LINKTYPE_ETHERNET,
-        *,
+        self, source: ConnectionBuilder, linktype: int = LINKTYPE_ETHERNET, *,
         encap: Callable[[bytes], bytes] | None = None,
-        start: float = DEFAULT_START,
-        step: float = DEFAULT_STEP,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """``encap`` wraps each IP packet (default: :func:`encapsulate` for ``linktype``), e.g.
         ``lambda ip: ethernet(ip, vlan_tags=[7])``."""
+        self.source = source
         self.linktype = linktype
         self.encap = encap or (lambda ip: encapsulate(linktype, ip))
-        self.start = start
-        self.step = step
-        self.packets: list[Packet] = []
 
-    def add(self, ip_packet: bytes, *, link_frame: bytes | None = None, orig_len: int | None = None) -> int:
-        """Append an IP packet (wrapped for the capture's link type) or a ready ``link_frame``."""
-        data = self.encap(ip_packet) if link_frame is None else link_frame
-        ts = round(self.start + len(self.packets) * self.step, 6)
-        self.packets.append(Packet(data, ts=ts, orig_len=orig_len))
-        return len(self.packets)
-
-    def flow(self, **kwargs: object) -> Flow:
-        return Flow(capture=self, **kwargs)  # type: ignore[arg-type]
+    @property
+    def packets(self) -> list[Packet]:
+        return [Packet(self.encap(ip), ts=round(ts, 6)) for ts, ip in self.source.packets]
 
     def write_pcap(self, path: str | Path, **kwargs: object) -> Path:
         return write_pcap(path, self.packets, self.linktype, **kwargs)  # type: ignore[arg-type]
 
     def write_pcapng(self, path: str | Path, **kwargs: object) -> Path:
         return write_pcapng(path, [Iface(self.linktype)], self.packets, **kwargs)  # type: ignore[arg-type]
-
-
-@dataclass
-class Flow:
-    """One TCP connection between ``client`` and ``server`` ((ip, port) pairs).
-
-    Tracks the next sequence number of each side, so ``send`` needs only the payload. With
-    :meth:`mptcp_handshake` it also tracks the MPTCP keys and each side's next data sequence
-    number, so :meth:`mptcp_send` attaches a DSS (Data ACK + one mapping per segment). Every
-    sending method returns the frame number. ``from_client=False`` sends from the server.
-    """
-
-    capture: Capture = field(default_factory=Capture)
-    client: tuple[str, int] = ("10.0.0.1", 40000)
-    server: tuple[str, int] = ("10.0.0.2", 80)
-    client_isn: int = 1000
-    server_isn: int = 5000
-    window: int = 65535
-    # state
-    next_seq: list[int] = field(init=False)
-    frames: list[int] = field(init=False, default_factory=list)
-    version: int | None = field(init=False, default=None)
-    keys: list[int | None] = field(init=False, default_factory=lambda: [None, None])
-    checksum: bool = field(init=False, default=False)
-    next_dsn: list[int] = field(init=False, default_factory=lambda: [0, 0])  # 64-bit, per sender
-
-    def __post_init__(self) -> None:
-        self.next_seq = [self.client_isn, self.server_isn]
-
-    @property
-    def packets(self) -> list[Packet]:
-        return self.capture.packets
-
-    def isn(self, from_client: bool = True) -> int:
-        return self.client_isn if from_client else self.server_isn
-
-    # ---- plain TCP
-    def segment(
-        self,
-        flags: int,
-        *,
-        from_client: bool = True,
-        options: bytes = b"",
-        payload: bytes = b"",
-        seq: int | None = None,
-        ack: int | None = None,
-        advance: bool = True,
-        orig_len: int | None = None,
-        **ip_kwargs: object,
-    ) -> int:
-        """Send one segment with explicit flags; seq/ack default to the tracked values."""
-        d = 0 if from_client else 1
-        (src, sport), (dst, dport) = (self.client, self.server) if from_client else (self.server, self.client)
-        seq = self.next_seq[d] if seq is None else seq
-        if ack is None:
-            ack = self.next_seq[1 - d] if flags & ACK else 0
-        packet = ip_tcp(src, dst, sport, dport, seq, ack, flags, options, payload, window=self.window, **ip_kwargs)
-        if advance:
-            self.next_seq[d] = (seq + len(payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & 0xFFFFFFFF
-        frame = self.capture.add(packet, orig_len=orig_len)
-        self.frames.append(frame)
-        return frame
-
-    def syn(self, options: bytes = b"", *, mss: int | None = 1460) -> int:
-        return self.segment(SYN, options=(opt_mss(mss) if mss else b"") + options)
-
-    def syn_ack(self, options: bytes = b"", *, mss: int | None = 1460) -> int:
-        return self.segment(SYN | ACK, from_client=False, options=(opt_mss(mss) if mss else b"") + options)
-
-    def ack(self, options: bytes = b"", *, from_client: bool = True) -> int:
-        return self.segment(ACK, from_client=from_client, options=options)
-
-    def handshake(self, syn_options: bytes = b"", synack_options: bytes = b"",
-                  ack_options: bytes = b"") -> tuple[int, int, int]:  # fmt: skip
-        return self.syn(syn_options), self.syn_ack(synack_options), self.ack(ack_options)
-
-    def send(self, payload: bytes, *, from_client: bool = True, options: bytes = b"",
-             flags: int = ACK | PSH, **kw: object) -> int:  # fmt: skip
-        return self.segment(flags, from_client=from_client, options=options, payload=payload, **kw)  # type: ignore[arg-type]
-
-    def fin(self, *, from_client: bool = True, options: bytes = b"") -> int:
-        return self.segment(FIN | ACK, from_client=from_client, options=options)
-
-    def rst(self, *, from_client: bool = True, options: bytes = b"") -> int:
-        return self.segment(RST | ACK, from_client=from_client, options=options)
-
-    # ---- MPTCP
-    def mptcp_handshake(
-        self,
-        client_key: int,
-        server_key: int,
-        *,
-        version: int = 1,
-        checksum: bool = False,
-        flags: int | None = None,
-        syn_options: bytes = b"",
-        synack_options: bytes = b"",
-        ack_options: bytes = b"",
-    ) -> tuple[int, int, int]:
-        """SYN / SYN-ACK / ACK with MP_CAPABLE (v1: key in SYN/ACK, both keys in the ACK; v0: the
-        client's key in the SYN too). Sets up each side's first DSN (IDSN + 1)."""
-        if flags is None:
-            flags = 0x01 | (0x80 if checksum else 0)  # H (HMAC-SHA256/SHA1), A if checksums
-        self.version, self.keys, self.checksum = version, [client_key, server_key], checksum
-        syn_key = client_key if version == 0 else None
-        frames = (
-            self.syn(MpCapable(version, flags, sender_key=syn_key).build() + syn_options),
-            self.syn_ack(MpCapable(version, flags, sender_key=server_key).build() + synack_options),
-            self.ack(MpCapable(version, flags, sender_key=client_key, receiver_key=server_key).build() + ack_options),
-        )
-        self.next_dsn = [
-            (crypto.idsn_from_key(client_key, version) + 1) & 0xFFFF_FFFF_FFFF_FFFF,
-            (crypto.idsn_from_key(server_key, version) + 1) & 0xFFFF_FFFF_FFFF_FFFF,
-        ]
-        return frames
-
-    def token(self, from_client: bool = True) -> int:
-        key = self.keys[0 if from_client else 1]
-        assert key is not None and self.version is not None, "no MPTCP handshake yet"
-        return crypto.token_from_key(key, self.version)
-
-    def idsn(self, from_client: bool = True) -> int:
-        key = self.keys[0 if from_client else 1]
-        assert key is not None and self.version is not None, "no MPTCP handshake yet"
-        return crypto.idsn_from_key(key, self.version)
-
-    def dss(
-        self,
-        payload: bytes = b"",
-        *,
-        from_client: bool = True,
-        data_ack: bool = True,
-        mapping: bool = True,
-        dsn64: bool = True,
-        ack64: bool = True,
-        data_fin: bool = False,
-        advance: bool = True,
-    ) -> Dss:
-        """The DSS the next segment of this side would carry for ``payload`` (advances the DSN)."""
-        d = 0 if from_client else 1
-        flags = 0
-        ack_value = None
-        if data_ack:
-            flags |= 0x01 | (0x02 if ack64 else 0)
-            ack_value = self.next_dsn[1 - d] if ack64 else self.next_dsn[1 - d] & 0xFFFFFFFF
-        dsn = ssn = length = csum = None
-        if mapping or data_fin:
-            flags |= 0x04 | (0x08 if dsn64 else 0) | (0x10 if data_fin else 0)
-            full_dsn = self.next_dsn[d]
-            dsn = full_dsn if dsn64 else full_dsn & 0xFFFFFFFF
-            ssn = ((self.next_seq[d] - self.isn(from_client)) & 0xFFFFFFFF) if payload else 0
-            length = len(payload) + (1 if data_fin else 0)
-            if self.checksum:
-                csum = crypto.dss_checksum(full_dsn, ssn, length, payload)
-            if advance:
-                self.next_dsn[d] = (full_dsn + length) & 0xFFFF_FFFF_FFFF_FFFF
-        return Dss(flags, data_ack=ack_value, dsn=dsn, ssn=ssn, data_len=length, checksum=csum)
-
-    def mptcp_send(self, payload: bytes, *, from_client: bool = True, options: bytes = b"",
-                   **dss_kwargs: object) -> int:  # fmt: skip
-        """A data segment carrying ``DSS`` (Data ACK + mapping for exactly this payload)."""
-        dss = self.dss(payload, from_client=from_client, **dss_kwargs)  # type: ignore[arg-type]
-        return self.send(payload, from_client=from_client, options=dss.build() + options)
-
-    def mptcp_data_fin(self, *, from_client: bool = True, with_fin: bool = False) -> int:
-        """A DATA_FIN (mapping of length 1, SSN 0) on a bare ACK, optionally with the TCP FIN."""
-        dss = self.dss(b"", from_client=from_client, data_fin=True)
-        flags = ACK | (FIN if with_fin else 0)
-        return self.segment(flags, from_client=from_client, options=dss.build())
