@@ -44,8 +44,8 @@ class DataLevels:
         """The level of the side that sends in ``direction`` of ``sf`` (a subflow's own while not grouped)."""
         conn = sf.connection
         if conn is not None:
-            return self.level(conn, direction ^ sf.reversed)
-        key = sf.id * 2 + direction
+            return self.level(conn, sf.sender(direction))
+        key = sf.key(direction)
         level = self._loose.get(key)
         if level is None:
             level = self._loose[key] = DataLevel()
@@ -99,8 +99,8 @@ class DataLevels:
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this half-open subflow: its levels go (ids of freed objects are reused)."""
-        self._loose.pop(sf.id * 2, None)
-        self._loose.pop(sf.id * 2 + 1, None)
+        self._loose.pop(sf.key(0), None)
+        self._loose.pop(sf.key(1), None)
         conn = sf.connection
         if conn is not None and conn.evicted:
             self._sides.pop(id(conn) * 2, None)

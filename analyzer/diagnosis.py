@@ -109,7 +109,7 @@ class _Diagnoser:
         return f"{time - self.t0:.3f} s"
 
     def sender(self, sf: Subflow, direction: int) -> str:
-        return "client" if direction ^ sf.reversed == CLIENT else "server"
+        return "client" if sf.sender(direction) == CLIENT else "server"
 
     def _healthy(self) -> str:
         if self.streams is None or not any(s.length for s in self.streams):
@@ -256,7 +256,6 @@ class _Diagnoser:
         )
         self.add(stall.start, [stall.start_frame, *stall.frames, stall.end_frame], text, "stall")
 
-
     def _window(self) -> None:
         """The receive window held the sender back: only from windows the capture can scale (analyzer.rwnd)."""
         for limit in self.conn.window_limits:
@@ -278,7 +277,7 @@ class _Diagnoser:
         if self.streams is None:
             return
         stalls = {
-            sf.id: [(stall, direction ^ sf.reversed) for direction, h in enumerate(sf.halves) for stall in h.stalls]
+            sf.id: [(stall, sf.sender(direction)) for direction, h in enumerate(sf.halves) for stall in h.stalls]
             for sf in self.conn.subflows
         }
         for side, stream in enumerate(self.streams):
@@ -304,7 +303,7 @@ class _Diagnoser:
             if ann.kind != "add" or ann.address is None:
                 continue
             for sf in self.conn.subflows:
-                if sf.kind != "join" or CLIENT ^ sf.reversed != ann.sender:
+                if sf.kind != "join" or sf.sender(CLIENT) != ann.sender:
                     continue
                 source = sf.client.rsplit(":", 1)[0].strip("[]")
                 if sf.halves[CLIENT].address_id in ann.address_ids and source != ann.address:
@@ -388,7 +387,7 @@ class _Diagnoser:
         reset = [sf for sf in running if sf.end in ("rst", "mp_tcprst")]
         for sf in reset:
             frame = min(h.rst_frame for h in sf.halves if h.rst_frame is not None)
-            who = "client" if [h.rst_frame for h in sf.halves].index(frame) ^ sf.reversed == CLIENT else "server"
+            who = "client" if sf.sender([h.rst_frame for h in sf.halves].index(frame)) == CLIENT else "server"
             why = (
                 ""
                 if sf.reset_reason is None

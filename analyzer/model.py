@@ -194,6 +194,18 @@ class Subflow:
     fastclose_frame: int | None = None
     evicted: bool = False  # summarised past Limits.max_half_open: counted, not listed
 
+    def sender(self, direction: int) -> int:
+        """The connection side (CLIENT/SERVER) that sends in ``direction`` of this subflow (0: from its TCP client)."""
+        return direction ^ self.reversed
+
+    def direction_of(self, side: int) -> int:
+        """The direction of this subflow (its ``halves`` index) in which connection side ``side`` sends."""
+        return side ^ self.reversed
+
+    def key(self, direction: int) -> int:
+        """A number naming one direction of this subflow, unique in the run: per-direction tables use it."""
+        return self.id * 2 + direction
+
     @property
     def client(self) -> str:
         return format_endpoint(self.client_ip, self.client_port)
@@ -465,7 +477,7 @@ class ChecksumFailure:
 
 def data_fin_frame(conn: Connection, side: int) -> int | None:
     """First frame on which ``side`` (CLIENT/SERVER of the connection) sent a DATA_FIN."""
-    frames = [frame for sf in conn.subflows if (frame := sf.halves[side ^ sf.reversed].data_fin_frame) is not None]
+    frames = [frame for sf in conn.subflows if (frame := sf.halves[sf.direction_of(side)].data_fin_frame) is not None]
     return min(frames) if frames else None
 
 

@@ -76,9 +76,9 @@ class PlotCollector:
         for opt in seg.options.mptcp:
             if type(opt) is not Dss:
                 continue
-            flow = self.flows.get(sf.id * 2 + direction)
+            flow = self.flows.get(sf.key(direction))
             if flow is None:
-                flow = self.flows[sf.id * 2 + direction] = _Flow()
+                flow = self.flows[sf.key(direction)] = _Flow()
             packet = self.packet
             mine = packet.dss is opt  # (a second DSS in one segment is malformed: only its 64-bit values count)
             if opt.dsn is not None and opt.data_len:
@@ -122,7 +122,7 @@ def figure(
     if kind == "throughput":
         fig = Figure(f"Connection {conn.id}: throughput {arrow} per subflow", "time (s)", "Mbit/s")
         for sf in conn.subflows:
-            half = sf.halves[direction ^ sf.reversed]
+            half = sf.halves[sf.direction_of(direction)]
             buckets = sorted(half.throughput.items())
             xs = [b * BUCKET - t0 for b, _ in buckets]
             fig.series.append(Series(f"subflow {sf.id}", xs, [n * 8 / BUCKET / 1e6 for _, n in buckets], "step"))
@@ -138,7 +138,7 @@ def figure(
     if kind == "rtt":
         fig = Figure(f"Connection {conn.id}: RTT {arrow} per subflow (capture point)", "time (s)", "RTT (ms)")
         for sf in conn.subflows:
-            points = sf.halves[direction ^ sf.reversed].rtt_series
+            points = sf.halves[sf.direction_of(direction)].rtt_series
             fig.series.append(
                 Series(f"subflow {sf.id}", [t - t0 for t, _ in points], [v * 1000 for _, v in points], "points")
             )
@@ -154,7 +154,7 @@ def _sequence_graph(conn: Connection, direction: int, t0: float, collector: Plot
     acks: list[tuple[float, int, int]] = []  # (t, relative ack, window)
     relative = _Relative(idsn)
     for sf in conn.subflows:
-        flow = collector.flows.get(sf.id * 2 + (direction ^ sf.reversed))
+        flow = collector.flows.get(sf.key(sf.direction_of(direction)))
         xs: list[float] = []
         ys: list[float] = []
         if flow is not None:
@@ -163,7 +163,7 @@ def _sequence_graph(conn: Connection, direction: int, t0: float, collector: Plot
                 xs.append(t - t0)
                 ys.append(relative(dsn))
         fig.series.append(Series(f"subflow {sf.id}", xs, ys, "points"))
-        back = collector.flows.get(sf.id * 2 + (1 - (direction ^ sf.reversed)))
+        back = collector.flows.get(sf.key(1 - sf.direction_of(direction)))
         if back is not None:
             for t, index in back.acks.points:
                 ack, window = back.raw_ack[int(index)]

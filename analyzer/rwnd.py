@@ -83,7 +83,7 @@ class WindowLimitCollector:
         if dss is not None and dss.dsn is not None and dss.ssn is not None and dss.data_len:
             dsn = self.packet.known_dsn(dss)
             if dsn is not None:
-                self.mappings[sf.id * 2 + direction] = (dsn, dss.ssn, dss.data_len)
+                self.mappings[sf.key(direction)] = (dsn, dss.ssn, dss.data_len)
         if seg.payload_len:
             self._data(seg, sf, direction, conn)
         if dss is not None and dss.data_ack is not None and seg.flags & TH_ACK:
@@ -92,7 +92,7 @@ class WindowLimitCollector:
     def forget(self, sf: Subflow) -> None:
         """A half-open subflow the tracker summarised (Limits.max_half_open): its state goes too."""
         for direction in (0, 1):
-            self.mappings.pop(sf.id * 2 + direction, None)
+            self.mappings.pop(sf.key(direction), None)
         if sf.connection is not None:
             for side in (0, 1):
                 self.sides.pop(id(sf.connection) * 2 + side, None)
@@ -105,7 +105,7 @@ class WindowLimitCollector:
         return state
 
     def _data(self, seg: Segment, sf: Subflow, direction: int, conn: Connection) -> None:
-        mapping = self.mappings.get(sf.id * 2 + direction)
+        mapping = self.mappings.get(sf.key(direction))
         isn = sf.halves[direction].isn
         if mapping is None or isn is None:
             return
@@ -114,7 +114,7 @@ class WindowLimitCollector:
         if offset >= length:
             return  # not under the latest mapping
         end = (dsn + min(offset + seg.payload_len, length)) & MASK64
-        state = self.sides.get(id(conn) * 2 + (direction ^ sf.reversed)) or self._state(conn, direction ^ sf.reversed)
+        state = self.sides.get(id(conn) * 2 + (sf.sender(direction))) or self._state(conn, sf.sender(direction))
         high = state.high
         if high is not None and not 0 < ((end - high) & MASK64) < HALF64:
             return  # a retransmission or a reinjection: not new data
@@ -139,7 +139,7 @@ class WindowLimitCollector:
     def _ack(self, seg: Segment, sf: Subflow, direction: int, conn: Connection, dss: Dss) -> None:
         if not (sf.syn_seen and sf.synack_seen):
             return  # the window scale of this subflow is unknown: its windows say nothing certain
-        acked = 1 - (direction ^ sf.reversed)
+        acked = 1 - (sf.sender(direction))
         assert dss.data_ack is not None
         ack = self.packet.known_ack(dss)
         if ack is None:

@@ -175,8 +175,8 @@ class StatsCollector:
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this (half-open) subflow."""
-        self.directions.pop(sf.id * 2, None)
-        self.directions.pop(sf.id * 2 + 1, None)
+        self.directions.pop(sf.key(0), None)
+        self.directions.pop(sf.key(1), None)
 
     def attach_levels(self, packet: PacketLevels, level: object) -> None:
         """The pipeline's data levels: Data ACKs are read there as 64 bits, never expanded here."""
@@ -185,12 +185,12 @@ class StatsCollector:
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         bucket = int(seg.ts / BUCKET)
         length = seg.payload_len
-        peer = self.directions.get(sf.id * 2 + (1 - direction))
+        peer = self.directions.get(sf.key(1 - direction))
         if peer is not None and seg.flags & TH_ACK:
             peer.on_ack(seg.ack, seg.ts, seg.frame)
         if length and not seg.flags & TH_SYN:
             # Only a direction that sends data needs state (acks and SYNs of a half-open flood cost nothing).
-            key = sf.id * 2 + direction
+            key = sf.key(direction)
             mine = self.directions.get(key)
             if mine is None:
                 mine = self.directions[key] = _Direction()
@@ -222,7 +222,7 @@ class StatsCollector:
         if conn is not None and seg.options is not None:
             for opt in seg.options.mptcp:
                 if type(opt) is Dss and opt.data_ack is not None:
-                    self._data_ack(conn, direction ^ sf.reversed, opt, bucket)
+                    self._data_ack(conn, sf.sender(direction), opt, bucket)
 
     def _data_ack(self, conn: object, side: int, dss: Dss, bucket: int) -> None:
         key = (id(conn), side)
@@ -243,7 +243,7 @@ class StatsCollector:
         for conn in analysis.connections:
             for sf in conn.subflows:
                 for direction in (0, 1):
-                    mine = self.directions.get(sf.id * 2 + direction)
+                    mine = self.directions.get(sf.key(direction))
                     if mine is not None:
                         half = sf.halves[direction]
                         half.rtt = mine.rtt.to_json()

@@ -512,7 +512,7 @@ class Tracker:
         conn = sf.connection  # type: ignore[assignment]
         if conn.version is None:
             conn.version = opt.version
-        if direction == CLIENT ^ sf.reversed:
+        if direction == sf.direction_of(CLIENT):
             sf.mpc_ack = True
             if opt.sender_key is not None:
                 self._learn_key(conn, CLIENT, opt.sender_key, seg, sf)
@@ -614,8 +614,15 @@ class Tracker:
             self._fallback(sf, seg, reason, "infinite-mapping")
 
     def _announce(
-        self, sf: Subflow, direction: int, seg: Segment, kind: str, address_ids: tuple[int, ...],
-        address: str | None = None, port: int | None = None, hmac: int | None = None,
+        self,
+        sf: Subflow,
+        direction: int,
+        seg: Segment,
+        kind: str,
+        address_ids: tuple[int, ...],
+        address: str | None = None,
+        port: int | None = None,
+        hmac: int | None = None,
     ) -> None:
         """Record an ADD_ADDR / REMOVE_ADDR on the subflow's connection (none yet: nothing to attach it to)."""
         conn = sf.connection
@@ -623,7 +630,7 @@ class Tracker:
             return
         conn.announcements.append(
             Announcement(
-                frame=seg.frame, time=seg.ts, sender=direction ^ sf.reversed, subflow=sf.id,
+                frame=seg.frame, time=seg.ts, sender=sf.sender(direction), subflow=sf.id,
                 kind=kind, address_ids=address_ids, address=address, port=port, hmac=hmac,
             )
         )  # fmt: skip
@@ -644,12 +651,12 @@ class Tracker:
 
     def _on_fail(self, opt: MpFail, sf: Subflow, direction: int, seg: Segment) -> None:
         if sf.connection is not None:
-            sender = "client" if direction ^ sf.reversed == CLIENT else "server"
+            sender = "client" if sf.sender(direction) == CLIENT else "server"
             sf.connection.note(seg.frame, f"MP_FAIL from the {sender} on subflow {sf.id}, DSN {opt.dsn}")
             if len(sf.connection.mp_fails) < 8:
                 sf.connection.mp_fails.append((seg.frame, seg.ts))
             if len(sf.connection.event_dsns) < sf.connection.MAX_EVENTS:  # MP_FAIL names a DSN of the peer's data
-                sf.connection.event_dsns[seg.frame] = (1 - (direction ^ sf.reversed), opt.dsn)
+                sf.connection.event_dsns[seg.frame] = (1 - (sf.sender(direction)), opt.dsn)
 
     def _on_fastclose(self, opt: MpFastclose, sf: Subflow, direction: int, seg: Segment) -> None:
         if sf.fastclose_frame is None:
@@ -657,7 +664,7 @@ class Tracker:
         conn = sf.connection
         if conn is None:
             return
-        sender = direction ^ sf.reversed
+        sender = sf.sender(direction)
         if conn.fastclose_frame is None:
             conn.fastclose_frame = seg.frame
             conn.fastclose_sender = sender
@@ -881,7 +888,7 @@ def _side_dsn_refs(conn: Connection, side: int) -> list[int]:
     if idsn is not None:
         refs.append((idsn + 1) & 0xFFFFFFFFFFFFFFFF)
     for sf in conn.subflows:
-        half = sf.halves[side ^ sf.reversed]
+        half = sf.halves[sf.direction_of(side)]
         for value in (half.dsn_first, half.dsn_last):
             if value is not None:
                 refs.append(value)

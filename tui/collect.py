@@ -74,9 +74,9 @@ class DsnAnchors:
         if packet.dss is None or packet.frame != seg.frame or conn is None:
             return
         if packet.dsn64 is not None and packet.dsn_anchored:
-            self._note((id(conn), direction ^ subflow.reversed), seg.frame, packet.dsn64)
+            self._note((id(conn), subflow.sender(direction)), seg.frame, packet.dsn64)
         if packet.ack64 is not None and packet.ack_anchored:  # acknowledges the other side's data
-            self._note((id(conn), 1 - (direction ^ subflow.reversed)), seg.frame, packet.ack64)
+            self._note((id(conn), 1 - (subflow.sender(direction))), seg.frame, packet.ack64)
 
     def _note(self, key: tuple[int, int], frame: int, value: int) -> None:
         values = self._values.get(key)
@@ -200,7 +200,7 @@ class PlotCollector:
             with self.lock:
                 series = self.series[key] = SubflowSeries()
         conn = subflow.connection
-        side = direction ^ subflow.reversed
+        side = subflow.sender(direction)
         skey = (id(conn) if conn is not None else -subflow.id, side)
         packet = self.packet
         dsn = packet.dsn64 if packet.dss is opt and packet.dsn64 is not None else opt.dsn

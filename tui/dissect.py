@@ -602,7 +602,7 @@ def _payload(seg: Segment, ctx: Context, packet: Packet) -> Node:
     assert mapping.ssn is not None and mapping.data_len is not None and mapping.dsn is not None
     m_len = mapping.data_len - (1 if mapping.data_fin else 0)
     covered = mapping.ssn <= rel and rel + seg.payload_len <= mapping.ssn + m_len
-    side = direction ^ sf.reversed
+    side = sf.sender(direction)
     idsn = _idsn(ctx, side)
     dsn64 = mapping.dsn if mapping.dsn64 else expand(mapping.dsn, idsn, _reference(ctx, side, frame))
     text = f"Mapping of frame {frame}: DSN {dsn64} ← SSN {mapping.ssn}, {m_len} bytes"

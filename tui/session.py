@@ -175,8 +175,8 @@ class Session:
                 if sf.id <= top:
                     table[sf.id] = conn.id
                 for direction in (0, 1):
-                    side = direction ^ sf.reversed
-                    bases[sf.id * 2 + direction] = (conn.sides[side].idsn, conn.sides[1 - side].idsn)
+                    side = sf.sender(direction)
+                    bases[sf.key(direction)] = (conn.sides[side].idsn, conn.sides[1 - side].idsn)
         self.store.dsn_bases = bases  # one assignment: the view never sees half of them
         self.subflow_conn = table
         self.analysis = analysis

@@ -125,7 +125,7 @@ class Checker:
         for holder, names in self._holders:
             _purge(holder, names, ids)
             if isinstance(holder, Bus):  # keyed by subflow numbers (never reused: only memory is at stake)
-                for key in (sf.id * 2, sf.id * 2 + 1):
+                for key in (sf.key(0), sf.key(1)):
                     holder.flows.pop(key, None)
                     holder.syn_only.discard(key)
                 holder.key_acks.pop(sf.id, None)

@@ -65,7 +65,7 @@ def local_address_ids(conn: Connection, side: int) -> dict[int, Subflow | None]:
         if sf.kind == "initial":
             ids.setdefault(0, sf)
         elif sf.kind == "join":
-            address_id = sf.halves[side ^ sf.reversed].address_id
+            address_id = sf.halves[sf.direction_of(side)].address_id
             if address_id is not None:
                 ids.setdefault(address_id, sf)
     ids.setdefault(0, None)
@@ -202,7 +202,7 @@ class AddressRules(Family):
 
     # ------------------------------------------------------------------ ADDR-010
     def _removal(self, seg: Segment, sf: Subflow, direction: int, conn: Connection, opt: RemoveAddr) -> None:
-        remover = direction ^ sf.reversed
+        remover = sf.sender(direction)
         for address_id in opt.address_ids:
             for each in conn.subflows:
                 if any(r.sf is each and r.address_id == address_id for r in self._removals):
@@ -210,7 +210,7 @@ class AddressRules(Family):
                 if each.kind == "initial":
                     uses = address_id == 0
                 elif each.kind == "join":
-                    uses = each.halves[remover ^ each.reversed].address_id == address_id
+                    uses = each.halves[each.direction_of(remover)].address_id == address_id
                 else:
                     uses = False  # H-MID: which address the subflow uses is unknown
                 if uses:
@@ -233,7 +233,7 @@ class AddressRules(Family):
             return  # H-REORD / H-END: closing the subflow takes a round trip or so
         if sf.connection is None:
             return
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         before = removal.dsn_end[side]
         mapping = first_mapping(self.ctx, seg)
         if mapping is None:
@@ -387,6 +387,8 @@ class AddressRules(Family):
                 "announced and never used in an MP_JOIN",
                 ann.frame, carrier(conn, ann), conn,
             )  # fmt: skip
+
+
 def _add_addr_hmac_hint(key_s: int, key_r: int, ann: Announcement) -> str:
     """Name the known implementation bugs a wrong ADD_ADDR HMAC matches, to save users the search."""
     address = ipaddress.ip_address(ann.address or "0.0.0.0")

@@ -77,7 +77,7 @@ class Context:
     @staticmethod
     def side_of(sf: Subflow, direction: int) -> int:
         """Connection side (CLIENT/SERVER) that sent a segment travelling in ``direction``."""
-        return direction ^ sf.reversed
+        return sf.sender(direction)
 
     def dsn64(self, dss: Dss) -> int | None:
         """The 64-bit DSN of this packet's mapping ``dss`` (None: a 32-bit DSN whose high half is unknown)."""

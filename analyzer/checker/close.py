@@ -136,7 +136,7 @@ class CloseRules(Family):
             return
         side = flow.side
         for sf in conn.subflows:
-            if sf.halves[side ^ sf.reversed].fin_frame is None and all(h.rst_frame is None for h in sf.halves):
+            if sf.halves[sf.direction_of(side)].fin_frame is None and all(h.rst_frame is None for h in sf.halves):
                 return  # this host still has a functioning subflow
         sd = flow.sd
         acked = flow.peer.max_ack
@@ -239,7 +239,7 @@ class CloseRules(Family):
         for side in (0, 1):
             sd, peer = sides[side], sides[1 - side]
             acked = peer.max_ack if peer is not None else None
-            last_fin = max(sf.halves[side ^ sf.reversed].fin_frame or 0 for sf in conn.subflows)
+            last_fin = max(sf.halves[sf.direction_of(side)].fin_frame or 0 for sf in conn.subflows)
             if sd is not None and sd.fin_dsn is not None:
                 if sd.fin_ack_frame is not None or (
                     acked is not None and not serial_gt((sd.fin_dsn + 1) & MASK64, acked)

@@ -133,7 +133,7 @@ class ChecksumRules(Family):
             if len(frames) < MAX_FRAMES:
                 frames.append(seg.frame)
             return
-        key = flow.sf.id * 2 + flow.direction
+        key = flow.sf.key(flow.direction)
         wrong = self.wrong.get(key)
         if wrong is None:
             wrong = self.wrong[key] = _Presence(flow, present)

@@ -289,7 +289,7 @@ class DataAckRules(Family):
         flows = self.bus.flows_of(conn, side)
         if not any(flow.sf.halves[flow.direction].dss_packets for flow in flows):
             return  # no DSS at all from this side: option stripping or fallback (FALLBACK-005)
-        mss = max((sf.halves[side ^ sf.reversed].mss or 536) for sf in conn.subflows)
+        mss = max((sf.halves[sf.direction_of(side)].mss or 536) for sf in conn.subflows)
         rtt = _longest_rtt(conn)
         last_time = analysis.trace.last_time or 0.0
         if received <= 2 * mss or last_time - acked.first_map_time <= max(3 * rtt, GRACE_SECONDS):
@@ -304,7 +304,7 @@ class DataAckRules(Family):
 
 def _sent_payload(sd: SideData) -> bool:
     """Whether the capture shows any payload from this side so far (mapped or not)."""
-    return any(sf.halves[sd.side ^ sf.reversed].payload_bytes for sf in sd.conn.subflows)
+    return any(sf.halves[sf.direction_of(sd.side)].payload_bytes for sf in sd.conn.subflows)
 
 
 def _longest_rtt(conn: Connection) -> float:

@@ -230,7 +230,7 @@ class Flow:
         self.sf = sf
         self.direction = direction
         self.conn = conn
-        self.side = direction ^ sf.reversed
+        self.side = sf.sender(direction)
         self.sd = bus.side(conn, self.side)
         self.peer = bus.side(conn, 1 - self.side)
         self.cd = bus.conn(conn)
@@ -323,10 +323,10 @@ class Bus:
         """
         flows = self.flows
         for sf in conn.subflows:
-            direction = side ^ sf.reversed
+            direction = sf.direction_of(side)
             half = sf.halves[direction]
             if half.mptcp_packets or half.payload_bytes:
-                key = sf.id * 2 + direction
+                key = sf.key(direction)
                 flow = flows.get(key)
                 if flow is None and key in self.syn_only:
                     continue
@@ -337,7 +337,7 @@ class Bus:
     def flows_of(self, conn: Connection, side: int) -> list[Flow]:
         result = []
         for sf in conn.subflows:
-            flow = self.flows.get(sf.id * 2 + (side ^ sf.reversed))
+            flow = self.flows.get(sf.key(sf.direction_of(side)))
             if flow is not None and flow.conn is conn:
                 result.append(flow)
         return result
@@ -497,19 +497,19 @@ class DssRules(Family):
                 self._options_cut(sf, direction)
             if not opts.mptcp:
                 return
-        flow = self.flows.get(sf.id * 2 + direction)
+        flow = self.flows.get(sf.key(direction))
         if flow is None and seg.flags & TH_SYN and not seg.payload_len:
             if sf.connection is not None:
-                self.bus.syn_only.add(sf.id * 2 + direction)
+                self.bus.syn_only.add(sf.key(direction))
             return  # a bare SYN: the Flow is built by the next segment (see Bus.syn_only)
         if flow is None or (flow.guessed and flow.guessed != sf.client_port):
             # (A subflow, once grouped, stays in its connection; only a guessed client/server role can flip.)
             if sf.connection is None:
                 return  # not grouped yet (capture started mid-connection): nothing to relate it to
             if flow is not None:  # the roles were swapped: start this subflow's bookkeeping afresh
-                self.flows.pop(sf.id * 2 + 1 - direction, None)
-            flow = self.flows[sf.id * 2 + direction] = Flow(sf, direction, sf.connection, self.bus, seg)
-            self.bus.syn_only.discard(sf.id * 2 + direction)
+                self.flows.pop(sf.key(1 - direction), None)
+            flow = self.flows[sf.key(direction)] = Flow(sf, direction, sf.connection, self.bus, seg)
+            self.bus.syn_only.discard(sf.key(direction))
         flags = seg.flags
         if flags & TH_SYN:
             if seg.payload_len:  # TCP Fast Open data: before and outside every mapping (H-TFO)
@@ -569,9 +569,9 @@ class DssRules(Family):
         """Mappings the capture cut off count like lost packets (H-SNAP is H-LOSS for the mapping rules)."""
         conn = sf.connection
         if conn is not None:
-            side = self.bus.side(conn, direction ^ sf.reversed)
+            side = self.bus.side(conn, sf.sender(direction))
             side.gap = side.cut = True
-            flow = self.flows.get(sf.id * 2 + direction)
+            flow = self.flows.get(sf.key(direction))
             if flow is not None:
                 flow.gap = True
 
@@ -861,7 +861,7 @@ class DssRules(Family):
         ack64 = opt.flags & DSS_ACK64
         if value != flow.ack_value or ack64 != flow.ack_wide:  # (the caller skips a repeat with the same window)
             flow.ack_value, flow.ack_wide = value, ack64
-            reverse = self.flows.get(flow.sf.id * 2 + 1 - flow.direction)
+            reverse = self.flows.get(flow.sf.key(1 - flow.direction))
             if reverse is not None and reverse.track:
                 beyond = (seg.ack - reverse.isn - reverse.max_end) & MASK32
                 if 0 < beyond < HALF32:  # a TCP ACK for bytes the capture never showed (H-LOSS)

@@ -131,7 +131,7 @@ class MpFailRules(Family):
     # ------------------------------------------------------------------ the MP_FAIL itself
     def _on_fail(self, seg: Segment, sf: Subflow, direction: int, conn: Connection, opt: MpFail) -> None:
         ctx = self.ctx
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         on_rst = bool(seg.flags & TH_RST)
         if id(conn) not in self._fail_seen:
             self._fail_seen.add(id(conn))
@@ -183,7 +183,7 @@ class MpFailRules(Family):
             return
         if inside is None and len(log.recent) == log.recent.maxlen and serial_lt(dsn, oldest):
             return  # older than the mappings kept: cannot be judged
-        sender = 1 - (direction ^ sf.reversed)  # whose data the MP_FAIL names
+        sender = 1 - (sf.sender(direction))  # whose data the MP_FAIL names
         where = (
             f"inside the mapping that starts at DSN {dsn_ref(inside, sender)}" if inside is not None
             else f"not in any of the {len(log.recent)} mappings the peer sent on subflow {sf.id}"
@@ -212,7 +212,7 @@ class MpFailRules(Family):
         if id(conn) in self._exchanges:
             return
         end = (seg.seq + seg.payload_len) & 0xFFFFFFFF
-        who = side_name(direction ^ sf.reversed)
+        who = side_name(sf.sender(direction))
         reason = f"after MP_FAIL the {who} answered with an infinite mapping (frame {seg.frame})"
         receiver = FallbackPoint(sf, 1 - direction, "infinite", seg.frame, reason, "FAIL-006")
         if seg.payload_len:
@@ -230,7 +230,7 @@ class MpFailRules(Family):
                 each.reported = True  # one finding per connection
             self.ctx.report(
                 "FAIL-006",
-                f"{point.reason}, yet the {side_name(direction ^ sf.reversed)} still sends an ordinary DSS mapping "
+                f"{point.reason}, yet the {side_name(sf.sender(direction))} still sends an ordinary DSS mapping "
                 f"on subflow {sf.id}",
                 [point.frame, seg.frame], sf,
             )  # fmt: skip
@@ -243,7 +243,7 @@ class MpFailRules(Family):
             for record in records:
                 if record.answered is not None:
                     continue
-                peer = side_name(1 - record.direction ^ record.sf.reversed)
+                peer = side_name(record.sf.sender(1 - record.direction))
                 if record.mapped_on is not None:
                     message = (
                         f"the {peer} answered the MP_FAIL of frame {record.frame} neither with an infinite mapping "

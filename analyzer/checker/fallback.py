@@ -197,7 +197,7 @@ class FallbackRules(Family):
     def _note_mpc_data(self, seg: Segment, sf: Subflow, direction: int, mpc: MpCapable) -> None:
         """MP_CAPABLE with data maps (IDSN(A) + 1, relative 1, length): its bytes are covered."""
         conn = sf.connection
-        idsn = conn.sides[direction ^ sf.reversed].idsn if conn is not None else None
+        idsn = conn.sides[sf.sender(direction)].idsn if conn is not None else None
         if idsn is None or not mpc.data_len:
             return
         implied = Dss(DSS_MAPPING | DSS_DSN64, dsn=(idsn + 1) & MASK64, ssn=1, data_len=mpc.data_len)
@@ -251,7 +251,7 @@ class FallbackRules(Family):
         if sf.halves[peer].data_ack_last is not None:
             return  # the peer had already sent Data ACKs: missing mappings are DSS-004's business
         third_ack = sf.mpc_ack
-        sender = side_name(direction ^ sf.reversed)
+        sender = side_name(sf.sender(direction))
         if third_ack:
             rule, note = "FALLBACK-002", ""
         elif direction == CLIENT:
@@ -259,7 +259,7 @@ class FallbackRules(Family):
         else:
             return
         reason = (
-            f"the {side_name(peer ^ sf.reversed)} received the {sender}'s first data (frame {seg.frame}) without any "
+            f"the {side_name(sf.sender(peer))} received the {sender}'s first data (frame {seg.frame}) without any "
             f"MPTCP option{note}, so it should have fallen back to TCP"
         )
         self._points.setdefault(id(conn), []).append(
@@ -285,7 +285,7 @@ class FallbackRules(Family):
         if not seq_le(seg.seq, log.covered_end):
             return  # H-LOSS: bytes between the last mapping and this segment were not captured
         self._stripped.add(key)
-        sender = side_name(direction ^ sf.reversed)
+        sender = side_name(sf.sender(direction))
         self.ctx.report(
             "FALLBACK-005",
             f"the {sender} sends data on subflow {sf.id} without any MPTCP option, right after the bytes of its "
@@ -311,13 +311,13 @@ class FallbackRules(Family):
         offset = (log.covered_end - isn - last.ssn) & MASK32
         if last_dsn is None or offset > last.data_len:
             return  # the newest mapping is not the furthest one: no DSN to name
-        acked = self.ctx.level(conn, direction ^ sf.reversed).acked
+        acked = self.ctx.level(conn, sf.sender(direction)).acked
         self._fail_start[key] = (seg.frame, (last_dsn + offset) & MASK64, acked)
 
     # ------------------------------------------------------------------ infinite mapping
     def _on_infinite(self, seg: Segment, sf: Subflow, direction: int, conn: Connection, dss: Dss) -> None:
         ctx = self.ctx
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         marker = (id(conn), side)
         if marker in self._infinite:
             return  # a retransmission of the infinite mapping

@@ -121,7 +121,7 @@ class FastCloseRules(Family):
         on_rst = bool(flags & TH_RST)
         close = self._closes.get(id(conn))
         if close is None:
-            side = direction ^ sf.reversed
+            side = sf.sender(direction)
             receiver_key = conn.sides[1 - side].key
             close = self._closes[id(conn)] = FastClose(
                 sf, direction, side, seg.frame, seg.ts, seg.seq, on_rst,
@@ -140,7 +140,7 @@ class FastCloseRules(Family):
     def _after_close(self, seg: Segment, sf: Subflow, direction: int, close: FastClose) -> None:
         if seg.frame == close.frame or seg.flags & TH_RST:
             return
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         if side == close.sender:
             if "FC-004" not in close.reported:
                 self._new_data(seg, sf, direction, close)

@@ -215,7 +215,7 @@ class JoinRules(Family):
         if conn is not None:
             cs = self._conn_state(conn)
             if cs.infinite is None:
-                cs.infinite = (seg.ts, seg.frame, direction ^ sf.reversed)
+                cs.infinite = (seg.ts, seg.frame, sf.sender(direction))
 
     def _handshake_option(self, seg: Segment, sf: Subflow, direction: int, opt: MptcpOption) -> None:
         flags = seg.flags
@@ -238,7 +238,7 @@ class JoinRules(Family):
         if conn is None or sf.kind == "join":
             return
         cs = self._conn_state(conn)
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         if seg.flags & TH_SYN:
             if not seg.flags & TH_ACK and cs.syn_time is None:
                 cs.syn_time = seg.ts
@@ -265,7 +265,7 @@ class JoinRules(Family):
         if conn is None:
             return  # token not (yet) known: JOIN-001 at the end
         cs = self._conn_state(conn)
-        initiator = CLIENT ^ sf.reversed
+        initiator = sf.sender(CLIENT)
         responder = 1 - initiator
         ctx = self.ctx
         flagged = cs.no_join_to[responder]
@@ -280,7 +280,7 @@ class JoinRules(Family):
         if (
             initial is not None and initial is not sf and initial.syn_seen and not initial.mpc_ack
             and not cs.key_seen
-            and not initial.halves[SERVER ^ initial.reversed].dss_packets
+            and not initial.halves[initial.direction_of(SERVER)].dss_packets
         ):  # fmt: skip
             cs.early_joins.append((sf, st))  # JOIN-010, decided at the end
         if cs.infinite is not None:
@@ -303,7 +303,7 @@ class JoinRules(Family):
         if conn is None:
             return
         cs = self._conn_state(conn)
-        responder = SERVER ^ sf.reversed
+        responder = sf.sender(SERVER)
         if cs.infinite is not None and not st.fallback_reported:
             when, frame, sender = cs.infinite
             if sender == responder or seg.ts - when >= GRACE_SECONDS:
@@ -456,8 +456,8 @@ class JoinRules(Family):
                 self._resolve_early_data(None, sf, st)
             self._hmac_failures(sf, st)
             if st.synack_frame is not None and (st.syn_backup or st.synack_backup):
-                initiator = SIDE_NAMES[CLIENT ^ sf.reversed]
-                responder = SIDE_NAMES[SERVER ^ sf.reversed]
+                initiator = SIDE_NAMES[sf.sender(CLIENT)]
+                responder = SIDE_NAMES[sf.sender(SERVER)]
                 wants = [who for who, b in ((initiator, st.syn_backup), (responder, st.synack_backup)) if b]
                 ctx.report(
                     "JOIN-011",
@@ -468,7 +468,7 @@ class JoinRules(Family):
                 frame, syn = st.after_fallback
                 ctx.report(
                     "JOIN-007",
-                    f"the {SIDE_NAMES[CLIENT ^ sf.reversed]} opens a join on a connection that fell back to TCP with "
+                    f"the {SIDE_NAMES[sf.sender(CLIENT)]} opens a join on a connection that fell back to TCP with "
                     f"an infinite mapping at frame {frame}",
                     [frame, syn], sf, severity=W,
                 )  # fmt: skip
@@ -570,15 +570,15 @@ class JoinRules(Family):
         for sf in conn.subflows:
             end = subflow_end_frame(sf)
             if sf.kind == "initial":
-                claim(CLIENT ^ sf.reversed, 0, sf.client_ip, sf.first_frame, end, False)
-                claim(SERVER ^ sf.reversed, 0, sf.server_ip, sf.first_frame, end, False)
+                claim(sf.sender(CLIENT), 0, sf.client_ip, sf.first_frame, end, False)
+                claim(sf.sender(SERVER), 0, sf.server_ip, sf.first_frame, end, False)
             elif sf.kind == "join":
                 entry = self._joins.get(id(sf))
                 first = entry[1].syn_frame if entry is not None and entry[1].syn_frame else sf.first_frame
                 for direction, address in ((CLIENT, sf.client_ip), (SERVER, sf.server_ip)):
                     aid = sf.halves[direction].address_id
                     if aid is not None:
-                        claim(direction ^ sf.reversed, aid, address, first, end, True)
+                        claim(sf.sender(direction), aid, address, first, end, True)
         removals: dict[tuple[int, int], list[int]] = {}
         for ann in conn.announcements:
             if ann.kind == "remove":
@@ -617,8 +617,8 @@ class JoinRules(Family):
             entry = self._joins.get(id(sf))
             if sf.kind != "join" or entry is None:
                 continue
-            owner = SERVER ^ sf.reversed  # the host the join SYN was sent to
-            owner_port = initial.server_port if (SERVER ^ initial.reversed) == owner else initial.client_port
+            owner = sf.sender(SERVER)  # the host the join SYN was sent to
+            owner_port = initial.server_port if initial.sender(SERVER) == owner else initial.client_port
             if sf.server_port == owner_port:
                 continue
             if any(a.kind == "add" and a.sender == owner and a.port == sf.server_port for a in conn.announcements):

@@ -268,7 +268,7 @@ class MpCapableRules(Family):
         hs = self._handshakes.get(id(sf))
         if hs is None:
             hs = self._handshakes[id(sf)] = Handshake()
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         roles_known = sf.syn_seen or sf.synack_seen
         if side == SERVER:
             if roles_known and "MPC-015/after" not in hs.reported:
@@ -348,7 +348,7 @@ class MpCapableRules(Family):
     def _watched(self, seg: Segment, sf: Subflow, direction: int, hs: Handshake, mpc: MpCapable | None) -> None:
         """Plain segments right after the handshake: B's first Data ACK (MPC-010), A's third ACK (MPC-011)."""
         hs.watched += 1
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         opts = seg.options
         mptcp = opts.mptcp if opts is not None else ()
         if side == SERVER:
@@ -454,7 +454,7 @@ class MpCapableRules(Family):
 
     def _check_zero_keys(self, seg: Segment, sf: Subflow, direction: int, mpc: MpCapable) -> None:
         owner = id(sf.connection) if sf.connection is not None else id(sf)
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         for key, who in ((mpc.sender_key, side), (mpc.receiver_key, 1 - side)):
             if key == 0 and (owner, who) not in self._zero_keys:
                 self._zero_keys.add((owner, who))

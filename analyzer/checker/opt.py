@@ -283,7 +283,7 @@ class OptionFormatRules(Family):
         if sf.kind == "join" or sf.join_token is not None:
             ctx.report("OPT-006", "MP_CAPABLE on an MP_JOIN subflow", seg.frame, sf)
             return
-        if direction ^ sf.reversed != CLIENT or opt.version not in (0, 1):
+        if sf.sender(direction) != CLIENT or opt.version not in (0, 1):
             return  # the server's MP_CAPABLE after the SYN/ACK is MPC-015
         if opt.length in (4, 12):
             return  # MPC-006: the third ACK without both keys

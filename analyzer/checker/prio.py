@@ -119,7 +119,7 @@ class PriorityRules(Family):
                 self._v0_ids.append(PrioUse(sf, seg.frame, opt.address_id))
         was_backup = id(sf) in self._backup
         self._update_backup(sf, seg.frame)
-        sender = SIDE_NAMES[direction ^ sf.reversed]
+        sender = SIDE_NAMES[sf.sender(direction)]
         now = id(sf) in self._backup
         if now != was_backup:
             state = "a backup path" if now else "a regular path again"
@@ -146,7 +146,7 @@ class PriorityRules(Family):
         """Remember where a connection with a backup subflow stands after a data segment on another subflow."""
         conn = sf.connection
         if conn is not None:
-            side = direction ^ sf.reversed
+            side = sf.sender(direction)
             key = id(conn) * 2 + side
             if key in self._frontier:
                 self._frontier[key] = self.ctx.level(conn, side).known_end()
@@ -161,7 +161,7 @@ class PriorityRules(Family):
         if not isinstance(dss, Dss) or dss.dsn is None or not dss.data_len:
             return
         ctx = self.ctx
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         start = ctx.dsn64(dss)
         if start is None:
             return

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -80,8 +81,10 @@ def connect(address: str, workers: int | None = None) -> Iterator[Any]:
 class DaskExecutor:
     """Maps a function over items on a Dask cluster; results in input order, lost items as :class:`Lost`.
 
-    A task whose worker died (``KilledWorker``) is resubmitted ``retries`` times; after that the item is
-    :class:`Lost` (an input error for the caller). A task that raised is :class:`Lost` as internal.
+    A task whose worker died (``KilledWorker``) is resubmitted ``retries`` times, each retry alone on the
+    cluster (a death fails every task the worker held, so only a lone retry proves which trace killed it);
+    after that the item is :class:`Lost` (an input error for the caller). A task that raised is
+    :class:`Lost` as internal.
     ``progress`` is called from the cluster's completions, in completion order.
     """
 
@@ -103,6 +106,7 @@ class DaskExecutor:
         origin: dict[str, tuple[int, int]] = {key: (i, 0) for i, key in enumerate(keys)}  # key -> (item, attempt)
         pending = {future.key: future for future in futures}
         done: dict[int, _Out | Lost] = {}
+        waiting: deque[tuple[int, int]] = deque()  # (item, attempt) to retry once the cluster is idle
         following = finished = 0
         # results travel with the completions: a finished result left on a worker that then dies
         # would be recomputed (the trace analysed twice) before we could fetch it
@@ -113,16 +117,21 @@ class DaskExecutor:
                 index, attempt = origin.pop(future.key)
                 out = self._outcome(future, value, attempt)
                 future.release()
-                if out is None:  # the worker died: once more, under a new key
-                    retry = self.client.submit(fn, items[index], key=f"{prefix}-{index}-{attempt + 1}", pure=False)
-                    origin[retry.key] = (index, attempt + 1)
+                if out is None:  # the worker died: once more, alone, under a new key
+                    waiting.append((index, attempt + 1))
+                else:
+                    done[index] = out
+                    finished += 1
+                    if self.progress is not None:
+                        self.progress(finished, len(items))
+                # a worker's death fails every task it held, the innocent too: a retry runs only when
+                # nothing else is on the cluster, so a second death convicts the retried trace alone
+                if waiting and not pending:
+                    index, attempt = waiting.popleft()
+                    retry = self.client.submit(fn, items[index], key=f"{prefix}-{index}-{attempt}", pure=False)
+                    origin[retry.key] = (index, attempt)
                     pending[retry.key] = retry
                     completions.add(retry)
-                    continue
-                done[index] = out
-                finished += 1
-                if self.progress is not None:
-                    self.progress(finished, len(items))
                 while following in done:
                     yield done.pop(following)
                     following += 1

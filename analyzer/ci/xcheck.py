@@ -494,7 +494,7 @@ class Comparator:
         conn = sf.connection
         if conn is None:
             return
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         sender, receiver = conn.sides[side], conn.sides[1 - side]
         dsn64 = self.packet.known_dsn(dss)
         if dss.dsn is not None and sender.idsn is not None and dsn64 is not None:

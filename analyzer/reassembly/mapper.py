@@ -252,7 +252,7 @@ class Reassembler:
 
     def forget(self, sf: Subflow) -> None:
         """The tracker summarised this (half-open) subflow: drop what is kept for it."""
-        for key in (sf.id * 2, sf.id * 2 + 1):
+        for key in (sf.key(0), sf.key(1)):
             state = self.states.pop(key, None)
             if state is not None:
                 self._unplaced_total -= state.unplaced_bytes
@@ -261,7 +261,7 @@ class Reassembler:
     def on_segment(self, seg: Segment, sf: Subflow, direction: int) -> None:
         if sf.connection is None and not sf.mptcp_seen:
             return  # plain TCP: nothing at the MPTCP level
-        key = sf.id * 2 + direction
+        key = sf.key(direction)
         state = self.states.get(key)
         if state is None:
             if seg.flags & TH_SYN and not seg.payload_len and not _has_mapping(seg):
@@ -327,7 +327,7 @@ class Reassembler:
             state.isn = (state.isn + shift) & MASK32
             state.syn_outside = state.stream is None
             conn = sf.connection
-            if conn is not None and conn.sides[direction ^ sf.reversed].idsn is not None:
+            if conn is not None and conn.sides[sf.sender(direction)].idsn is not None:
                 self._stream_for(state, sf, direction, None)  # places the SYN data if it creates the stream
                 state.syn_outside = False
         if not state.syn_outside:
@@ -370,7 +370,7 @@ class Reassembler:
         if opt.data_len == 0:  # infinite mapping: the rest of the subflow maps one to one
             state.mode = "infinite"
             state.infinite_delta = dsn - state.unwrap(opt.ssn, advance=False)
-            self._keep_failed(sf.id * 2 + direction, state)  # the sender fell back: the receiver kept them
+            self._keep_failed(sf.key(direction), state)  # the sender fell back: the receiver kept them
             return None
         length = opt.data_len - (1 if opt.data_fin else 0)
         if opt.data_fin:
@@ -384,18 +384,19 @@ class Reassembler:
             return None
         mapping = Mapping(dsn, opt.ssn, length, opt.data_len, opt.data_fin, opt.checksum, seg.frame)
         mapping.high_known = high_known
-        mapping.probe = length == 1 and not opt.data_fin and stream.zero_window_at == (dsn + 1) & MASK64 == (
-            stream.highest_dsn)
+        mapping.probe = (
+            length == 1 and not opt.data_fin and stream.zero_window_at == (dsn + 1) & MASK64 == (stream.highest_dsn)
+        )
         return self._add_mapping(mapping, sf, state, stream)
 
     def _zero_window(self, ack: int, sf: Subflow, direction: int) -> None:
         """The receiver of ``1 - direction``'s data closed its window at Data ACK ``ack``: remember where, so
         that the sender's zero-window probe (one byte mapped at ``ack - 1``) is known for what it is."""
-        peer = self.states.get(sf.id * 2 + 1 - direction)
+        peer = self.states.get(sf.key(1 - direction))
         stream = peer.stream if peer is not None else None
         if stream is None:
             conn = sf.connection
-            stream = self.conn_streams.get((id(conn), direction ^ sf.reversed ^ 1)) if conn is not None else None
+            stream = self.conn_streams.get((id(conn), sf.sender(direction) ^ 1)) if conn is not None else None
         if stream is None:
             return
         stream.zero_window_at = ack & MASK64
@@ -444,7 +445,7 @@ class Reassembler:
         if state.stream is not None:
             return state.stream
         conn = sf.connection
-        side = direction ^ sf.reversed
+        side = sf.sender(direction)
         stream: DataStream | None = None
         if conn is not None:
             key = (id(conn), side)
@@ -811,11 +812,11 @@ class Reassembler:
     def _drop_failed(self, sf: Subflow) -> None:
         """A RST ends the subflow: the receiver discarded the failed copies, a good one goes on another subflow."""
         if self._quarantine:
-            self._take_failed((sf.id * 2, sf.id * 2 + 1))
+            self._take_failed((sf.key(0), sf.key(1)))
 
     def _on_fail(self, opt: MpFail, seg: Segment, sf: Subflow, direction: int) -> None:
         """MP_FAIL from the receiver of ``1 - direction``'s data: remember it, and on an ACK, the fallback."""
-        peer_key = sf.id * 2 + 1 - direction
+        peer_key = sf.key(1 - direction)
         peer = self.states.get(peer_key)
         on_rst = bool(seg.flags & TH_RST)
         if peer is not None and len(peer.fails) < MAX_FAILS_KEPT:
@@ -824,7 +825,7 @@ class Reassembler:
             return
         # MP_FAIL on an ACK: the single subflow falls back to TCP (both hosts), and the receiver keeps the data
         # that failed (Linux delivers it; the sender answers with an infinite mapping, never a second copy).
-        own = self.states.get(sf.id * 2 + direction)
+        own = self.states.get(sf.key(direction))
         if own is not None:
             own.after_fail = True
         if peer is not None:
@@ -864,7 +865,7 @@ class Reassembler:
             analysis.streams[conn.id] = (pair[0], pair[1])
             for sf in conn.subflows:
                 for direction in (0, 1):
-                    state = self.states.get(sf.id * 2 + direction)
+                    state = self.states.get(sf.key(direction))
                     if state is not None:
                         self._report_subflow(conn, sf, direction, state)
         for sf, direction, mapping in self.bad_checksums:
@@ -885,7 +886,7 @@ class Reassembler:
         conn_id = sf.connection.id if sf.connection else None
         frames = sorted({mapping.frame, *mapping.frames})
         analysis.checksum_failures.append(ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames)))
-        state = self.states.get(sf.id * 2 + direction)
+        state = self.states.get(sf.key(direction))
         answer = _fail_answer(mapping, state.fails if state is not None else [], frames[0])
         fail_frame, on_rst = answer if answer is not None else (None, False)
         if fail_frame is not None:
@@ -933,7 +934,7 @@ class Reassembler:
         if stream is not None:
             return stream
         for sf in conn.subflows:
-            state = self.states.get(sf.id * 2 + (side ^ sf.reversed))
+            state = self.states.get(sf.key(sf.direction_of(side)))
             if state is not None and state.stream is not None:
                 return state.stream
         return None

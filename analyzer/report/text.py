@@ -294,7 +294,7 @@ def _statistics(conn: Connection, streams: tuple[StreamSummary, StreamSummary]) 
     table.add_column("RTT ms min/med/p95", justify="right")
     totals = [max(1, s.length) for s in streams]
     for sf in conn.subflows:
-        sides = [sf.halves[side ^ sf.reversed] for side in (CLIENT, SERVER)]
+        sides = [sf.halves[sf.direction_of(side)] for side in (CLIENT, SERVER)]
         shares = [streams[side].first_carrier.get(sf.id, 0) / totals[side] for side in (CLIENT, SERVER)]
         rtx = sum(h.retransmitted_bytes for h in sf.halves)
         reinjected = sum(h.reinjected_bytes for h in sf.halves)

@@ -116,7 +116,7 @@ class PlotsScreen(Screen[None]):
                 series = self.plots.series.get((sf.id, direction))
                 if series is None or not series.dsn.t:
                     continue
-                side = direction ^ sf.reversed
+                side = sf.sender(direction)
                 t, v = series.dsn.points()
                 base = self._base(conn, side, v)
                 arrow = "→" if side == 0 else "←"
@@ -144,7 +144,7 @@ class PlotsScreen(Screen[None]):
                 points = rebucket(sf.halves[direction].throughput, max_points=MAX_POINTS)
                 if not points or not any(v for _t, v, _w in points):
                     continue
-                side = direction ^ sf.reversed
+                side = sf.sender(direction)
                 arrow = "→" if side == 0 else "←"
                 plt.plot([t - t0 for t, _v, _w in points], [v * 8 / w / 1e6 for _t, v, w in points],
                          label=f"sf{sf.id} {arrow}")  # fmt: skip
