@@ -25,7 +25,7 @@ class DataLevels:
     def __init__(self) -> None:
         self.packet = PacketLevels()  # the current segment's 64-bit values (see PacketLevels)
         self._sides: dict[int, DataLevel] = {}  # id(conn) * 2 + side
-        self._loose: dict[int, DataLevel] = {}  # subflow id * 2 + direction, while the subflow is not grouped
+        self._loose: dict[int, DataLevel] = {}  # Subflow.key(direction), while the subflow is not grouped
 
     # ------------------------------------------------------------------ lookup
     def level(self, conn: Connection, side: int) -> DataLevel:

@@ -64,7 +64,7 @@ class PlotCollector:
     """
 
     def __init__(self) -> None:
-        self.flows: dict[int, _Flow] = {}  # subflow id * 2 + direction
+        self.flows: dict[int, _Flow] = {}  # Subflow.key(direction)
         self.packet = PacketLevels()
 
     def attach_levels(self, packet: PacketLevels, level: object) -> None:

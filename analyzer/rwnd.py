@@ -62,7 +62,7 @@ class WindowLimitCollector:
 
     def __init__(self) -> None:
         self.sides: dict[int, _Side] = {}  # id(conn) * 2 + data side
-        self.mappings: dict[int, tuple[int, int, int]] = {}  # subflow id * 2 + direction -> (dsn64, ssn, len)
+        self.mappings: dict[int, tuple[int, int, int]] = {}  # Subflow.key(direction) -> (dsn64, ssn, len)
         self.packet = PacketLevels()  # the current segment's 64-bit DSN and Data ACK (analyzer.datalevels)
 
     def attach_levels(self, packet: PacketLevels, level: object) -> None:

@@ -168,7 +168,7 @@ class StatsCollector:
     """Pipeline observer: RTT, throughput and Data ACK timelines (see the module docstring)."""
 
     def __init__(self) -> None:
-        self.directions: dict[int, _Direction] = {}  # subflow id * 2 + direction
+        self.directions: dict[int, _Direction] = {}  # Subflow.key(direction)
         self.data_acks: dict[tuple[int, int], dict[int, int]] = {}  # (id(conn), acking side) -> bucket -> ack
         self.packet = PacketLevels()  # the current segment's 64-bit Data ACK (analyzer.datalevels)
         self._last_raw: dict[tuple[int, int], int] = {}

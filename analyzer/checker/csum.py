@@ -111,7 +111,7 @@ class ChecksumRules(Family):
         self.bus = bus_for(ctx)
         self.bus.presence_hooks.append(self.on_presence)
         self.bus.infinite_hooks.append(self.on_infinite)
-        self.wrong: dict[int, _Presence] = {}  # subflow id * 2 + direction
+        self.wrong: dict[int, _Presence] = {}  # Subflow.key(direction)
         self.mixed: dict[int, tuple[ConnData, list[int], list[int]]] = {}  # id(conn) -> (conn, with, without)
 
     # ------------------------------------------------------------------ per mapping (only on a difference)

@@ -287,7 +287,7 @@ class Bus:
     """State and events shared by the DSS, DACK, CSUM and CLOSE families of one checker."""
 
     def __init__(self) -> None:
-        self.flows: dict[int, Flow] = {}  # subflow id * 2 + direction
+        self.flows: dict[int, Flow] = {}  # Subflow.key(direction)
         # Directions that sent only a bare SYN while grouped: followed from the start, but no Flow is built
         # until they send more (a half-open connection stays cheap).
         self.syn_only: set[int] = set()

@@ -125,7 +125,7 @@ class Held:
 class Failed:
     """The copy of a mapping whose checksum failed, kept aside until the receiver shows what it did with it."""
 
-    key: int  # subflow id * 2 + direction of the sender
+    key: int  # Subflow.key(direction) of the sender
     stream: DataStream
     offset: int
     data: bytes
@@ -170,7 +170,7 @@ class HalfStats:
 @dataclass(slots=True)
 class SubflowState:
     isn: int | None
-    key: int = 0  # subflow id * 2 + direction
+    key: int = 0  # Subflow.key(direction)
     isn_inferred: bool = False
     mode: str = "mptcp"  # mptcp | tcp (fallback: offset = rel - 1) | infinite (offset by a fixed delta)
     infinite_delta: int = 0  # dsn - rel for the infinite mapping
@@ -233,7 +233,7 @@ class Reassembler:
         self.piece_cap = DEFAULT_PIECE_CAP  # analyzer.limits: set by the pipeline
         self.max_mappings = MAX_MAPPINGS
         self.writer_factory = writer_factory
-        self.states: dict[int, SubflowState] = {}  # key: subflow id * 2 + direction
+        self.states: dict[int, SubflowState] = {}  # Subflow.key(direction)
         self.conn_streams: dict[tuple[int, int], DataStream] = {}
         self.loose_streams: list[DataStream] = []
         self.bad_checksums: list[tuple[Subflow, int, Mapping]] = []
