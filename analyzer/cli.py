@@ -6,19 +6,15 @@ import contextlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from analyzer.endpoint.cli import register as register_simulate
 from analyzer.findings import ASSUMPTIONS
 from analyzer.ingest.capture import CaptureError
-from analyzer.interop_cli import register as register_endpoint
-from analyzer.interop_cli import register_lab_scenarios
-from analyzer.lab.cli import register as register_lab
 from analyzer.limits import DEFAULT_LIMITS, Limits
 from analyzer.model import Analysis
 from analyzer.pipeline import AnalysisOptions, SegmentObserver, analyze
@@ -616,11 +612,24 @@ def _owd_figure(trace: str, peer: str, connection: int) -> Figure:
     return owd_figure(compare_analyses(a, b), connection, a.trace.first_time)
 
 
-COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare", "plot"}
-register_simulate(app, COMMANDS)
-register_lab(app, COMMANDS)
-register_endpoint(app, COMMANDS)
-register_lab_scenarios()
+# Commands whose modules (the simulator, the kernel lab, the TUN endpoint) are heavy to import: registered
+# only when the command line names one of them or asks for the command list, so that `report` and `check`
+# start without loading the endpoint.
+EXTENSIONS = {"simulate": "analyzer.endpoint.cli", "lab": "analyzer.lab.cli", "endpoint": "analyzer.interop_cli"}
+COMMANDS = {"report", "follow", "rules", "check", "summarise", "xcheck", "tui", "compare", "plot", *EXTENSIONS}
+_registered: set[str] = set()
+
+
+def register_extensions(names: Iterable[str] = EXTENSIONS) -> typer.Typer:
+    """Add the named extension commands to ``app`` (all by default; each once) and return it."""
+    for name in names:
+        if name in _registered:
+            continue
+        _registered.add(name)
+        importlib.import_module(EXTENSIONS[name]).register(app)
+        if name in ("lab", "endpoint"):  # the TUN endpoint's kernel-interop runs are also lab scenarios
+            importlib.import_module(EXTENSIONS["endpoint"]).register_lab_scenarios()
+    return app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -629,6 +638,8 @@ def main(argv: list[str] | None = None) -> None:
     first = next((a for a in args if not a.startswith("-") or a == "-"), None)
     if first is not None and first not in COMMANDS and not any(a in ("-h", "--help", "--version") for a in args[:1]):
         args.insert(0, "report")
+        first = "report"
+    register_extensions([first] if first in EXTENSIONS else [] if first in COMMANDS else EXTENSIONS)
     try:
         app(args=args, prog_name="mptcp-analyze", standalone_mode=True)
     except KeyboardInterrupt:
