@@ -62,14 +62,14 @@ class HalfFlow:
     dsn_last: int | None = None
     data_ack_last: int | None = None
     data_fin_frame: int | None = None
-    # Filled by the reassembly stage.
+    # The reassembly stage's results (analyzer.results.assemble writes them in).
     new_bytes: int = 0  # bytes that were new at the connection level
     retransmitted_bytes: int = 0  # TCP retransmissions on this subflow
     reinjected_bytes: int = 0  # data already sent on another subflow
     unmapped_bytes: int = 0  # payload covered by no DSS mapping
     mappings: int = 0
     checksums: tuple[int, int, int] = (0, 0, 0)  # verified ok, bad, not verifiable
-    # Filled by the statistics stage.
+    # The statistics stage's results (analyzer.results.assemble writes them in).
     rtt: dict[str, object] | None = None  # RTT estimate at the capture point (ms), see analyzer.stats
     throughput: dict[int, int] = field(default_factory=dict)  # 100 ms bucket -> payload bytes sent
     stalls: list[Stall] = field(default_factory=list)  # sent data that waited for an ACK past the minimum RTO

@@ -6,9 +6,10 @@ Stages that need every segment (the tracker now; reassembly and the checker late
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from analyzer.datalevels import DataLevels
 from analyzer.diagnosis import diagnose
@@ -21,6 +22,7 @@ from analyzer.ingest.segment import Segment
 from analyzer.limits import DEFAULT_LIMITS, Limits, limit_message
 from analyzer.model import Analysis, Connection, Subflow, TraceSummary
 from analyzer.reassembly.mapper import Reassembler, WriterFactory
+from analyzer.results import Contribution, assemble
 from analyzer.tracker import HeldSyn, Tracker, awaits_grouping
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes read so far, total bytes or None)
@@ -38,6 +40,24 @@ class SegmentObserver(Protocol):
     def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None: ...
 
     def finish(self, analysis: Analysis) -> None: ...
+
+
+@runtime_checkable
+class Contributor(Protocol):
+    """A built-in stage whose end-of-pass results the model shows: it returns them and never writes them in."""
+
+    def on_segment(self, seg: Segment, subflow: Subflow, direction: int) -> None: ...
+
+    def results(self, analysis: Analysis) -> Contribution: ...
+
+
+@contextlib.contextmanager
+def _stage_guard(stage: object, trace: TraceSummary) -> Iterator[None]:
+    """A bug in one stage's end-of-trace work is reported and costs only that stage's results."""
+    try:
+        yield
+    except Exception as exc:
+        trace.errors.append(f"internal error in {type(stage).__name__} at the end: {type(exc).__name__}: {exc}")
 
 
 @dataclass
@@ -82,7 +102,7 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
     skipped: dict[Skip, int] = {}
     # The data levels see each segment first and expand its DSN and Data ACK once; every later stage reads them.
     levels = DataLevels()
-    observers: list[SegmentObserver] = [levels]
+    observers: list[SegmentObserver | Contributor] = [levels]
     reassembler: Reassembler | None = None
     if options.reassemble:
         reassembler = Reassembler(facts, limits.max_out_of_order_bytes, options.stream_writer)
@@ -219,13 +239,17 @@ def _run(stream, info, options: AnalysisOptions) -> Analysis:  # type: ignore[no
         tcp_flows=[sf for sf in tracker.subflows if sf.connection is None],
         findings=sink.findings,
     )
-    for observer in observers:
-        if observer.on_segment not in observe:
-            continue  # failed during the pass: its partial results are not reported
-        try:
-            observer.finish(analysis)
-        except Exception as exc:
-            trace.errors.append(f"internal error in {type(observer).__name__} at the end: {type(exc).__name__}: {exc}")
+    running = [observer for observer in observers if observer.on_segment in observe]  # a failed stage's partial
+    contributions: list[Contribution] = []  # results are not reported
+    for stage in running:  # the stages that learn what the report shows: their results, written in by assemble()
+        if isinstance(stage, Contributor):
+            with _stage_guard(stage, trace):
+                contributions.append(stage.results(analysis))
+    assemble(analysis, contributions)
+    for observer in running:  # then the rest (the rule families' end-of-trace checks read the assembled model)
+        if not isinstance(observer, Contributor):
+            with _stage_guard(observer, trace):
+                observer.finish(analysis)
     if reassembler is not None and reassembler.on_segment in observe:
         _report_stream_limits(reassembler, connections, limits, trace, sink)
     if sink.suppressed:

@@ -16,6 +16,7 @@ from analyzer.ingest.segment import TH_ACK, Segment
 from analyzer.model import Analysis, Connection, Subflow, WindowLimit
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss
+from analyzer.results import WindowLimits
 from analyzer.seqnum import serial_gt
 
 MASK32 = 0xFFFFFFFF
@@ -159,13 +160,14 @@ class WindowLimitCollector:
                 state.pending = (start, seg.ts, filled, seg.frame)
                 state.since = None
 
-    def finish(self, analysis: Analysis) -> None:
+    def results(self, analysis: Analysis) -> WindowLimits:
+        """End of capture: each judged data side's receive-window limit, by connection (analyzer.results)."""
+        limits: dict[int, list[WindowLimit]] = {}
         for state in self.sides.values():
-            if state.first is None or state.edge is None:
+            if state.first is None or state.edge is None or state.conn.id is None:
                 continue  # no data, or no window the capture can scale
             limit = WindowLimit(
                 state.side, state.limited, state.last - state.first, state.periods, tuple(state.frames), state.start
             )
-            state.conn.window_limits.append(limit)
-        for conn in analysis.connections:
-            conn.window_limits.sort(key=lambda w: w.side)
+            limits.setdefault(state.conn.id, []).append(limit)
+        return WindowLimits(limits)

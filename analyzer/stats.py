@@ -17,6 +17,7 @@ from analyzer.ingest.segment import TH_ACK, TH_SYN, Segment
 from analyzer.model import Analysis, Stall, Subflow
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss
+from analyzer.results import HalfTiming, Timed
 
 MASK32 = 0xFFFFFFFF
 MASK64 = (1 << 64) - 1
@@ -239,23 +240,25 @@ class StatsCollector:
             series = self.data_acks[key] = {}
         series[bucket] = value
 
-    def finish(self, analysis: Analysis) -> None:
+    def results(self, analysis: Analysis) -> Timed:
+        """End of capture: each subflow direction's timing and each side's Data ACK progress (analyzer.results)."""
+        halves: dict[int, HalfTiming] = {}
+        progress: dict[tuple[int, int], dict[int, int]] = {}
         for conn in analysis.connections:
             for sf in conn.subflows:
                 for direction in (0, 1):
-                    mine = self.directions.get(sf.key(direction))
+                    key = sf.key(direction)
+                    mine = self.directions.get(key)
                     if mine is not None:
-                        half = sf.halves[direction]
-                        half.rtt = mine.rtt.to_json()
-                        half.throughput = mine.wire
-                        half.stalls = _stalls(mine, sf)
-                        half.rtt_series = mine.rtt_series.points
+                        timing = HalfTiming(mine.rtt.to_json(), mine.wire, _stalls(mine, sf), mine.rtt_series.points)
+                        halves[key] = timing
             for side in (0, 1):
                 series = self.data_acks.get((id(conn), side))
                 idsn = conn.sides[1 - side].idsn
-                if series and idsn is not None:
+                if series and idsn is not None and conn.id is not None:
                     base = (idsn + 1) & MASK64
-                    conn.data_ack_progress[side] = {b: (v - base) & MASK64 for b, v in series.items()}
+                    progress[(conn.id, side)] = {b: (v - base) & MASK64 for b, v in series.items()}
+        return Timed(halves, progress)
 
 
 def rebin(series: dict[int, int], max_points: int = 200, reduce: str = "sum") -> list[tuple[float, int]]:

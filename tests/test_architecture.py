@@ -28,6 +28,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "analyzer.follow",
         "analyzer.plot",
         "analyzer.rwnd",
+        "analyzer.results",
     ),
     "facts": ("analyzer.facts",),
     "checker": ("analyzer.checker",),

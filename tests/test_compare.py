@@ -10,11 +10,13 @@ import pytest
 from helpers.captures import frames_of
 from typer.testing import CliRunner
 
-from analyzer.cli import app
+from analyzer.cli import register_extensions
 from analyzer.compare import compare
 from analyzer.compare.json_out import SCHEMA, comparison_to_json
 from analyzer.endpoint.network import LinkSpec
 from analyzer.endpoint.sim import CapturePoint, SimConfig, SimResult, run
+
+app = register_extensions()  # simulate, lab and endpoint too (main() registers them on demand)
 
 LOSSY = [
     LinkSpec(rate=20e6, delay=0.010, loss=0.03, jitter=0.002, reorder=0.02),

@@ -14,11 +14,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from analyzer.cli import app
+from analyzer.cli import register_extensions
 from analyzer.compare import compare
 from analyzer.compare.owd import owd_figure
 from analyzer.compare.packets import percentile
 from analyzer.pipeline import AnalysisOptions, analyze
+
+app = register_extensions()  # simulate, lab and endpoint too (main() registers them on demand)
 
 runner = CliRunner()
 

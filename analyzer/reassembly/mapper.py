@@ -40,6 +40,7 @@ from analyzer.mptcp.crypto import ChecksumAccumulator, idsn_from_key
 from analyzer.mptcp.datalevel import PacketLevels
 from analyzer.mptcp.options import Dss, MpCapable, MpFail
 from analyzer.reassembly.stream import DEFAULT_BUFFER_CAP, DEFAULT_PIECE_CAP, MASK64, DataStream, StreamWriter
+from analyzer.results import HalfDelivery, Reassembled
 from analyzer.seqnum import unwrap32
 
 MASK32 = 0xFFFFFFFF
@@ -841,7 +842,11 @@ class Reassembler:
             self._release(mapping, state)
 
     # ------------------------------------------------------------------ end of trace
-    def finish(self, analysis: Analysis) -> None:
+    def results(self, analysis: Analysis) -> Reassembled:
+        """End of capture: publish what the streams prove and return what the report shows (analyzer.results)."""
+        streams: dict[int, tuple[StreamSummary, StreamSummary]] = {}
+        halves: dict[int, HalfDelivery] = {}
+        failures: list[ChecksumFailure] = []
         for mapping, owner in list(self._holding.values()):
             self._retire(mapping, owner)  # end of capture: a checksum still open is not verifiable
         finished: set[int] = set()
@@ -862,14 +867,15 @@ class Reassembler:
                     stream.base_known = True
                 pair.append(_summary(stream))
                 self._report_stream(conn, side, stream)
-            analysis.streams[conn.id] = (pair[0], pair[1])
+            if conn.id is not None:
+                streams[conn.id] = (pair[0], pair[1])
             for sf in conn.subflows:
                 for direction in (0, 1):
                     state = self.states.get(sf.key(direction))
                     if state is not None:
-                        self._report_subflow(conn, sf, direction, state)
+                        halves[state.key] = self._report_subflow(conn, sf, state)
         for sf, direction, mapping in self.bad_checksums:
-            self._report_checksum(analysis, sf, direction, mapping)
+            failures.append(self._report_checksum(sf, direction, mapping))
         for sf, first, second in self.conflicting_mappings:
             overlap = max(first.start, second.start)
             dsn_first = (first.dsn + overlap - first.start) & MASK64
@@ -877,15 +883,16 @@ class Reassembler:
             frames = tuple(sorted({first.frame, second.frame}))
             self._publish(MappingsConflict(frames, sf, overlap & MASK32, dsn_first, first.frame, dsn_second,
                                            second.frame))  # fmt: skip
+        return Reassembled(streams, halves, tuple(failures))
 
-    def _report_checksum(self, analysis: Analysis, sf: Subflow, direction: int, mapping: Mapping) -> None:
+    def _report_checksum(self, sf: Subflow, direction: int, mapping: Mapping) -> ChecksumFailure:
         """CSUM-001. When the receiver's MP_FAIL names the mapping, the receiver saw the same failure and the
         connection recovered as §3.7 prescribes. What remains unknown is the cause: a sender bug or bytes changed
         on the path (the middlebox the checksum exists to catch, no violation at either end). A verdict that
         rests on what the capture cannot show is a warning."""
         conn_id = sf.connection.id if sf.connection else None
         frames = sorted({mapping.frame, *mapping.frames})
-        analysis.checksum_failures.append(ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames)))
+        failure = ChecksumFailure(conn_id, sf.id, mapping.dsn, mapping.data_len, tuple(frames))
         state = self.states.get(sf.key(direction))
         answer = _fail_answer(mapping, state.fails if state is not None else [], frames[0])
         fail_frame, on_rst = answer if answer is not None else (None, False)
@@ -893,6 +900,7 @@ class Reassembler:
             frames = sorted({*frames, fail_frame})
         self._publish(ChecksumFailed(tuple(frames), sf, mapping.checksum or 0, mapping.dsn, mapping.ssn,
                                      mapping.data_len, mapping.length, fail_frame, on_rst))  # fmt: skip
+        return failure
 
     def _report_stream(self, conn: Connection, side: int, stream: DataStream) -> None:
         for conflict in stream.conflicts:
@@ -903,27 +911,27 @@ class Reassembler:
             frames = tuple(sorted({f for f in (stream.fin_frame, other_frame) if f is not None}))
             self._publish(DataFinMoved(frames, None, conn, side, stream.fin_offset or 0, other))
 
-    def _report_subflow(self, conn: Connection, sf: Subflow, direction: int, state: SubflowState) -> None:
+    def _report_subflow(self, conn: Connection, sf: Subflow, state: SubflowState) -> HalfDelivery:
         stats = state.stats
-        half = sf.halves[direction]
         stream = state.stream
-        half.new_bytes = stream.first_carrier.get(sf.id, 0) if stream is not None else 0
-        half.retransmitted_bytes = stats.retransmitted_bytes
-        half.reinjected_bytes = stats.reinjected_bytes
+        new_bytes = stream.first_carrier.get(sf.id, 0) if stream is not None else 0
+        retransmitted, reinjected = stats.retransmitted_bytes, stats.reinjected_bytes
         while state.unplaced:  # end of capture: no mapping came for these
             self._unmapped(state, state.unplaced.pop(0))
-        half.unmapped_bytes = stats.unmapped_bytes
-        half.mappings = stats.mappings
-        half.checksums = (stats.checksums_ok, stats.checksums_bad, stats.checksums_unverifiable)
+        delivery = HalfDelivery(
+            new_bytes, retransmitted, reinjected, stats.unmapped_bytes, stats.mappings,
+            (stats.checksums_ok, stats.checksums_bad, stats.checksums_unverifiable),
+        )  # fmt: skip
         for mapping in state.mappings:
             self._retire(mapping, state)
         if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
             frames = tuple(sorted(set(stats.unmapped_frames)))
             ended = sf.end is not None  # the subflow's end is in the capture: no mapping can follow
-            self._publish(UnmappedBytes(frames, sf, direction, stats.unmapped_bytes,
+            self._publish(UnmappedBytes(frames, sf, state.key & 1, stats.unmapped_bytes,
                                              stats.unmapped_after_gap or state.seq_gap, ended))  # fmt: skip
         if stats.reinjected_bytes:
             self._publish(Reinjected(tuple(sorted(set(stats.reinjected_frames))), sf, stats.reinjected_bytes))
+        return delivery
 
     def _publish(self, fact: Fact) -> None:
         if self.facts is not None:
