@@ -918,12 +918,12 @@ class Reassembler:
         retransmitted, reinjected = stats.retransmitted_bytes, stats.reinjected_bytes
         while state.unplaced:  # end of capture: no mapping came for these
             self._unmapped(state, state.unplaced.pop(0))
+        for mapping in state.mappings:  # end of capture: a checksum still waiting for bytes is not verifiable
+            self._retire(mapping, state)
         delivery = HalfDelivery(
             new_bytes, retransmitted, reinjected, stats.unmapped_bytes, stats.mappings,
             (stats.checksums_ok, stats.checksums_bad, stats.checksums_unverifiable),
         )  # fmt: skip
-        for mapping in state.mappings:
-            self._retire(mapping, state)
         if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
             frames = tuple(sorted(set(stats.unmapped_frames)))
             ended = sf.end is not None  # the subflow's end is in the capture: no mapping can follow
