@@ -8,9 +8,10 @@ and the order of the stages cannot change what the model holds.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from analyzer.model import Analysis, ChecksumFailure, Stall, StreamSummary, WindowLimit
+from analyzer.model import Analysis, ChecksumFailure, HalfFlow, Stall, StreamSummary, WindowLimit
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,40 +74,34 @@ def assemble(analysis: Analysis, contributions: list[Contribution]) -> None:
             _window_limits(analysis, part)
 
 
+def _halves(analysis: Analysis) -> Iterator[tuple[int, HalfFlow]]:
+    """Every reported subflow direction with its ``Subflow.key(direction)``."""
+    for conn in analysis.connections:
+        for sf in conn.subflows:
+            for direction in (0, 1):
+                yield sf.key(direction), sf.halves[direction]
+
+
 def _reassembled(analysis: Analysis, part: Reassembled) -> None:
     analysis.streams.update(part.streams)
     analysis.checksum_failures.extend(part.checksum_failures)
-    for conn in analysis.connections:
-        for sf in conn.subflows:
-            for direction in (0, 1):
-                got = part.halves.get(sf.key(direction))
-                if got is None:
-                    continue
-                half = sf.halves[direction]
-                half.new_bytes, half.retransmitted_bytes = got.new_bytes, got.retransmitted_bytes
-                half.reinjected_bytes, half.unmapped_bytes = got.reinjected_bytes, got.unmapped_bytes
-                half.mappings, half.checksums = got.mappings, got.checksums
+    for key, half in _halves(analysis):
+        if (got := part.halves.get(key)) is not None:
+            half.new_bytes, half.retransmitted_bytes = got.new_bytes, got.retransmitted_bytes
+            half.reinjected_bytes, half.unmapped_bytes = got.reinjected_bytes, got.unmapped_bytes
+            half.mappings, half.checksums = got.mappings, got.checksums
 
 
 def _timed(analysis: Analysis, part: Timed) -> None:
+    for key, half in _halves(analysis):
+        if (got := part.halves.get(key)) is not None:
+            half.rtt, half.throughput = got.rtt, got.throughput
+            half.stalls, half.rtt_series = got.stalls, got.rtt_series
     for conn in analysis.connections:
-        for sf in conn.subflows:
-            for direction in (0, 1):
-                got = part.halves.get(sf.key(direction))
-                if got is None:
-                    continue
-                half = sf.halves[direction]
-                half.rtt, half.throughput, half.stalls, half.rtt_series = (
-                    got.rtt,
-                    got.throughput,
-                    got.stalls,
-                    got.rtt_series,
-                )
-        if conn.id is not None:
-            for side in (0, 1):
-                progress = part.data_ack_progress.get((conn.id, side))
-                if progress is not None:
-                    conn.data_ack_progress[side] = progress
+        for side in (0, 1):
+            progress = part.data_ack_progress.get((conn.id, side)) if conn.id is not None else None
+            if progress is not None:
+                conn.data_ack_progress[side] = progress
 
 
 def _window_limits(analysis: Analysis, part: WindowLimits) -> None:
