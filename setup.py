@@ -6,7 +6,6 @@ C compiler (or without Cython) still installs the package, it just runs the pure
 
 from __future__ import annotations
 
-import os
 import sys
 
 from setuptools import setup
@@ -33,26 +32,6 @@ class OptionalBuildExt(build_ext):
         print(f"mptcp-analyze: the compiled hot path was not built ({exc}); using pure Python", file=sys.stderr)
 
 
-# The per-packet stages, compiled as they are (plain Python in, a C extension of the same name out). Their
-# .py files stay the reference: MPTCP_ANALYZE_PURE=1 loads them instead (analyzer/__init__.py).
-COMPILED_MODULES = [
-    "analyzer/pipeline.py",
-    "analyzer/tracker.py",
-    "analyzer/datalevels.py",
-    "analyzer/seqnum.py",
-    "analyzer/mptcp/datalevel.py",
-    "analyzer/mptcp/mapindex.py",
-    "analyzer/reassembly/mapper.py",
-    "analyzer/reassembly/stream.py",
-    "analyzer/stats.py",
-    "analyzer/rwnd.py",
-    *(f"analyzer/checker/{name}.py" for name in (
-        "base", "observations", "dss", "dack", "csum", "fallback", "mpc", "join", "addr", "prio",
-        "close", "rst", "fail", "fc", "opt",
-    )),
-]  # fmt: skip
-
-
 def _extensions() -> list:  # type: ignore[type-arg]
     try:
         from Cython.Build import cythonize
@@ -63,26 +42,7 @@ def _extensions() -> list:  # type: ignore[type-arg]
 
     ext = Extension("analyzer.ingest._fastdecode", ["analyzer/ingest/_fastdecode.pyx"], optional=True,
                     extra_compile_args=["-O2"])
-    stages = [
-        Extension(path[:-3].replace("/", "."), [path], optional=True,
-                  extra_compile_args=["-O2"])
-        for path in COMPILED_MODULES
-    ]  # fmt: skip
-    # annotation_typing off: an annotation never turns a Python int or float into a C type, so the compiled
-    # modules compute exactly what the pure ones compute.
-    directives = {"annotation_typing": False, "infer_types": False, "binding": True}
-    return cythonize([ext], language_level=3, quiet=True) + cythonize(
-        stages, language_level=3, quiet=True, compiler_directives=directives
-    )
+    return cythonize([ext], language_level=3, quiet=True)
 
 
-class ParallelBuildExt(OptionalBuildExt):
-    """Both cores: the stage modules are many and independent."""
-
-    def finalize_options(self) -> None:
-        super().finalize_options()
-        if self.parallel is None:
-            self.parallel = os.cpu_count() or 1
-
-
-setup(ext_modules=_extensions(), cmdclass={"build_ext": ParallelBuildExt})
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -162,13 +162,10 @@ def report_command(
 
 def _say_if_pure() -> None:
     """With --verbose, one stderr line when the compiled hot path is not in use (results are the same)."""
-    import analyzer
     from analyzer.ingest import decode, speedups
 
     if not decode.COMPILED:
         print(f"mptcp-analyze: {speedups.status()}", file=sys.stderr)
-    elif "analyzer.pipeline" not in analyzer.compiled_modules():
-        print("mptcp-analyze: stages: pure Python (their compiled build is missing)", file=sys.stderr)
 
 
 ASSUME_OPTION = typer.Option(

@@ -75,13 +75,10 @@ def main() -> None:
     cli = shutil.which("mptcp-analyze") or "mptcp-analyze"
     pure = {"MPTCP_ANALYZE_PURE": "1"}
     compiled = {"MPTCP_ANALYZE_PURE": ""}
-    stages_pure = {"MPTCP_ANALYZE_PURE": "stages"}  # compiled decoder, pure stages: what compiling them buys
     tools: dict[str, tuple[list[str], dict[str, str]]] = {}
     for label, flags in (("", []), (" --no-checks", ["--no-checks"]),
                          (" --no-checks --no-reassembly", ["--no-checks", "--no-reassembly"])):
         tools[f"mptcp-analyze --json{label} (compiled)"] = ([cli, "--json", *flags, trace], compiled)
-        if not flags:
-            tools["mptcp-analyze --json (compiled decoder, pure stages)"] = ([cli, "--json", trace], stages_pure)
         tools[f"mptcp-analyze --json{label} (pure)"] = ([cli, "--json", *flags, trace], pure)
     tshark = shutil.which("tshark")
     if tshark:

@@ -17,8 +17,8 @@ _reason: str | None = None
 
 
 def pure_requested() -> bool:
-    """True when the environment asks for the pure-Python decoder (any value but empty, 0 or ``stages``)."""
-    return os.environ.get(PURE_ENV, "") not in ("", "0", "stages")
+    """True when the environment asks for the pure-Python path (any value but empty or 0)."""
+    return os.environ.get(PURE_ENV, "") not in ("", "0")
 
 
 def load() -> ModuleType | None:
