@@ -117,7 +117,7 @@ class Checker:
         can be reused, so stale entries must go, not merely stop growing.
         """
         conn = sf.connection if sf.connection is not None and sf.connection.evicted else None
-        ids = {id(sf)}
+        ids = {id(sf), id(sf) * 2, id(sf) * 2 + 1}  # and its per-direction keys (fallback, observations)
         if conn is not None:
             ids |= {id(conn), id(conn) * 2, id(conn) * 2 + 1}
         if self._holders is None:
