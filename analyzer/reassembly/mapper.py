@@ -873,7 +873,7 @@ class Reassembler:
                 for direction in (0, 1):
                     state = self.states.get(sf.key(direction))
                     if state is not None:
-                        halves[state.key] = self._report_subflow(conn, sf, state)
+                        halves[state.key] = self._report_subflow(conn, sf, direction, state)
         for sf, direction, mapping in self.bad_checksums:
             failures.append(self._report_checksum(sf, direction, mapping))
         for sf, first, second in self.conflicting_mappings:
@@ -911,7 +911,7 @@ class Reassembler:
             frames = tuple(sorted({f for f in (stream.fin_frame, other_frame) if f is not None}))
             self._publish(DataFinMoved(frames, None, conn, side, stream.fin_offset or 0, other))
 
-    def _report_subflow(self, conn: Connection, sf: Subflow, state: SubflowState) -> HalfDelivery:
+    def _report_subflow(self, conn: Connection, sf: Subflow, direction: int, state: SubflowState) -> HalfDelivery:
         stats = state.stats
         stream = state.stream
         new_bytes = stream.first_carrier.get(sf.id, 0) if stream is not None else 0
@@ -927,7 +927,7 @@ class Reassembler:
         if stats.unmapped_bytes and state.mode == "mptcp" and not conn.fallback:
             frames = tuple(sorted(set(stats.unmapped_frames)))
             ended = sf.end is not None  # the subflow's end is in the capture: no mapping can follow
-            self._publish(UnmappedBytes(frames, sf, state.key & 1, stats.unmapped_bytes,
+            self._publish(UnmappedBytes(frames, sf, direction, stats.unmapped_bytes,
                                              stats.unmapped_after_gap or state.seq_gap, ended))  # fmt: skip
         if stats.reinjected_bytes:
             self._publish(Reinjected(tuple(sorted(set(stats.reinjected_frames))), sf, stats.reinjected_bytes))
